@@ -1,0 +1,200 @@
+//! Wiring: opens the store, loads the rules, starts the ledger, and runs the server or a one-off command.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::ServeArgs;
+use crate::domain::audit::ChainVerifier;
+use crate::domain::policy::Policy;
+use crate::http::{self, AppState};
+use crate::ledger::{Clock, Ledger, LedgerConfig, SystemClock};
+use crate::metrics::Metrics;
+use crate::store::{self, Store};
+
+/// Opens the store named by `OPSLEDGER_DATABASE_URL`, running migrations; errors name the variable.
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let store = store::open(url)
+        .await
+        .with_context(|| format!("cannot open OPSLEDGER_DATABASE_URL={}", store::redact(url)))?;
+    Ok(Arc::from(store))
+}
+
+/// Loads the rules file named by `OPSLEDGER_POLICY`, or the built-in defaults.
+pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
+    let Some(path) = path else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read OPSLEDGER_POLICY={}", path.display()))?;
+    Policy::from_toml(&text).with_context(|| format!("{}: invalid rules file", path.display()))
+}
+
+/// Starts the ledger's writer on a store.
+pub fn start_ledger(
+    store: Arc<dyn Store>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    public_url: String,
+) -> (Ledger, JoinHandle<()>) {
+    Ledger::start(LedgerConfig {
+        store,
+        policy: Arc::new(policy),
+        clock,
+        metrics: Arc::new(Metrics::default()),
+        public_url,
+    })
+}
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub ledger: Ledger,
+    stop: oneshot::Sender<()>,
+    server: JoinHandle<anyhow::Result<()>>,
+    writer: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting requests, lets in-flight ones finish, then waits for queued writes.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Running {
+            ledger,
+            stop,
+            server,
+            writer,
+            ..
+        } = self;
+        let _ = stop.send(());
+        server.await.context("server task panicked")??;
+        let store = ledger.store().clone();
+        drop(ledger);
+        writer.await.context("ledger writer panicked")?;
+        store.close().await;
+        Ok(())
+    }
+
+    /// Runs until the server stops by itself (it only does on error).
+    pub async fn wait_for(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests and queued writes");
+        self.stop().await
+    }
+}
+
+/// Binds and starts serving. Refuses a non-loopback address without an API token.
+pub async fn serve(
+    args: &ServeArgs,
+    store: Arc<dyn Store>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
+    if !http::is_loopback(&args.bind) && args.api_token.is_none() {
+        bail!(
+            "refusing to listen on {} without OPSLEDGER_API_TOKEN: set a token, or bind to 127.0.0.1",
+            args.bind
+        );
+    }
+    let listener = TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on OPSLEDGER_BIND={}", args.bind))?;
+    let addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let (ledger, writer) = start_ledger(store, policy, clock, public_url);
+    let state = AppState {
+        ledger: ledger.clone(),
+        api_token: args.api_token.clone().map(Arc::new),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = http::router(state);
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .context("http server failed")
+    });
+    Ok(Running {
+        addr,
+        ledger,
+        stop,
+        server,
+        writer,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// The result of `audit verify`.
+#[derive(Debug)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub last_hash: String,
+}
+
+/// Streams the whole audit trail through the chain check, a page at a time.
+pub async fn verify_audit(
+    store: &dyn Store,
+) -> anyhow::Result<Result<VerifyReport, crate::domain::audit::ChainError>> {
+    const PAGE: i64 = 10_000;
+    let mut v = ChainVerifier::default();
+    let mut after = 0;
+    loop {
+        let page = store
+            .audit_after(after, PAGE)
+            .await
+            .context("cannot read the audit trail")?;
+        for e in &page {
+            if let Err(broken) = v.check(e) {
+                return Ok(Err(broken));
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == PAGE => after = last.seq,
+            _ => break,
+        }
+    }
+    Ok(Ok(VerifyReport {
+        entries: v.checked,
+        last_hash: v.last_hash().to_string(),
+    }))
+}
+
+/// The system clock, shared.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}

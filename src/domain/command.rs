@@ -1,0 +1,437 @@
+//! The typed commands of the chat grammar: what the parser produces and the use cases consume.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::RecordId;
+
+/// One of three levels: impact, urgency and change risk all use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    High,
+    Medium,
+    Low,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::High => "high",
+            Level::Medium => "medium",
+            Level::Low => "low",
+        }
+    }
+
+    /// Row or column index in the priority matrix (high first).
+    pub fn index(self) -> usize {
+        match self {
+            Level::High => 0,
+            Level::Medium => 1,
+            Level::Low => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeType {
+    Standard,
+    Normal,
+    Emergency,
+}
+
+impl ChangeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeType::Standard => "standard",
+            ChangeType::Normal => "normal",
+            ChangeType::Emergency => "emergency",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    Admin,
+    IncidentManager,
+    ChangeManager,
+    Cab,
+    Ecab,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::IncidentManager,
+        Role::ChangeManager,
+        Role::Cab,
+        Role::Ecab,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::IncidentManager => "incident-manager",
+            Role::ChangeManager => "change-manager",
+            Role::Cab => "cab",
+            Role::Ecab => "ecab",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+/// A person named in a command, before it is resolved to an actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mention {
+    /// A platform mention such as Slack's `<@U123>` or Discord's `<@80351110224678912>`:
+    /// the ID belongs to the platform the command came from.
+    PlatformId(String),
+    /// A plain `@name`, or an explicit actor `@slack:U123`.
+    Name(String),
+}
+
+/// A change window: `window:2026-12-01T22:00Z..2026-12-01T23:00Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help {
+        topic: Option<String>,
+    },
+    Incident(IncidentCmd),
+    Request(RequestCmd),
+    Problem(ProblemCmd),
+    Change(ChangeCmd),
+    Release(ReleaseCmd),
+    Service(ServiceCmd),
+    Ci(CiCmd),
+    Nc(NcCmd),
+    Role(RoleCmd),
+    Sla {
+        id: RecordId,
+    },
+    Report {
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+    },
+    /// `audit ID`: the timeline of one record (a record ID, or a service or CI name).
+    Audit {
+        record: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentAction {
+    Ack,
+    Resolve,
+    Close,
+    Reopen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IncidentFilter {
+    #[default]
+    Open,
+    Mine,
+    Breached,
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentCmd {
+    Raise {
+        title: String,
+        impact: Option<Level>,
+        urgency: Option<Level>,
+        service: Option<String>,
+        ci: Option<String>,
+        security: bool,
+    },
+    Act {
+        action: IncidentAction,
+        id: RecordId,
+        text: Option<String>,
+    },
+    Show {
+        id: RecordId,
+    },
+    Assign {
+        id: RecordId,
+        assignee: Mention,
+    },
+    Note {
+        id: RecordId,
+        text: String,
+    },
+    List {
+        filter: IncidentFilter,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestCmd {
+    Raise {
+        title: String,
+        service: Option<String>,
+    },
+    Fulfil {
+        id: RecordId,
+        text: Option<String>,
+    },
+    Close {
+        id: RecordId,
+        text: Option<String>,
+    },
+    Show {
+        id: RecordId,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemAction {
+    RootCause,
+    Workaround,
+    Resolve,
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemCmd {
+    Open {
+        title: String,
+        from: Vec<RecordId>,
+    },
+    Link {
+        id: RecordId,
+        incident: RecordId,
+    },
+    Act {
+        action: ProblemAction,
+        id: RecordId,
+        text: String,
+    },
+    Show {
+        id: RecordId,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeAction {
+    Submit,
+    Approve,
+    Reject,
+    Start,
+    Complete,
+    Fail,
+    Rollback,
+    Review,
+    Close,
+}
+
+impl ChangeAction {
+    pub fn verb(self) -> &'static str {
+        match self {
+            ChangeAction::Submit => "submit",
+            ChangeAction::Approve => "approve",
+            ChangeAction::Reject => "reject",
+            ChangeAction::Start => "start",
+            ChangeAction::Complete => "complete",
+            ChangeAction::Fail => "fail",
+            ChangeAction::Rollback => "rollback",
+            ChangeAction::Review => "review",
+            ChangeAction::Close => "close",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeCmd {
+    Request {
+        title: String,
+        change_type: ChangeType,
+        risk: Option<Level>,
+        service: Option<String>,
+        window: Option<Window>,
+        template: Option<String>,
+    },
+    Act {
+        action: ChangeAction,
+        id: RecordId,
+        text: Option<String>,
+    },
+    Show {
+        id: RecordId,
+    },
+    /// `change link CHG-n owner/repo#123`
+    Link {
+        id: RecordId,
+        repo: String,
+        number: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseCmd {
+    Create {
+        version: String,
+        repo: Option<String>,
+        changes: Vec<RecordId>,
+    },
+    Deploy {
+        id: RecordId,
+        env: String,
+    },
+    Rollback {
+        id: RecordId,
+        text: Option<String>,
+    },
+    Show {
+        id: RecordId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceCmd {
+    Add {
+        name: String,
+        owner: Option<Mention>,
+    },
+    Show {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CiCmd {
+    Add {
+        name: String,
+        ci_type: Option<String>,
+        service: Option<String>,
+        depends: Vec<String>,
+    },
+    Show {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NcCmd {
+    /// `nc raise <title> [record:ID]`: an auditor or manager records a nonconformity by hand.
+    Raise {
+        title: String,
+        record: Option<RecordId>,
+    },
+    List {
+        open_only: bool,
+    },
+    Correct {
+        id: RecordId,
+        action: String,
+    },
+    Close {
+        id: RecordId,
+    },
+    Show {
+        id: RecordId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleCmd {
+    Grant { user: Mention, role: Role },
+    Revoke { user: Mention, role: Role },
+}
+
+impl Command {
+    /// A short stable name for metrics and the audit trail: `incident raise`, `change approve`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Help { .. } => "help",
+            Command::Incident(c) => match c {
+                IncidentCmd::Raise { .. } => "incident raise",
+                IncidentCmd::Act { action, .. } => match action {
+                    IncidentAction::Ack => "incident ack",
+                    IncidentAction::Resolve => "incident resolve",
+                    IncidentAction::Close => "incident close",
+                    IncidentAction::Reopen => "incident reopen",
+                },
+                IncidentCmd::Show { .. } => "incident show",
+                IncidentCmd::Assign { .. } => "incident assign",
+                IncidentCmd::Note { .. } => "incident note",
+                IncidentCmd::List { .. } => "incident list",
+            },
+            Command::Request(c) => match c {
+                RequestCmd::Raise { .. } => "request raise",
+                RequestCmd::Fulfil { .. } => "request fulfil",
+                RequestCmd::Close { .. } => "request close",
+                RequestCmd::Show { .. } => "request show",
+            },
+            Command::Problem(c) => match c {
+                ProblemCmd::Open { .. } => "problem open",
+                ProblemCmd::Link { .. } => "problem link",
+                ProblemCmd::Act { action, .. } => match action {
+                    ProblemAction::RootCause => "problem rootcause",
+                    ProblemAction::Workaround => "problem workaround",
+                    ProblemAction::Resolve => "problem resolve",
+                    ProblemAction::Close => "problem close",
+                },
+                ProblemCmd::Show { .. } => "problem show",
+            },
+            Command::Change(c) => match c {
+                ChangeCmd::Request { .. } => "change request",
+                ChangeCmd::Act { action, .. } => match action {
+                    ChangeAction::Submit => "change submit",
+                    ChangeAction::Approve => "change approve",
+                    ChangeAction::Reject => "change reject",
+                    ChangeAction::Start => "change start",
+                    ChangeAction::Complete => "change complete",
+                    ChangeAction::Fail => "change fail",
+                    ChangeAction::Rollback => "change rollback",
+                    ChangeAction::Review => "change review",
+                    ChangeAction::Close => "change close",
+                },
+                ChangeCmd::Show { .. } => "change show",
+                ChangeCmd::Link { .. } => "change link",
+            },
+            Command::Release(c) => match c {
+                ReleaseCmd::Create { .. } => "release create",
+                ReleaseCmd::Deploy { .. } => "release deploy",
+                ReleaseCmd::Rollback { .. } => "release rollback",
+                ReleaseCmd::Show { .. } => "release show",
+            },
+            Command::Service(c) => match c {
+                ServiceCmd::Add { .. } => "service add",
+                ServiceCmd::Show { .. } => "service show",
+            },
+            Command::Ci(c) => match c {
+                CiCmd::Add { .. } => "ci add",
+                CiCmd::Show { .. } => "ci show",
+            },
+            Command::Nc(c) => match c {
+                NcCmd::Raise { .. } => "nc raise",
+                NcCmd::List { .. } => "nc list",
+                NcCmd::Correct { .. } => "nc correct",
+                NcCmd::Close { .. } => "nc close",
+                NcCmd::Show { .. } => "nc show",
+            },
+            Command::Role(c) => match c {
+                RoleCmd::Grant { .. } => "role grant",
+                RoleCmd::Revoke { .. } => "role revoke",
+            },
+            Command::Sla { .. } => "sla",
+            Command::Report { .. } => "report",
+            Command::Audit { .. } => "audit",
+        }
+    }
+}

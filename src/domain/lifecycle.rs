@@ -1,0 +1,967 @@
+//! What each action does to a record: pure functions that check the rules and update the record or refuse.
+
+use chrono::{DateTime, Utc};
+
+use super::command::{ChangeType, Level, Window};
+use super::ids::{Actor, RecordId};
+use super::policy::Policy;
+use super::records::{
+    Approval, Change, ConfigItem, Decision, Deployment, Incident, Link, Nonconformity, Note,
+    Problem, Release, Service, ServiceRequest,
+};
+use super::status::{
+    transition, ChangeStatus, IncidentStatus, NcStatus, ProblemStatus, ReleaseStatus,
+    RequestStatus, TransitionError,
+};
+
+/// A rule refused an action. `rule` names the rule; `message` says what would satisfy it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(rule: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<TransitionError> for Refusal {
+    fn from(e: TransitionError) -> Self {
+        Refusal::new("lifecycle", e.to_string())
+    }
+}
+
+fn note(notes: &mut Vec<Note>, actor: &Actor, now: DateTime<Utc>, text: Option<&str>) {
+    if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+        notes.push(Note {
+            actor: actor.clone(),
+            at: now,
+            text: text.to_string(),
+        });
+    }
+}
+
+/// The fields of a new incident, as the raise command gives them.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub title: String,
+    pub impact: Option<Level>,
+    pub urgency: Option<Level>,
+    pub service: Option<String>,
+    pub ci: Option<String>,
+    pub security: bool,
+}
+
+impl Incident {
+    /// Opens an incident; priority from the matrix, due times from the SLA targets.
+    /// Impact and urgency default to medium, as most service desks do.
+    pub fn raise(
+        id: RecordId,
+        new: NewIncident,
+        reporter: &Actor,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Incident {
+        let impact = new.impact.unwrap_or(Level::Medium);
+        let urgency = new.urgency.unwrap_or(Level::Medium);
+        let priority = policy.priority.priority(impact, urgency);
+        let (response_due, resolve_due) = policy.sla.due(priority, now);
+        Incident {
+            id,
+            title: new.title,
+            status: IncidentStatus::New,
+            impact,
+            urgency,
+            priority,
+            service: new.service,
+            ci: new.ci,
+            security: new.security,
+            assignee: None,
+            reporter: reporter.clone(),
+            response_due,
+            resolve_due,
+            breached: false,
+            acknowledged_at: None,
+            resolved_at: None,
+            closed_at: None,
+            resolution: None,
+            problems: Vec::new(),
+            notes: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+
+    pub fn acknowledge(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        transition(&self.key(), &mut self.status, IncidentStatus::Acknowledged)?;
+        if self.acknowledged_at.is_none() {
+            self.acknowledged_at = Some(now);
+            // A response after its due time is an SLA breach even if no clock saw it happen.
+            self.breached |= now > self.response_due;
+        }
+        if self.assignee.is_none() {
+            self.assignee = Some(actor.clone());
+        }
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+
+    pub fn resolve(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        transition(&self.key(), &mut self.status, IncidentStatus::Resolved)?;
+        self.resolved_at = Some(now);
+        self.breached |= now > self.resolve_due;
+        if let Some(t) = text {
+            self.resolution = Some(t.to_string());
+        }
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+
+    pub fn close(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        transition(&self.key(), &mut self.status, IncidentStatus::Closed)?;
+        self.closed_at = Some(now);
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+
+    pub fn reopen(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if self.status != IncidentStatus::Resolved {
+            return Err(Refusal::new(
+                "lifecycle",
+                format!(
+                    "{} is {}; only a resolved incident can be reopened",
+                    self.id, self.status
+                ),
+            ));
+        }
+        transition(&self.key(), &mut self.status, IncidentStatus::Acknowledged)?;
+        self.resolved_at = None;
+        note(&mut self.notes, actor, now, text.or(Some("reopened")));
+        Ok(())
+    }
+
+    pub fn assign(&mut self, assignee: &Actor) -> Result<(), Refusal> {
+        if self.status == IncidentStatus::Closed {
+            return Err(Refusal::new(
+                "lifecycle",
+                format!(
+                    "{} is closed; reopen is not possible after close, raise a new incident",
+                    self.id
+                ),
+            ));
+        }
+        self.assignee = Some(assignee.clone());
+        Ok(())
+    }
+
+    pub fn add_note(&mut self, actor: &Actor, now: DateTime<Utc>, text: &str) {
+        note(&mut self.notes, actor, now, Some(text));
+    }
+
+    /// Whether a due time has passed unmet at `now` (or was missed before).
+    pub fn is_breached_at(&self, now: DateTime<Utc>) -> bool {
+        self.breached
+            || (self.acknowledged_at.is_none() && now > self.response_due)
+            || (self.resolved_at.is_none()
+                && self.status != IncidentStatus::Closed
+                && now > self.resolve_due)
+    }
+}
+
+impl ServiceRequest {
+    pub fn raise(
+        id: RecordId,
+        title: String,
+        service: Option<String>,
+        requester: &Actor,
+        now: DateTime<Utc>,
+    ) -> Self {
+        ServiceRequest {
+            id,
+            title,
+            status: RequestStatus::New,
+            service,
+            requester: requester.clone(),
+            fulfilment: None,
+            fulfilled_at: None,
+            closed_at: None,
+            notes: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn fulfil(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        transition(
+            &self.id.to_string(),
+            &mut self.status,
+            RequestStatus::Fulfilled,
+        )?;
+        self.fulfilled_at = Some(now);
+        self.fulfilment = text.map(str::to_string);
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+
+    pub fn close(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        transition(
+            &self.id.to_string(),
+            &mut self.status,
+            RequestStatus::Closed,
+        )?;
+        self.closed_at = Some(now);
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+}
+
+impl Problem {
+    pub fn open(
+        id: RecordId,
+        title: String,
+        incidents: Vec<RecordId>,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Problem {
+            id,
+            title,
+            status: ProblemStatus::Open,
+            incidents,
+            root_cause: None,
+            workaround: None,
+            resolution: None,
+            opened_by: actor.clone(),
+            closed_at: None,
+            notes: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn still_open(&self, what: &str) -> Result<(), Refusal> {
+        match self.status {
+            ProblemStatus::Open | ProblemStatus::KnownError => Ok(()),
+            s => Err(Refusal::new(
+                "lifecycle",
+                format!(
+                    "{} is {s}; {what} can only be recorded while it is open or a known error",
+                    self.id
+                ),
+            )),
+        }
+    }
+
+    /// Recording a root cause or a workaround makes the problem a known error.
+    fn become_known_error(&mut self) -> Result<(), Refusal> {
+        if self.status == ProblemStatus::Open {
+            transition(
+                &self.id.to_string(),
+                &mut self.status,
+                ProblemStatus::KnownError,
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn set_root_cause(&mut self, text: &str) -> Result<(), Refusal> {
+        self.still_open("a root cause")?;
+        self.root_cause = Some(text.to_string());
+        self.become_known_error()
+    }
+
+    pub fn set_workaround(&mut self, text: &str) -> Result<(), Refusal> {
+        self.still_open("a workaround")?;
+        self.workaround = Some(text.to_string());
+        self.become_known_error()
+    }
+
+    pub fn resolve(&mut self, text: &str) -> Result<(), Refusal> {
+        if self.status == ProblemStatus::Open {
+            return Err(Refusal::new(
+                "lifecycle",
+                format!("{id} is open; record what was found first with `problem rootcause {id} <text>` or `problem workaround {id} <text>`", id = self.id),
+            ));
+        }
+        transition(
+            &self.id.to_string(),
+            &mut self.status,
+            ProblemStatus::Resolved,
+        )?;
+        self.resolution = Some(text.to_string());
+        Ok(())
+    }
+
+    pub fn close(&mut self, actor: &Actor, now: DateTime<Utc>, text: &str) -> Result<(), Refusal> {
+        transition(
+            &self.id.to_string(),
+            &mut self.status,
+            ProblemStatus::Closed,
+        )?;
+        self.closed_at = Some(now);
+        note(&mut self.notes, actor, now, Some(text));
+        Ok(())
+    }
+
+    pub fn link_incident(&mut self, incident: RecordId) -> Result<bool, Refusal> {
+        if self.status == ProblemStatus::Closed {
+            return Err(Refusal::new(
+                "lifecycle",
+                format!("{} is closed; open a new problem instead", self.id),
+            ));
+        }
+        if self.incidents.contains(&incident) {
+            return Ok(false);
+        }
+        self.incidents.push(incident);
+        Ok(true)
+    }
+}
+
+/// The fields of a new change, as the request command gives them.
+#[derive(Debug, Clone)]
+pub struct NewChange {
+    pub title: String,
+    pub change_type: ChangeType,
+    pub risk: Option<Level>,
+    pub service: Option<String>,
+    pub window: Option<Window>,
+    pub template: Option<String>,
+}
+
+/// What a vote did to a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoteResult {
+    /// The vote was counted; the change still waits for more.
+    Counted,
+    /// The vote decided the change (approved or rejected).
+    Decided(ChangeStatus),
+}
+
+impl Change {
+    pub fn request(id: RecordId, new: NewChange, requester: &Actor, now: DateTime<Utc>) -> Change {
+        Change {
+            id,
+            title: new.title,
+            status: ChangeStatus::Draft,
+            change_type: new.change_type,
+            risk: new.risk.unwrap_or(Level::Medium),
+            service: new.service,
+            requester: requester.clone(),
+            window: new.window,
+            template: new.template,
+            required_approvals: 0,
+            approvals: Vec::new(),
+            links: Vec::new(),
+            review: None,
+            submitted_at: None,
+            decided_at: None,
+            started_at: None,
+            finished_at: None,
+            reviewed_at: None,
+            closed_at: None,
+            notes: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn key(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// Submits for approval. A standard change from a listed template is approved at once.
+    pub fn submit(&mut self, now: DateTime<Utc>, policy: &Policy) -> Result<VoteResult, Refusal> {
+        if self.change_type == ChangeType::Standard {
+            let listed = self
+                .template
+                .as_ref()
+                .is_some_and(|t| policy.standard_templates.contains(t));
+            if !listed {
+                let templates = if policy.standard_templates.is_empty() {
+                    "the rules file lists none; use type:normal".to_string()
+                } else {
+                    format!(
+                        "use template:{}",
+                        policy.standard_templates.join(" or template:")
+                    )
+                };
+                return Err(Refusal::new(
+                    "standard-change-template",
+                    format!("{} is a standard change, which must name a pre-approved template; {templates}", self.id),
+                ));
+            }
+        }
+        transition(&self.key(), &mut self.status, ChangeStatus::Submitted)?;
+        self.submitted_at = Some(now);
+        self.required_approvals = match self.change_type {
+            ChangeType::Standard => 0,
+            ChangeType::Normal => policy.normal.approvals,
+            ChangeType::Emergency => policy.emergency.approvals,
+        };
+        if self.change_type == ChangeType::Standard {
+            transition(&self.key(), &mut self.status, ChangeStatus::Approved)?;
+            self.decided_at = Some(now);
+            return Ok(VoteResult::Decided(ChangeStatus::Approved));
+        }
+        Ok(VoteResult::Counted)
+    }
+
+    /// Counts a vote: one reject rejects; enough approvals approve. A person votes once;
+    /// a later vote replaces their earlier one while the change is undecided.
+    pub fn vote(
+        &mut self,
+        voter: &Actor,
+        decision: Decision,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<VoteResult, Refusal> {
+        if self.status != ChangeStatus::Submitted {
+            let why = match self.status {
+                ChangeStatus::Draft => format!(
+                    "{id} is a draft; submit it first with `change submit {id}`",
+                    id = self.id
+                ),
+                s => format!(
+                    "{} is {s}; votes are closed once a change is decided",
+                    self.id
+                ),
+            };
+            return Err(Refusal::new("lifecycle", why));
+        }
+        if policy.same_person(voter, &self.requester) {
+            return Err(Refusal::new(
+                "segregation-of-duties",
+                format!("you requested {}, so you cannot vote on it", self.id),
+            ));
+        }
+        self.approvals
+            .retain(|a| !policy.same_person(&a.voter, voter));
+        self.approvals.push(Approval {
+            voter: voter.clone(),
+            decision,
+            comment: comment.map(str::to_string),
+            at: now,
+        });
+        let to = if decision == Decision::Reject {
+            Some(ChangeStatus::Rejected)
+        } else if self.approval_count() >= self.required_approvals as usize {
+            Some(ChangeStatus::Approved)
+        } else {
+            None
+        };
+        match to {
+            Some(to) => {
+                transition(&self.key(), &mut self.status, to)?;
+                self.decided_at = Some(now);
+                Ok(VoteResult::Decided(to))
+            }
+            None => Ok(VoteResult::Counted),
+        }
+    }
+
+    pub fn approval_count(&self) -> usize {
+        self.approvals
+            .iter()
+            .filter(|a| a.decision == Decision::Approve)
+            .count()
+    }
+
+    /// Starts implementation, only inside the approved window when there is one.
+    pub fn start(&mut self, now: DateTime<Utc>) -> Result<(), Refusal> {
+        if self.status == ChangeStatus::Approved {
+            if let Some(w) = self.window {
+                if now < w.start || now > w.end {
+                    return Err(Refusal::new(
+                        "change-window",
+                        format!(
+                            "{} may start only inside its approved window {}..{}; it is now {}",
+                            self.id,
+                            w.start.format("%Y-%m-%dT%H:%MZ"),
+                            w.end.format("%Y-%m-%dT%H:%MZ"),
+                            now.format("%Y-%m-%dT%H:%MZ")
+                        ),
+                    ));
+                }
+            }
+        }
+        transition(&self.key(), &mut self.status, ChangeStatus::InProgress)?;
+        self.started_at = Some(now);
+        Ok(())
+    }
+
+    /// Ends implementation as completed, failed or rolled back.
+    pub fn finish(
+        &mut self,
+        to: ChangeStatus,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        transition(&self.key(), &mut self.status, to)?;
+        self.finished_at = Some(now);
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+
+    /// Records the post-implementation review.
+    pub fn record_review(&mut self, text: &str, now: DateTime<Utc>) -> Result<(), Refusal> {
+        match self.status {
+            ChangeStatus::Completed | ChangeStatus::Failed | ChangeStatus::RolledBack => {
+                self.review = Some(text.to_string());
+                self.reviewed_at = Some(now);
+                Ok(())
+            }
+            s => Err(Refusal::new(
+                "lifecycle",
+                format!(
+                    "{} is {s}; a review is recorded after it is completed, failed or rolled back",
+                    self.id
+                ),
+            )),
+        }
+    }
+
+    /// Closes the change; a post-implementation review must be on record first.
+    pub fn close(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if self.status.next().contains(&ChangeStatus::Closed) && self.review.is_none() {
+            return Err(Refusal::new(
+                "post-implementation-review",
+                format!("{id} needs a review before it closes: `change review {id} <what happened and what we learned>`", id = self.id),
+            ));
+        }
+        transition(&self.key(), &mut self.status, ChangeStatus::Closed)?;
+        self.closed_at = Some(now);
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+
+    /// Links a pull request; returns false when it was already linked.
+    pub fn link(&mut self, link: Link) -> bool {
+        if self.links.iter().any(|l| {
+            l.kind == link.kind
+                && l.repo == link.repo
+                && l.number == link.number
+                && l.sha == link.sha
+        }) {
+            return false;
+        }
+        self.links.push(link);
+        true
+    }
+}
+
+use super::status::Lifecycle as _;
+
+impl Release {
+    pub fn create(
+        id: RecordId,
+        version: String,
+        repo: Option<String>,
+        changes: Vec<RecordId>,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Release {
+        Release {
+            id,
+            title: version.clone(),
+            status: ReleaseStatus::Planned,
+            version,
+            repo,
+            changes,
+            commits: Vec::new(),
+            deployments: Vec::new(),
+            created_by: actor.clone(),
+            notes: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Records a deployment; a deployed release may go on to further environments.
+    pub fn deploy(&mut self, env: &str, actor: &Actor, now: DateTime<Utc>) -> Result<(), Refusal> {
+        if self.status != ReleaseStatus::Deployed {
+            transition(
+                &self.id.to_string(),
+                &mut self.status,
+                ReleaseStatus::Deployed,
+            )?;
+        }
+        self.deployments.push(Deployment {
+            env: env.to_string(),
+            actor: actor.clone(),
+            at: now,
+        });
+        Ok(())
+    }
+
+    pub fn roll_back(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: Option<&str>,
+    ) -> Result<(), Refusal> {
+        transition(
+            &self.id.to_string(),
+            &mut self.status,
+            ReleaseStatus::RolledBack,
+        )?;
+        note(&mut self.notes, actor, now, text);
+        Ok(())
+    }
+}
+
+impl Nonconformity {
+    pub fn raise(
+        id: RecordId,
+        title: String,
+        rule: &str,
+        record: Option<RecordId>,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Nonconformity {
+            id,
+            title,
+            status: NcStatus::Open,
+            rule: rule.to_string(),
+            record,
+            raised_by: actor.clone(),
+            corrective_action: None,
+            corrected_at: None,
+            closed_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn correct(&mut self, action: &str, now: DateTime<Utc>) -> Result<(), Refusal> {
+        transition(&self.id.to_string(), &mut self.status, NcStatus::Corrected)?;
+        self.corrective_action = Some(action.to_string());
+        self.corrected_at = Some(now);
+        Ok(())
+    }
+
+    pub fn close(&mut self, now: DateTime<Utc>) -> Result<(), Refusal> {
+        if self.status == NcStatus::Open {
+            return Err(Refusal::new(
+                "corrective-action",
+                format!(
+                    "{id} has no corrective action yet: `nc correct {id} <what was done>`",
+                    id = self.id
+                ),
+            ));
+        }
+        transition(&self.id.to_string(), &mut self.status, NcStatus::Closed)?;
+        self.closed_at = Some(now);
+        Ok(())
+    }
+}
+
+impl Service {
+    pub fn new(name: &str, owner: Option<Actor>, now: DateTime<Utc>) -> Self {
+        Service {
+            id: name.to_string(),
+            title: name.to_string(),
+            status: "active".to_string(),
+            owner,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+impl ConfigItem {
+    pub fn new(
+        name: &str,
+        ci_type: Option<String>,
+        service: Option<String>,
+        depends: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        ConfigItem {
+            id: name.to_string(),
+            title: name.to_string(),
+            status: "active".to_string(),
+            ci_type,
+            service,
+            depends,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::Kind;
+    use crate::domain::priority::Priority;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap()
+    }
+
+    fn actor(s: &str) -> Actor {
+        Actor::parse(s).unwrap()
+    }
+
+    fn incident(impact: Level, urgency: Level) -> Incident {
+        let new = NewIncident {
+            title: "Checkout down".into(),
+            impact: Some(impact),
+            urgency: Some(urgency),
+            service: None,
+            ci: None,
+            security: false,
+        };
+        Incident::raise(
+            RecordId::new(Kind::Incident, 1),
+            new,
+            &actor("console:alice"),
+            now(),
+            &Policy::default(),
+        )
+    }
+
+    fn change(t: ChangeType) -> Change {
+        let new = NewChange {
+            title: "Upgrade db".into(),
+            change_type: t,
+            risk: None,
+            service: None,
+            window: None,
+            template: None,
+        };
+        Change::request(
+            RecordId::new(Kind::Change, 4),
+            new,
+            &actor("console:alice"),
+            now(),
+        )
+    }
+
+    #[test]
+    fn raise_takes_priority_from_matrix_and_due_times_from_sla() {
+        let inc = incident(Level::High, Level::High);
+        assert_eq!(inc.priority, Priority::P1);
+        assert_eq!(inc.response_due, now() + chrono::Duration::minutes(15));
+        assert_eq!(inc.resolve_due, now() + chrono::Duration::hours(4));
+    }
+
+    #[test]
+    fn late_acknowledgement_marks_the_incident_breached() {
+        let mut inc = incident(Level::High, Level::High);
+        inc.acknowledge(
+            &actor("console:bob"),
+            now() + chrono::Duration::minutes(16),
+            None,
+        )
+        .unwrap();
+        assert!(inc.breached);
+        assert_eq!(inc.assignee, Some(actor("console:bob")));
+    }
+
+    #[test]
+    fn resolve_before_acknowledge_is_refused_with_the_allowed_step() {
+        let mut inc = incident(Level::Low, Level::Low);
+        let err = inc.resolve(&actor("console:bob"), now(), None).unwrap_err();
+        assert_eq!(err.rule, "lifecycle");
+        assert!(err.message.contains("INC-1 is new"), "{}", err.message);
+        assert!(
+            err.message.contains("allowed next: acknowledged"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn normal_change_needs_quorum_and_one_reject_rejects() {
+        let p = Policy::default();
+        let mut c = change(ChangeType::Normal);
+        c.submit(now(), &p).unwrap();
+        assert_eq!(
+            c.vote(&actor("console:cab1"), Decision::Approve, None, now(), &p)
+                .unwrap(),
+            VoteResult::Counted
+        );
+        assert_eq!(
+            c.vote(&actor("console:cab2"), Decision::Approve, None, now(), &p)
+                .unwrap(),
+            VoteResult::Decided(ChangeStatus::Approved)
+        );
+        let mut c = change(ChangeType::Normal);
+        c.submit(now(), &p).unwrap();
+        assert_eq!(
+            c.vote(
+                &actor("console:cab1"),
+                Decision::Reject,
+                Some("no rollback plan"),
+                now(),
+                &p
+            )
+            .unwrap(),
+            VoteResult::Decided(ChangeStatus::Rejected)
+        );
+    }
+
+    #[test]
+    fn a_voter_counts_once_and_the_requester_cannot_vote() {
+        let p = Policy::default();
+        let mut c = change(ChangeType::Normal);
+        c.submit(now(), &p).unwrap();
+        c.vote(&actor("console:cab1"), Decision::Approve, None, now(), &p)
+            .unwrap();
+        assert_eq!(
+            c.vote(&actor("console:cab1"), Decision::Approve, None, now(), &p)
+                .unwrap(),
+            VoteResult::Counted
+        );
+        assert_eq!(c.approval_count(), 1);
+        let err = c
+            .vote(&actor("console:alice"), Decision::Approve, None, now(), &p)
+            .unwrap_err();
+        assert_eq!(err.message, "you requested CHG-4, so you cannot vote on it");
+    }
+
+    #[test]
+    fn votes_after_the_decision_are_refused() {
+        let p = Policy::default();
+        let mut c = change(ChangeType::Normal);
+        c.submit(now(), &p).unwrap();
+        c.vote(&actor("console:cab1"), Decision::Reject, None, now(), &p)
+            .unwrap();
+        let err = c
+            .vote(&actor("console:cab2"), Decision::Approve, None, now(), &p)
+            .unwrap_err();
+        assert!(err.message.contains("votes are closed"), "{}", err.message);
+    }
+
+    #[test]
+    fn start_outside_the_window_is_refused() {
+        let p = Policy::default();
+        let mut c = change(ChangeType::Normal);
+        c.window = Some(Window {
+            start: now() + chrono::Duration::hours(1),
+            end: now() + chrono::Duration::hours(2),
+        });
+        c.submit(now(), &p).unwrap();
+        c.vote(&actor("console:cab1"), Decision::Approve, None, now(), &p)
+            .unwrap();
+        c.vote(&actor("console:cab2"), Decision::Approve, None, now(), &p)
+            .unwrap();
+        let err = c.start(now()).unwrap_err();
+        assert_eq!(err.rule, "change-window");
+        c.start(now() + chrono::Duration::minutes(90)).unwrap();
+        assert_eq!(c.status, ChangeStatus::InProgress);
+    }
+
+    #[test]
+    fn close_needs_a_review() {
+        let mut c = change(ChangeType::Normal);
+        c.status = ChangeStatus::Completed;
+        let err = c.close(&actor("console:alice"), now(), None).unwrap_err();
+        assert_eq!(err.rule, "post-implementation-review");
+        c.record_review("went fine", now()).unwrap();
+        c.close(&actor("console:alice"), now(), None).unwrap();
+        assert_eq!(c.status, ChangeStatus::Closed);
+    }
+
+    #[test]
+    fn standard_change_without_listed_template_is_refused_and_lists_templates() {
+        let mut p = Policy::default();
+        p.standard_templates = vec!["restart-service".into()];
+        let mut c = change(ChangeType::Standard);
+        let err = c.submit(now(), &p).unwrap_err();
+        assert!(
+            err.message.contains("template:restart-service"),
+            "{}",
+            err.message
+        );
+        c.template = Some("restart-service".into());
+        assert_eq!(
+            c.submit(now(), &p).unwrap(),
+            VoteResult::Decided(ChangeStatus::Approved)
+        );
+    }
+
+    #[test]
+    fn problem_becomes_known_error_with_a_root_cause_and_resolves_after() {
+        let mut p = Problem::open(
+            RecordId::new(Kind::Problem, 1),
+            "Pool exhaustion".into(),
+            vec![],
+            &actor("console:alice"),
+            now(),
+        );
+        assert!(p.resolve("fixed").is_err());
+        p.set_root_cause("connection leak").unwrap();
+        assert_eq!(p.status, ProblemStatus::KnownError);
+        p.resolve("patched").unwrap();
+        p.close(&actor("console:alice"), now(), "verified").unwrap();
+        assert_eq!(p.status, ProblemStatus::Closed);
+    }
+
+    #[test]
+    fn nonconformity_closes_only_after_corrective_action() {
+        let mut nc = Nonconformity::raise(
+            RecordId::new(Kind::Nonconformity, 1),
+            "Unapproved merge".into(),
+            "manual",
+            None,
+            &actor("console:alice"),
+            now(),
+        );
+        assert_eq!(nc.close(now()).unwrap_err().rule, "corrective-action");
+        nc.correct("branch protection re-enabled", now()).unwrap();
+        nc.close(now()).unwrap();
+        assert_eq!(nc.status, NcStatus::Closed);
+    }
+}

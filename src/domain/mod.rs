@@ -1,0 +1,12 @@
+//! The pure domain: records, state machines, priorities and SLAs, policy, the command grammar. No I/O here.
+
+pub mod audit;
+pub mod command;
+pub mod ids;
+pub mod lifecycle;
+pub mod parser;
+pub mod policy;
+pub mod priority;
+pub mod records;
+pub mod reply;
+pub mod status;

@@ -1,0 +1,433 @@
+//! The process rules in force: roles, people, the priority matrix, SLA targets, change approval and freezes.
+//!
+//! Loaded from the TOML rules file (`OPSLEDGER_POLICY`) or the built-in defaults. Parsing is pure:
+//! the caller reads the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::command::{ChangeType, Role};
+use super::ids::Actor;
+use super::priority::{Priority, PriorityMatrix, SlaTarget, SlaTargets};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRule {
+    pub approvals: u32,
+    pub voters: Role,
+    /// Emergency changes only: the post-implementation review must happen within this.
+    pub review_within: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freeze {
+    pub name: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub allow: Vec<ChangeType>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub roles: BTreeMap<Role, BTreeSet<Actor>>,
+    /// One person, several accounts: person name to accounts.
+    pub people: BTreeMap<String, BTreeSet<Actor>>,
+    pub priority: PriorityMatrix,
+    pub sla: SlaTargets,
+    pub normal: ApprovalRule,
+    pub emergency: ApprovalRule,
+    pub standard_templates: Vec<String>,
+    pub freezes: Vec<Freeze>,
+    pub protected_branches: Vec<String>,
+    pub change_pattern: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            roles: BTreeMap::new(),
+            people: BTreeMap::new(),
+            priority: PriorityMatrix::default(),
+            sla: SlaTargets::default(),
+            normal: ApprovalRule {
+                approvals: 2,
+                voters: Role::Cab,
+                review_within: None,
+            },
+            emergency: ApprovalRule {
+                approvals: 1,
+                voters: Role::Ecab,
+                review_within: Some(Duration::from_secs(72 * 3600)),
+            },
+            standard_templates: Vec::new(),
+            freezes: Vec::new(),
+            protected_branches: Vec::new(),
+            change_pattern: r"CHG-(\d+)".to_string(),
+        }
+    }
+}
+
+/// A rules file that cannot be used, pointing at the key: `change.normal.approvals must be at least 1`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} {problem}")]
+pub struct PolicyError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl PolicyError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        PolicyError {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    roles: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    people: BTreeMap<String, Vec<String>>,
+    priority: Option<RawPriority>,
+    #[serde(default)]
+    sla: BTreeMap<String, RawSla>,
+    #[serde(default)]
+    change: RawChange,
+    #[serde(default)]
+    freeze: Vec<RawFreeze>,
+    #[serde(default)]
+    github: RawGithub,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPriority {
+    matrix: Vec<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSla {
+    respond: Option<String>,
+    resolve: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawChange {
+    normal: Option<RawApproval>,
+    emergency: Option<RawApproval>,
+    standard: Option<RawStandard>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    approvals: Option<i64>,
+    voters: Option<String>,
+    review_within: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStandard {
+    #[serde(default)]
+    templates: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreeze {
+    name: String,
+    start: String,
+    end: String,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    #[serde(default)]
+    protected: Vec<String>,
+    change_pattern: Option<String>,
+}
+
+impl Policy {
+    /// Parses and validates a rules file's text.
+    pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            PolicyError::new("rules file", format!("is not valid TOML: {msg}"))
+        })?;
+        let mut p = Policy::default();
+        for (name, members) in raw.roles {
+            let key = format!("roles.{name}");
+            let role = Role::parse(&name).ok_or_else(|| {
+                PolicyError::new(
+                    &key,
+                    "is not a role (admin, incident-manager, change-manager, cab, ecab)",
+                )
+            })?;
+            p.roles.insert(role, actors(&key, &members)?);
+        }
+        for (person, accounts) in raw.people {
+            let key = format!("people.{person}");
+            p.people.insert(person, actors(&key, &accounts)?);
+        }
+        if let Some(prio) = raw.priority {
+            p.priority = matrix(&prio.matrix)?;
+        }
+        for (name, sla) in raw.sla {
+            let key = format!("sla.{name}");
+            let prio = Priority::ALL
+                .into_iter()
+                .find(|q| q.as_str() == name)
+                .ok_or_else(|| PolicyError::new(&key, "must name a priority P1, P2, P3 or P4"))?;
+            let mut target: SlaTarget = p.sla.target(prio);
+            if let Some(r) = sla.respond {
+                target.respond = duration(&format!("{key}.respond"), &r)?;
+            }
+            if let Some(r) = sla.resolve {
+                target.resolve = duration(&format!("{key}.resolve"), &r)?;
+            }
+            if target.resolve < target.respond {
+                return Err(PolicyError::new(
+                    key,
+                    "resolve must not be shorter than respond",
+                ));
+            }
+            p.sla.targets[prio as usize] = target;
+        }
+        if let Some(n) = raw.change.normal {
+            apply_approval("change.normal", &mut p.normal, n)?;
+        }
+        if let Some(e) = raw.change.emergency {
+            apply_approval("change.emergency", &mut p.emergency, e)?;
+        }
+        if let Some(s) = raw.change.standard {
+            p.standard_templates = s.templates;
+        }
+        for (i, f) in raw.freeze.into_iter().enumerate() {
+            let key = format!("freeze[{i}]");
+            let at = |field: &str, v: &str| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| {
+                        PolicyError::new(
+                            format!("{key}.{field}"),
+                            "must be an RFC 3339 time such as 2026-12-20T00:00:00Z",
+                        )
+                    })
+            };
+            let (start, end) = (at("start", &f.start)?, at("end", &f.end)?);
+            if end <= start {
+                return Err(PolicyError::new(
+                    format!("{key}.end"),
+                    "must be after start",
+                ));
+            }
+            let allow = f
+                .allow
+                .iter()
+                .map(|t| {
+                    change_type(t).ok_or_else(|| {
+                        PolicyError::new(
+                            format!("{key}.allow"),
+                            "may list only standard, normal, emergency",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            p.freezes.push(Freeze {
+                name: f.name,
+                start,
+                end,
+                allow,
+            });
+        }
+        p.protected_branches = raw.github.protected;
+        if let Some(pattern) = raw.github.change_pattern {
+            regex::Regex::new(&pattern).map_err(|_| {
+                PolicyError::new(
+                    "github.change_pattern",
+                    "must be a valid regular expression",
+                )
+            })?;
+            p.change_pattern = pattern;
+        }
+        Ok(p)
+    }
+
+    pub fn has_role(&self, actor: &Actor, role: Role) -> bool {
+        self.roles.get(&role).is_some_and(|m| m.contains(actor))
+    }
+
+    /// The person an account belongs to, if the `[people]` table names one.
+    pub fn person_of(&self, actor: &Actor) -> Option<&str> {
+        self.people
+            .iter()
+            .find(|(_, accounts)| accounts.contains(actor))
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Whether two accounts are the same person (the same account, or joined in `[people]`).
+    pub fn same_person(&self, a: &Actor, b: &Actor) -> bool {
+        a == b || matches!((self.person_of(a), self.person_of(b)), (Some(x), Some(y)) if x == y)
+    }
+}
+
+fn actors(key: &str, list: &[String]) -> Result<BTreeSet<Actor>, PolicyError> {
+    list.iter()
+        .map(|s| Actor::parse(s).map_err(|e| PolicyError::new(key, format!("has {e}"))))
+        .collect()
+}
+
+fn matrix(rows: &[Vec<String>]) -> Result<PriorityMatrix, PolicyError> {
+    let key = "priority.matrix";
+    if rows.len() != 3 || rows.iter().any(|r| r.len() != 3) {
+        return Err(PolicyError::new(
+            key,
+            "must be 3 rows (impact high, medium, low) of 3 priorities (urgency high, medium, low)",
+        ));
+    }
+    let mut m = PriorityMatrix::default();
+    for (i, row) in rows.iter().enumerate() {
+        for (j, cell) in row.iter().enumerate() {
+            m.matrix[i][j] = Priority::ALL
+                .into_iter()
+                .find(|p| p.as_str() == cell)
+                .ok_or_else(|| {
+                    PolicyError::new(key, format!("has `{cell}`; allowed: P1, P2, P3, P4"))
+                })?;
+        }
+    }
+    Ok(m)
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, PolicyError> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            PolicyError::new(
+                key,
+                format!("is `{text}`; it must be a duration such as 15m, 4h or 3d"),
+            )
+        })
+}
+
+fn change_type(s: &str) -> Option<ChangeType> {
+    match s {
+        "standard" => Some(ChangeType::Standard),
+        "normal" => Some(ChangeType::Normal),
+        "emergency" => Some(ChangeType::Emergency),
+        _ => None,
+    }
+}
+
+fn apply_approval(key: &str, rule: &mut ApprovalRule, raw: RawApproval) -> Result<(), PolicyError> {
+    if let Some(n) = raw.approvals {
+        if n < 1 {
+            return Err(PolicyError::new(
+                format!("{key}.approvals"),
+                "must be at least 1",
+            ));
+        }
+        rule.approvals = u32::try_from(n)
+            .map_err(|_| PolicyError::new(format!("{key}.approvals"), "is too large"))?;
+    }
+    if let Some(v) = raw.voters {
+        rule.voters = Role::parse(&v).ok_or_else(|| {
+            PolicyError::new(
+                format!("{key}.voters"),
+                "must be a role such as cab or ecab",
+            )
+        })?;
+    }
+    if let Some(r) = raw.review_within {
+        rule.review_within = Some(duration(&format!("{key}.review_within"), &r)?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTRACT_EXAMPLE: &str = r#"
+[roles]
+admin = ["console:root"]
+cab   = ["slack:U0CAB1", "slack:U0CAB2", "discord:4242"]
+ecab  = ["slack:U0CAB1"]
+
+[people]
+alice = ["slack:U0ALICE", "discord:4141", "github:alice"]
+
+[priority]
+matrix = [["P1", "P2", "P3"], ["P2", "P3", "P4"], ["P3", "P4", "P4"]]
+
+[sla.P1]
+respond = "15m"
+resolve = "4h"
+
+[change.normal]
+approvals = 2
+[change.emergency]
+approvals = 1
+voters = "ecab"
+review_within = "72h"
+[change.standard]
+templates = ["restart-service", "rotate-certificate"]
+
+[[freeze]]
+name = "year-end"
+start = "2026-12-20T00:00:00Z"
+end = "2027-01-04T00:00:00Z"
+allow = ["emergency"]
+
+[github]
+protected = ["acme/shop:main"]
+change_pattern = "CHG-(\\d+)"
+"#;
+
+    #[test]
+    fn the_contract_example_loads() {
+        let p = Policy::from_toml(CONTRACT_EXAMPLE).unwrap();
+        let u1 = Actor::parse("slack:U0CAB1").unwrap();
+        assert!(p.has_role(&u1, Role::Ecab));
+        assert_eq!(p.normal.approvals, 2);
+        assert_eq!(
+            p.emergency.review_within,
+            Some(Duration::from_secs(72 * 3600))
+        );
+        assert_eq!(p.freezes[0].allow, vec![ChangeType::Emergency]);
+        let slack = Actor::parse("slack:U0ALICE").unwrap();
+        let gh = Actor::parse("github:alice").unwrap();
+        assert!(p.same_person(&slack, &gh));
+    }
+
+    #[test]
+    fn errors_point_at_the_key() {
+        let err = Policy::from_toml("[change.normal]\napprovals = 0\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "change.normal.approvals must be at least 1"
+        );
+        let err = Policy::from_toml("[sla.P1]\nrespond = \"soon\"\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("sla.P1.respond is `soon`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_means_the_built_in_defaults() {
+        assert_eq!(Policy::from_toml("").unwrap(), Policy::default());
+    }
+}

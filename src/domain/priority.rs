@@ -1,0 +1,185 @@
+//! Incident priority from the impact × urgency matrix, and SLA due times from the priority's targets.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::command::Level;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Priority {
+    P1,
+    P2,
+    P3,
+    P4,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Priority::P1, Priority::P2, Priority::P3, Priority::P4];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::P1 => "P1",
+            Priority::P2 => "P2",
+            Priority::P3 => "P3",
+            Priority::P4 => "P4",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Rows are impact high/medium/low, columns urgency high/medium/low.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriorityMatrix {
+    pub matrix: [[Priority; 3]; 3],
+}
+
+impl Default for PriorityMatrix {
+    fn default() -> Self {
+        use Priority::*;
+        PriorityMatrix {
+            matrix: [[P1, P2, P3], [P2, P3, P4], [P3, P4, P4]],
+        }
+    }
+}
+
+impl PriorityMatrix {
+    pub fn priority(&self, impact: Level, urgency: Level) -> Priority {
+        self.matrix[impact.index()][urgency.index()]
+    }
+}
+
+/// How long the service desk has to respond to, and to resolve, an incident of one priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlaTarget {
+    pub respond: Duration,
+    pub resolve: Duration,
+}
+
+/// SLA targets for every priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaTargets {
+    pub targets: [SlaTarget; 4],
+}
+
+impl Default for SlaTargets {
+    /// Built-in targets: P1 15m/4h, P2 30m/8h, P3 4h/3d, P4 1d/5d.
+    fn default() -> Self {
+        let t = |respond_min: u64, resolve_h: u64| SlaTarget {
+            respond: Duration::from_secs(respond_min * 60),
+            resolve: Duration::from_secs(resolve_h * 3600),
+        };
+        SlaTargets {
+            targets: [t(15, 4), t(30, 8), t(240, 72), t(1440, 120)],
+        }
+    }
+}
+
+impl SlaTargets {
+    pub fn target(&self, p: Priority) -> SlaTarget {
+        self.targets[p as usize]
+    }
+
+    /// Response and resolution due times for an incident of priority `p` opened at `opened`.
+    pub fn due(&self, p: Priority, opened: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+        let t = self.target(p);
+        (add(opened, t.respond), add(opened, t.resolve))
+    }
+}
+
+/// Adds a duration, saturating at the far future rather than panicking on absurd targets.
+pub fn add(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// "in 14m", "3h 2m ago": a compact, human countdown for chat replies.
+pub fn countdown(now: DateTime<Utc>, due: DateTime<Utc>) -> String {
+    let secs = (due - now).num_seconds();
+    let text = human(secs.unsigned_abs());
+    if secs >= 0 {
+        format!("in {text}")
+    } else {
+        format!("{text} overdue")
+    }
+}
+
+fn human(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn default_matrix_gives_p1_for_high_high_and_p4_for_low_low() {
+        let m = PriorityMatrix::default();
+        assert_eq!(m.priority(Level::High, Level::High), Priority::P1);
+        assert_eq!(m.priority(Level::High, Level::Low), Priority::P3);
+        assert_eq!(m.priority(Level::Medium, Level::Medium), Priority::P3);
+        assert_eq!(m.priority(Level::Low, Level::High), Priority::P3);
+        assert_eq!(m.priority(Level::Low, Level::Low), Priority::P4);
+    }
+
+    #[test]
+    fn due_times_follow_the_priority_targets() {
+        let opened = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
+        let (respond, resolve) = SlaTargets::default().due(Priority::P1, opened);
+        assert_eq!(
+            respond,
+            Utc.with_ymd_and_hms(2026, 11, 29, 10, 15, 0).unwrap()
+        );
+        assert_eq!(
+            resolve,
+            Utc.with_ymd_and_hms(2026, 11, 29, 14, 0, 0).unwrap()
+        );
+        let (_, resolve) = SlaTargets::default().due(Priority::P4, opened);
+        assert_eq!(
+            resolve,
+            Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn absurd_targets_saturate_instead_of_panicking() {
+        let opened = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
+        assert_eq!(
+            add(opened, Duration::from_secs(u64::MAX)),
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
+
+    #[test]
+    fn countdown_reads_like_a_person_would_say_it() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
+        assert_eq!(
+            countdown(now, now + chrono::Duration::minutes(14)),
+            "in 14m"
+        );
+        assert_eq!(
+            countdown(now, now - chrono::Duration::minutes(90)),
+            "1h 30m overdue"
+        );
+        assert_eq!(
+            countdown(now, now + chrono::Duration::hours(50)),
+            "in 2d 2h"
+        );
+    }
+}

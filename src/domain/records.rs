@@ -1,0 +1,353 @@
+//! The ISO/IEC 20000 records: incidents, requests, problems, changes, releases, nonconformities, services and CIs.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::command::{ChangeType, Level, Window};
+use super::ids::{Actor, Kind, RecordId};
+use super::priority::Priority;
+use super::status::{
+    ChangeStatus, IncidentStatus, NcStatus, ProblemStatus, ReleaseStatus, RequestStatus,
+};
+
+/// A dated remark on a record's work log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: RecordId,
+    pub title: String,
+    pub status: IncidentStatus,
+    pub impact: Level,
+    pub urgency: Level,
+    pub priority: Priority,
+    pub service: Option<String>,
+    pub ci: Option<String>,
+    /// An information security incident (ISO/IEC 20000-1 8.7.3.3).
+    pub security: bool,
+    pub assignee: Option<Actor>,
+    pub reporter: Actor,
+    pub response_due: DateTime<Utc>,
+    pub resolve_due: DateTime<Utc>,
+    pub breached: bool,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub resolution: Option<String>,
+    pub problems: Vec<RecordId>,
+    pub notes: Vec<Note>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRequest {
+    pub id: RecordId,
+    pub title: String,
+    pub status: RequestStatus,
+    pub service: Option<String>,
+    pub requester: Actor,
+    pub fulfilment: Option<String>,
+    pub fulfilled_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub notes: Vec<Note>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A problem; with a root cause or workaround recorded it is a known error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    pub id: RecordId,
+    pub title: String,
+    pub status: ProblemStatus,
+    pub incidents: Vec<RecordId>,
+    pub root_cause: Option<String>,
+    pub workaround: Option<String>,
+    pub resolution: Option<String>,
+    pub opened_by: Actor,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub notes: Vec<Note>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Reject,
+}
+
+/// One CAB member's vote; a later vote by the same voter replaces the earlier one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub voter: Actor,
+    pub decision: Decision,
+    pub comment: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    PullRequest,
+    Commit,
+}
+
+/// A pull request or commit linked to a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub kind: LinkKind,
+    pub repo: String,
+    pub number: Option<u64>,
+    pub sha: Option<String>,
+    pub url: String,
+}
+
+impl Link {
+    pub fn pull_request(repo: &str, number: u64) -> Self {
+        Link {
+            kind: LinkKind::PullRequest,
+            repo: repo.to_string(),
+            number: Some(number),
+            sha: None,
+            url: format!("https://github.com/{repo}/pull/{number}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub id: RecordId,
+    pub title: String,
+    pub status: ChangeStatus,
+    #[serde(rename = "type")]
+    pub change_type: ChangeType,
+    pub risk: Level,
+    pub service: Option<String>,
+    pub requester: Actor,
+    pub window: Option<Window>,
+    pub template: Option<String>,
+    /// Approvals needed when it was submitted (from the policy then in force).
+    pub required_approvals: u32,
+    pub approvals: Vec<Approval>,
+    pub links: Vec<Link>,
+    pub review: Option<String>,
+    pub submitted_at: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub notes: Vec<Note>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub env: String,
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub id: RecordId,
+    pub title: String,
+    pub status: ReleaseStatus,
+    pub version: String,
+    pub repo: Option<String>,
+    pub changes: Vec<RecordId>,
+    pub commits: Vec<String>,
+    pub deployments: Vec<Deployment>,
+    pub created_by: Actor,
+    pub notes: Vec<Note>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A rule broken where opsledger could not prevent it, and its corrective action (ISO/IEC 20000-1 10.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nonconformity {
+    pub id: RecordId,
+    pub title: String,
+    pub status: NcStatus,
+    /// The rule that was broken, for example `sla.resolve` or `manual`.
+    pub rule: String,
+    pub record: Option<RecordId>,
+    pub raised_by: Actor,
+    pub corrective_action: Option<String>,
+    pub corrected_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    /// Services are named, not numbered: the ID is the name.
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    pub owner: Option<Actor>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A configuration item and the items it depends on (ISO/IEC 20000-1 8.2.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigItem {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    #[serde(rename = "type")]
+    pub ci_type: Option<String>,
+    pub service: Option<String>,
+    pub depends: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Any record, as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Incident(Incident),
+    Request(ServiceRequest),
+    Problem(Problem),
+    Change(Change),
+    Release(Release),
+    Nonconformity(Nonconformity),
+    Service(Service),
+    Ci(ConfigItem),
+}
+
+/// Calls `$body` with the inner record bound to `$r`, whatever its kind.
+macro_rules! each_record {
+    ($rec:expr, $r:ident => $body:expr) => {
+        match $rec {
+            Record::Incident($r) => $body,
+            Record::Request($r) => $body,
+            Record::Problem($r) => $body,
+            Record::Change($r) => $body,
+            Record::Release($r) => $body,
+            Record::Nonconformity($r) => $body,
+            Record::Service($r) => $body,
+            Record::Ci($r) => $body,
+        }
+    };
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stored {kind} record is not valid: {source}")]
+pub struct BadStoredRecord {
+    pub kind: Kind,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+impl Record {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Record::Incident(_) => Kind::Incident,
+            Record::Request(_) => Kind::Request,
+            Record::Problem(_) => Kind::Problem,
+            Record::Change(_) => Kind::Change,
+            Record::Release(_) => Kind::Release,
+            Record::Nonconformity(_) => Kind::Nonconformity,
+            Record::Service(_) => Kind::Service,
+            Record::Ci(_) => Kind::Ci,
+        }
+    }
+
+    /// The store key: `INC-3`, or the name of a service or CI.
+    pub fn key(&self) -> String {
+        match self {
+            Record::Service(s) => s.id.clone(),
+            Record::Ci(c) => c.id.clone(),
+            other => other.number().map(|id| id.to_string()).unwrap_or_default(),
+        }
+    }
+
+    pub fn number(&self) -> Option<RecordId> {
+        match self {
+            Record::Incident(r) => Some(r.id),
+            Record::Request(r) => Some(r.id),
+            Record::Problem(r) => Some(r.id),
+            Record::Change(r) => Some(r.id),
+            Record::Release(r) => Some(r.id),
+            Record::Nonconformity(r) => Some(r.id),
+            Record::Service(_) | Record::Ci(_) => None,
+        }
+    }
+
+    pub fn title(&self) -> &str {
+        each_record!(self, r => &r.title)
+    }
+
+    pub fn status(&self) -> String {
+        each_record!(self, r => status_name(&r.status))
+    }
+
+    pub fn created_at(&self) -> DateTime<Utc> {
+        each_record!(self, r => r.created_at)
+    }
+
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        each_record!(self, r => r.updated_at)
+    }
+
+    pub fn set_updated_at(&mut self, at: DateTime<Utc>) {
+        each_record!(self, r => r.updated_at = at)
+    }
+
+    /// The service a record belongs to, where it has one (for reports and indexes).
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            Record::Incident(r) => r.service.as_deref(),
+            Record::Request(r) => r.service.as_deref(),
+            Record::Change(r) => r.service.as_deref(),
+            Record::Ci(r) => r.service.as_deref(),
+            Record::Service(r) => Some(&r.id),
+            _ => None,
+        }
+    }
+
+    /// The JSON the API serves and the store keeps.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Serialising these plain structs cannot fail: every map key is a string.
+        each_record!(self, r => serde_json::to_value(r).unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn to_json_string(&self) -> String {
+        each_record!(self, r => serde_json::to_string(r).unwrap_or_default())
+    }
+
+    pub fn from_json(kind: Kind, json: &str) -> Result<Record, BadStoredRecord> {
+        let wrap = |source| BadStoredRecord { kind, source };
+        Ok(match kind {
+            Kind::Incident => Record::Incident(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Request => Record::Request(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Problem => Record::Problem(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Change => Record::Change(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Release => Record::Release(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Nonconformity => Record::Nonconformity(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Service => Record::Service(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Ci => Record::Ci(serde_json::from_str(json).map_err(wrap)?),
+        })
+    }
+}
+
+/// The serde name of a status value (`in_progress`), which is also what the API shows.
+fn status_name<T: Serialize>(status: &T) -> String {
+    match serde_json::to_value(status) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}

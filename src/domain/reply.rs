@@ -1,0 +1,157 @@
+//! Neutral replies and events: what a use case answers, for each adapter to render its own way.
+
+use serde::Serialize;
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Outcome {
+    Ok,
+    /// A rule refused the action; `rule` names it (for example `lifecycle` or `segregation-of-duties`).
+    Refused {
+        rule: String,
+    },
+    /// The text was not a valid command.
+    Usage,
+    /// A record the command names does not exist.
+    NotFound,
+    /// The store failed; nothing was changed.
+    Failed,
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok)
+    }
+
+    /// The short form kept in the audit trail and in metrics labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Refused { .. } => "refused",
+            Outcome::Usage => "usage",
+            Outcome::NotFound => "not_found",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Field {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonStyle {
+    Primary,
+    Danger,
+    Default,
+}
+
+/// A button an adapter may render; pressing it runs `action` (a command verb such as `incident ack`) on `record`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Button {
+    pub label: String,
+    pub action: String,
+    pub record: String,
+    pub style: ButtonStyle,
+}
+
+/// The neutral answer to one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    pub outcome: Outcome,
+    /// The record the command touched, if any; the text always names it too.
+    pub record: Option<String>,
+    pub text: String,
+    pub fields: Vec<Field>,
+    pub buttons: Vec<Button>,
+}
+
+impl Reply {
+    pub fn ok(record: Option<String>, text: impl Into<String>) -> Self {
+        Reply {
+            outcome: Outcome::Ok,
+            record,
+            text: text.into(),
+            fields: Vec::new(),
+            buttons: Vec::new(),
+        }
+    }
+
+    pub fn refused(record: Option<String>, rule: &str, text: impl Into<String>) -> Self {
+        Reply {
+            outcome: Outcome::Refused {
+                rule: rule.to_string(),
+            },
+            ..Reply::ok(record, text)
+        }
+    }
+
+    pub fn usage(text: impl Into<String>) -> Self {
+        Reply {
+            outcome: Outcome::Usage,
+            ..Reply::ok(None, text)
+        }
+    }
+
+    pub fn not_found(record: impl Into<String>, text: impl Into<String>) -> Self {
+        Reply {
+            outcome: Outcome::NotFound,
+            ..Reply::ok(Some(record.into()), text)
+        }
+    }
+
+    pub fn failed(text: impl Into<String>) -> Self {
+        Reply {
+            outcome: Outcome::Failed,
+            ..Reply::ok(None, text)
+        }
+    }
+
+    pub fn field(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.fields.push(Field {
+            name: name.to_string(),
+            value: value.into(),
+        });
+        self
+    }
+
+    pub fn button(mut self, label: &str, action: &str, record: &str, style: ButtonStyle) -> Self {
+        self.buttons.push(Button {
+            label: label.to_string(),
+            action: action.to_string(),
+            record: record.to_string(),
+            style,
+        });
+        self
+    }
+
+    /// Plain text for terminals and logs: the text, then one `name: value` line per field.
+    pub fn to_plain_text(&self) -> String {
+        let mut out = self.text.clone();
+        for f in &self.fields {
+            out.push_str(&format!("\n  {}: {}", f.name, f.value));
+        }
+        out
+    }
+}
+
+/// Something that happened, for adapters to act on after the command committed
+/// (post to a channel, update a CAB message, set a GitHub status).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    IncidentRaised { id: String, priority: String },
+    IncidentUpdated { id: String, status: String },
+    ChangeSubmitted { id: String },
+    ChangeVoted { id: String },
+    ChangeDecided { id: String, status: String },
+    ChangeUpdated { id: String, status: String },
+    ReleaseCreated { id: String },
+    ReleaseDeployed { id: String, env: String },
+    NonconformityRaised { id: String },
+    RecordUpdated { id: String },
+}

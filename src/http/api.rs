@@ -1,0 +1,123 @@
+//! `/api/v1`: read access to every record and the audit trail, with cursor pagination.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::domain::ids::{Kind, RecordId};
+use crate::store::ListQuery;
+
+use super::error::ApiError;
+use super::AppState;
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    cursor: Option<String>,
+    limit: Option<i64>,
+    status: Option<String>,
+}
+
+fn limit(l: Option<i64>) -> Result<i64, ApiError> {
+    match l {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}, not {n}"
+        ))),
+    }
+}
+
+fn kind_of(collection: &str) -> Result<Kind, ApiError> {
+    Kind::from_collection(collection).ok_or_else(|| {
+        let known = Kind::ALL.map(Kind::collection).join(", ");
+        ApiError::NotFound(format!("no collection `{collection}`; try one of {known}"))
+    })
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Path(collection): Path<String>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let kind = kind_of(&collection)?;
+    let limit = limit(p.limit)?;
+    let mut q = ListQuery::new(kind, limit);
+    q.after = p.cursor.filter(|c| !c.is_empty());
+    if let Some(s) = p.status {
+        q.statuses = s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    let rows = app.ledger.store().list(&q).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|r| r.key()))
+        .flatten();
+    let items: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
+    Ok(Json(json!({ "items": items, "next": next })))
+}
+
+pub async fn get(
+    State(app): State<AppState>,
+    Path((collection, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let kind = kind_of(&collection)?;
+    let key = if kind.is_numbered() {
+        let rid: RecordId = id
+            .parse()
+            .map_err(|e: crate::domain::ids::BadRecordId| ApiError::BadRequest(e.to_string()))?;
+        if rid.kind != kind {
+            return Err(ApiError::NotFound(format!(
+                "{rid} is not in {collection}; try /api/v1/{}/{rid}",
+                rid.kind.collection()
+            )));
+        }
+        rid.to_string()
+    } else {
+        id
+    };
+    match app.ledger.store().get(kind, &key).await? {
+        Some(r) => Ok(Json(r.to_json())),
+        None => Err(ApiError::NotFound(format!("no such {} {key}", kind.noun()))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditParams {
+    record: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn audit(
+    State(app): State<AppState>,
+    Query(p): Query<AuditParams>,
+) -> Result<Json<Value>, ApiError> {
+    let record = p.record.filter(|r| !r.is_empty()).ok_or_else(|| {
+        ApiError::BadRequest("give the record: /api/v1/audit?record=INC-1".into())
+    })?;
+    let record = record
+        .parse::<RecordId>()
+        .map(|id| id.to_string())
+        .unwrap_or(record);
+    let limit = limit(p.limit)?;
+    let after = match p.cursor.filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => c.parse::<i64>().map_err(|_| {
+            ApiError::BadRequest(format!("cursor `{c}` is not one this API gave out"))
+        })?,
+    };
+    let entries = app.ledger.store().audit_for(&record, after, limit).await?;
+    let next = (entries.len() as i64 == limit)
+        .then(|| entries.last().map(|e| e.seq.to_string()))
+        .flatten();
+    Ok(Json(
+        json!({ "record": record, "items": entries, "next": next }),
+    ))
+}

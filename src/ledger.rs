@@ -1,0 +1,185 @@
+//! The ledger: every command goes through one writer that commits them in batches (group commit).
+//!
+//! Callers wait for their reply, which is sent only after the batch's transaction committed. While
+//! one batch commits, the next fills up, so concurrent commands share one fsync.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::domain::command::Command;
+use crate::domain::ids::Actor;
+use crate::domain::parser;
+use crate::domain::policy::Policy;
+use crate::domain::reply::Reply;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::usecase::{self, Ctx, Handled, UnitOfWork};
+
+/// The most commands one transaction takes.
+const MAX_BATCH: usize = 1024;
+
+/// Where the time comes from; tests pin it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+struct Job {
+    actor: Actor,
+    command: Command,
+    reply: oneshot::Sender<Handled>,
+}
+
+/// The use-case entry point for every adapter: `handle(actor, command) -> reply + events`.
+#[derive(Clone)]
+pub struct Ledger {
+    jobs: mpsc::Sender<Job>,
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    metrics: Arc<Metrics>,
+}
+
+/// Settings for the writer.
+pub struct LedgerConfig {
+    pub store: Arc<dyn Store>,
+    pub policy: Arc<Policy>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub public_url: String,
+}
+
+impl Ledger {
+    /// Starts the writer. The handle finishes once every `Ledger` clone is dropped and the
+    /// queued commands are written.
+    pub fn start(cfg: LedgerConfig) -> (Ledger, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let ledger = Ledger {
+            jobs: tx,
+            store: cfg.store.clone(),
+            policy: cfg.policy.clone(),
+            metrics: cfg.metrics.clone(),
+        };
+        let writer = tokio::spawn(run_writer(rx, cfg));
+        (ledger, writer)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Parses chat text and runs it. Usage errors and help are answered here: they touch no record.
+    pub async fn handle_text(&self, actor: Actor, text: &str) -> Handled {
+        match parser::parse(text) {
+            Ok(Command::Help { topic }) => {
+                self.metrics.command("help", "ok");
+                usecase::help(topic.as_deref())
+            }
+            Ok(command) => self.handle(actor, command).await,
+            Err(e) => {
+                self.metrics.command(
+                    if e.command.is_empty() {
+                        "unknown"
+                    } else {
+                        e.command
+                    },
+                    "usage",
+                );
+                Handled::reply(Reply::usage(e.to_string()))
+            }
+        }
+    }
+
+    /// Runs a typed command and waits until it is committed.
+    pub async fn handle(&self, actor: Actor, command: Command) -> Handled {
+        let name = command.name();
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .jobs
+            .send(Job {
+                actor,
+                command,
+                reply: tx,
+            })
+            .await;
+        let handled = match sent {
+            Ok(()) => rx.await.unwrap_or_else(|_| unavailable()),
+            Err(_) => unavailable(),
+        };
+        self.metrics.command(name, handled.reply.outcome.label());
+        handled
+    }
+}
+
+fn unavailable() -> Handled {
+    Handled::reply(Reply::failed(
+        "opsledger is shutting down; nothing was changed. Try again in a moment.",
+    ))
+}
+
+async fn run_writer(mut rx: mpsc::Receiver<Job>, cfg: LedgerConfig) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(job) = rx.recv().await {
+        batch.push(job);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = write_batch(&cfg, &batch).await;
+        cfg.metrics.batch(batch.len(), started.elapsed());
+        match result {
+            Ok(replies) => {
+                for (job, handled) in batch.drain(..).zip(replies) {
+                    // The caller may have gone away (client timeout); the command stands regardless.
+                    let _ = job.reply.send(handled);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, commands = batch.len(), "write batch failed; nothing in it was saved");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Handled::reply(Reply::failed(
+                        "the ledger could not save this command, so nothing was changed; try again",
+                    )));
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, StoreError> {
+    let tx = cfg.store.begin().await?;
+    let mut uow = UnitOfWork::new(tx);
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        let ctx = Ctx {
+            policy: &cfg.policy,
+            now: cfg.clock.now(),
+            public_url: &cfg.public_url,
+        };
+        replies.push(usecase::execute(&mut uow, &ctx, &job.actor, &job.command).await?);
+    }
+    uow.commit().await?;
+    Ok(replies)
+}

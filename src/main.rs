@@ -1,0 +1,138 @@
+//! The `opsledger` binary: parses the command line and runs serve, exec, migrate or audit verify.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use opsledger::app;
+use opsledger::config::{AuditCommand, Cli, CliCommand, ExecArgs};
+use opsledger::domain::ids::Actor;
+use opsledger::domain::reply::Outcome;
+use opsledger::ledger::Ledger;
+
+fn main() -> ExitCode {
+    // A missing .env is normal; a broken one is worth saying.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("warning: .env not read: {e}");
+        }
+    }
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let policy = app::load_policy(cli.store.policy.as_deref())?;
+    let store = app::open_store(&cli.store.database_url).await?;
+    match cli.command {
+        CliCommand::Migrate => {
+            // Opening the store applied any pending migrations.
+            println!(
+                "migrations applied to {}",
+                opsledger::store::redact(&cli.store.database_url)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::Audit {
+            command: AuditCommand::Verify,
+        } => match app::verify_audit(&*store).await? {
+            Ok(report) => {
+                println!(
+                    "audit chain verified: {} entries, last hash {}",
+                    report.entries, report.last_hash
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(broken) => {
+                println!("audit chain BROKEN: {broken}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        CliCommand::Exec(args) => exec(args, store, policy).await,
+        CliCommand::Serve(args) => {
+            let running = app::serve(&args, store, policy, app::system_clock()).await?;
+            tracing::info!(addr = %running.addr, backend = ?running.ledger.store().backend(), "opsledger listening");
+            for line in args.integrations.status_lines() {
+                tracing::info!("{line}");
+            }
+            running.wait_for(app::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Exit codes: 0 every command succeeded, 1 a rule refused one or a record was missing,
+/// 2 a usage error, 3 the store failed.
+async fn exec(
+    args: ExecArgs,
+    store: std::sync::Arc<dyn opsledger::store::Store>,
+    policy: opsledger::domain::policy::Policy,
+) -> anyhow::Result<ExitCode> {
+    let actor =
+        Actor::parse(&args.actor).context("--as must be platform:id, for example console:alice")?;
+    let (ledger, writer) = app::start_ledger(
+        store.clone(),
+        policy,
+        app::system_clock(),
+        "http://127.0.0.1:8080".into(),
+    );
+    let mut worst = 0u8;
+    if args.text.len() == 1 && args.text[0] == "-" {
+        let stdin = std::io::stdin();
+        if stdin.is_terminal() {
+            eprintln!("reading commands from stdin, one per line (Ctrl-D to end)");
+        }
+        for line in stdin.lock().lines() {
+            let line = line.context("cannot read stdin")?;
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            worst = worst.max(run_one(&ledger, &actor, &line).await);
+        }
+    } else {
+        worst = run_one(&ledger, &actor, &args.text.join(" ")).await;
+    }
+    drop(ledger);
+    writer.await.context("ledger writer panicked")?;
+    store.close().await;
+    Ok(ExitCode::from(worst))
+}
+
+async fn run_one(ledger: &Ledger, actor: &Actor, text: &str) -> u8 {
+    let handled = ledger.handle_text(actor.clone(), text).await;
+    let reply = &handled.reply;
+    let code = match reply.outcome {
+        Outcome::Ok => 0,
+        Outcome::Refused { .. } | Outcome::NotFound => 1,
+        Outcome::Usage => 2,
+        Outcome::Failed => 3,
+    };
+    if code == 0 {
+        println!("{}", reply.to_plain_text());
+    } else {
+        eprintln!("{}", reply.to_plain_text());
+    }
+    code
+}

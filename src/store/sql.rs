@@ -1,0 +1,322 @@
+//! The SQL both backends share, written once as a macro over the concrete sqlx database type.
+//!
+//! A macro rather than generic code: sqlx's generic executor bounds for two databases would
+//! be longer than the queries. The SQL itself is portable (`$n` binds work in SQLite too).
+
+/// Maps one audit row to an entry.
+pub(crate) type AuditRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
+pub(crate) fn audit_from_row(r: AuditRow) -> crate::domain::audit::AuditEntry {
+    crate::domain::audit::AuditEntry {
+        seq: r.0,
+        at: r.1,
+        actor: r.2,
+        record: r.3,
+        action: r.4,
+        before: r.5,
+        after: r.6,
+        outcome: r.7,
+        prev_hash: r.8,
+        hash: r.9,
+    }
+}
+
+/// The sort number of a key: the `n` of `INC-n`, 0 for named records.
+pub(crate) fn key_number(key: &str) -> i64 {
+    key.parse::<crate::domain::ids::RecordId>()
+        .map(|id| i64::try_from(id.n).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) const AUDIT_COLUMNS: &str =
+    "seq, at, actor, record, action, before_json, after_json, outcome, prev_hash, hash";
+
+/// Rows per multi-row INSERT: keeps every statement under SQLite's bind limit.
+pub(crate) const CHUNK: usize = 500;
+
+macro_rules! sql_store {
+    ($store:ident, $tx:ident, $db:ty, $backend:expr, $begin:literal) => {
+        use async_trait::async_trait;
+        use sqlx::{Executor, QueryBuilder};
+
+        use $crate::domain::audit::AuditEntry;
+        use $crate::domain::command::Role;
+        use $crate::domain::ids::{Actor, Kind};
+        use $crate::domain::records::Record;
+        use $crate::store::sql::{audit_from_row, key_number, AuditRow, AUDIT_COLUMNS, CHUNK};
+        use $crate::store::{Backend, Grant, GrantChange, ListQuery, Result, Store, StoreError, StoreTx, WriteSet};
+
+        /// The store on this backend: a connection pool.
+        #[derive(Debug, Clone)]
+        pub struct $store {
+            pool: sqlx::Pool<$db>,
+        }
+
+        /// A write transaction holding the chain-head lock.
+        pub struct $tx {
+            tx: sqlx::Transaction<'static, $db>,
+            head: (i64, String),
+        }
+
+        impl $store {
+            pub fn pool(&self) -> &sqlx::Pool<$db> {
+                &self.pool
+            }
+        }
+
+        async fn get_in<'e, E: Executor<'e, Database = $db>>(e: E, kind: Kind, key: &str) -> Result<Option<Record>> {
+            let row: Option<(String,)> = sqlx::query_as("SELECT data FROM records WHERE kind = $1 AND key = $2")
+                .bind(kind.as_str())
+                .bind(key)
+                .fetch_optional(e)
+                .await?;
+            Ok(row.map(|(d,)| Record::from_json(kind, &d)).transpose()?)
+        }
+
+        async fn list_in<'e, E: Executor<'e, Database = $db>>(e: E, q: &ListQuery) -> Result<Vec<Record>> {
+            let mut qb = QueryBuilder::<$db>::new("SELECT data FROM records WHERE kind = ");
+            qb.push_bind(q.kind.as_str().to_string());
+            if let Some(after) = &q.after {
+                let num = key_number(after);
+                qb.push(" AND (num > ").push_bind(num);
+                qb.push(" OR (num = ").push_bind(num).push(" AND key > ").push_bind(after.clone()).push("))");
+            }
+            if !q.statuses.is_empty() {
+                qb.push(" AND status IN (");
+                let mut sep = qb.separated(", ");
+                for s in &q.statuses {
+                    sep.push_bind(s.clone());
+                }
+                sep.push_unseparated(")");
+            }
+            if let Some(a) = &q.involving {
+                qb.push(" AND (assignee = ").push_bind(a.clone());
+                qb.push(" OR reporter = ").push_bind(a.clone()).push(")");
+            }
+            if let Some(b) = q.breached {
+                qb.push(" AND breached = ").push_bind(i64::from(b));
+            }
+            qb.push(" ORDER BY num, key LIMIT ").push_bind(q.limit.max(0));
+            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(e).await?;
+            rows.into_iter()
+                .map(|(d,)| Record::from_json(q.kind, &d).map_err(StoreError::from))
+                .collect()
+        }
+
+        async fn audit_for_in<'e, E: Executor<'e, Database = $db>>(e: E, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+            let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE record = $1 AND seq > $2 ORDER BY seq LIMIT $3");
+            let rows: Vec<AuditRow> = sqlx::query_as(&sql).bind(record).bind(after).bind(limit).fetch_all(e).await?;
+            Ok(rows.into_iter().map(audit_from_row).collect())
+        }
+
+        async fn grants_in<'e, E: Executor<'e, Database = $db>>(e: E) -> Result<Vec<Grant>> {
+            let rows: Vec<(String, String, String, String)> =
+                sqlx::query_as("SELECT actor, role, granted_by, granted_at FROM role_grants ORDER BY actor, role")
+                    .fetch_all(e)
+                    .await?;
+            rows.into_iter()
+                .map(|(actor, role, by, at)| {
+                    let bad = |what: &str| StoreError::Invalid(format!("stored role grant has a bad {what}"));
+                    Ok(Grant {
+                        actor: Actor::parse(&actor).map_err(|_| bad("actor"))?,
+                        role: Role::parse(&role).ok_or_else(|| bad("role"))?,
+                        granted_by: Actor::parse(&by).map_err(|_| bad("granter"))?,
+                        granted_at: at,
+                    })
+                })
+                .collect()
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> Backend {
+                $backend
+            }
+
+            async fn migrate(&self) -> Result<()> {
+                MIGRATOR.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn begin(&self) -> Result<Box<dyn StoreTx>> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                // The first statement writes, so the lock is taken now and held to commit.
+                let head: (i64, String) =
+                    sqlx::query_as("UPDATE chain_head SET batches = batches + 1 WHERE id = 1 RETURNING seq, hash")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                Ok(Box::new($tx { tx, head }))
+            }
+
+            async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>> {
+                get_in(&self.pool, kind, key).await
+            }
+
+            async fn list(&self, q: &ListQuery) -> Result<Vec<Record>> {
+                list_in(&self.pool, q).await
+            }
+
+            async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+                let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2");
+                let rows: Vec<AuditRow> = sqlx::query_as(&sql).bind(after).bind(limit).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(audit_from_row).collect())
+            }
+
+            async fn audit_for(&self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+                audit_for_in(&self.pool, record, after, limit).await
+            }
+
+            async fn grants(&self) -> Result<Vec<Grant>> {
+                grants_in(&self.pool).await
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+
+        #[async_trait]
+        impl StoreTx for $tx {
+            fn head(&self) -> (i64, String) {
+                self.head.clone()
+            }
+
+            async fn get(&mut self, kind: Kind, key: &str) -> Result<Option<Record>> {
+                get_in(&mut *self.tx, kind, key).await
+            }
+
+            async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
+                list_in(&mut *self.tx, q).await
+            }
+
+            async fn audit_for(&mut self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
+                audit_for_in(&mut *self.tx, record, after, limit).await
+            }
+
+            async fn grants(&mut self) -> Result<Vec<Grant>> {
+                grants_in(&mut *self.tx).await
+            }
+
+            async fn counter(&mut self, kind: Kind) -> Result<u64> {
+                let row: Option<(i64,)> = sqlx::query_as("SELECT last FROM counters WHERE kind = $1")
+                    .bind(kind.as_str())
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+                Ok(row.map(|(n,)| u64::try_from(n).unwrap_or(0)).unwrap_or(0))
+            }
+
+            async fn write(&mut self, w: WriteSet) -> Result<()> {
+                for chunk in w.records.chunks(CHUNK) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        let key = r.key();
+                        let (priority, assignee, reporter, breached) = match r {
+                            Record::Incident(i) => (
+                                Some(i.priority.as_str().to_string()),
+                                i.assignee.as_ref().map(|a| a.to_string()),
+                                Some(i.reporter.to_string()),
+                                i64::from(i.breached),
+                            ),
+                            _ => (None, None, None, 0),
+                        };
+                        b.push_bind(r.kind().as_str().to_string())
+                            .push_bind(key.clone())
+                            .push_bind(key_number(&key))
+                            .push_bind(r.title().to_string())
+                            .push_bind(r.status())
+                            .push_bind(r.service().map(str::to_string))
+                            .push_bind(priority)
+                            .push_bind(assignee)
+                            .push_bind(reporter)
+                            .push_bind(breached)
+                            .push_bind($crate::domain::audit::format_time(r.created_at()))
+                            .push_bind($crate::domain::audit::format_time(r.updated_at()))
+                            .push_bind(r.to_json_string());
+                    });
+                    qb.push(
+                        " ON CONFLICT (kind, key) DO UPDATE SET num = excluded.num, title = excluded.title, \
+                         status = excluded.status, service = excluded.service, priority = excluded.priority, \
+                         assignee = excluded.assignee, reporter = excluded.reporter, breached = excluded.breached, \
+                         updated_at = excluded.updated_at, data = excluded.data",
+                    );
+                    qb.build().execute(&mut *self.tx).await?;
+                }
+                for (kind, last) in &w.counters {
+                    sqlx::query("INSERT INTO counters (kind, last) VALUES ($1, $2) ON CONFLICT (kind) DO UPDATE SET last = excluded.last")
+                        .bind(kind.as_str())
+                        .bind(i64::try_from(*last).map_err(|_| StoreError::Invalid("counter overflow".into()))?)
+                        .execute(&mut *self.tx)
+                        .await?;
+                }
+                for chunk in w.audit.chunks(CHUNK) {
+                    let mut qb = QueryBuilder::<$db>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.seq)
+                            .push_bind(e.at.clone())
+                            .push_bind(e.actor.clone())
+                            .push_bind(e.record.clone())
+                            .push_bind(e.action.clone())
+                            .push_bind(e.before.clone())
+                            .push_bind(e.after.clone())
+                            .push_bind(e.outcome.clone())
+                            .push_bind(e.prev_hash.clone())
+                            .push_bind(e.hash.clone());
+                    });
+                    qb.build().execute(&mut *self.tx).await?;
+                }
+                if let Some(last) = w.audit.last() {
+                    sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
+                        .bind(last.seq)
+                        .bind(&last.hash)
+                        .execute(&mut *self.tx)
+                        .await?;
+                    self.head = (last.seq, last.hash.clone());
+                }
+                for g in &w.grants {
+                    match g {
+                        GrantChange::Add(g) => {
+                            sqlx::query("INSERT INTO role_grants (actor, role, granted_by, granted_at) VALUES ($1, $2, $3, $4) ON CONFLICT (actor, role) DO NOTHING")
+                                .bind(g.actor.as_str())
+                                .bind(g.role.as_str())
+                                .bind(g.granted_by.as_str())
+                                .bind(&g.granted_at)
+                                .execute(&mut *self.tx)
+                                .await?;
+                        }
+                        GrantChange::Remove { actor, role } => {
+                            sqlx::query("DELETE FROM role_grants WHERE actor = $1 AND role = $2")
+                                .bind(actor.as_str())
+                                .bind(role.as_str())
+                                .execute(&mut *self.tx)
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+
+            async fn commit(self: Box<Self>) -> Result<()> {
+                self.tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}

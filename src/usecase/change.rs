@@ -1,0 +1,271 @@
+//! Change and release commands: request, submit, vote, implement, review, close, link; create, deploy, roll back.
+
+use crate::domain::command::{ChangeAction, ChangeCmd, Command, ReleaseCmd};
+use crate::domain::ids::{Actor, Kind};
+use crate::domain::lifecycle::{NewChange, VoteResult};
+use crate::domain::records::{Change, Decision, Link, Record, Release};
+use crate::domain::reply::{Event, Reply};
+use crate::domain::status::ChangeStatus;
+
+use super::{refuse, render, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+
+pub(crate) async fn run(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    cmd: &ChangeCmd,
+) -> Outcome {
+    let action = Command::Change(cmd.clone()).name();
+    match cmd {
+        ChangeCmd::Request {
+            title,
+            change_type,
+            risk,
+            service,
+            window,
+            template,
+        } => {
+            let id = uow.next_id(Kind::Change).await?;
+            let new = NewChange {
+                title: title.clone(),
+                change_type: *change_type,
+                risk: *risk,
+                service: service.clone(),
+                window: *window,
+                template: template.clone(),
+            };
+            let chg = Change::request(id, new, actor, ctx.now);
+            uow.save(ctx, actor, action, None, chg.clone());
+            let headline = format!(
+                "{id} requested: {} ({} change, draft). Submit it with `change submit {id}`",
+                chg.title,
+                change_type.as_str()
+            );
+            Ok(Handled::with(
+                render::change(&chg, headline),
+                vec![Event::RecordUpdated { id: id.to_string() }],
+            ))
+        }
+        ChangeCmd::Act {
+            action: act,
+            id,
+            text,
+        } => {
+            let mut chg: Change = uow.load_id(*id).await?;
+            let before = Record::Change(chg.clone());
+            let text = text.as_deref();
+            let mut events = Vec::new();
+            let headline = match act {
+                ChangeAction::Submit => match chg.submit(ctx.now, ctx.policy).on(id)? {
+                    VoteResult::Decided(_) => {
+                        events.push(Event::ChangeDecided {
+                            id: id.to_string(),
+                            status: "approved".into(),
+                        });
+                        format!("{id} submitted and approved as a pre-approved standard change")
+                    }
+                    VoteResult::Counted => {
+                        events.push(Event::ChangeSubmitted { id: id.to_string() });
+                        format!(
+                            "{id} submitted for approval: needs {} approvals",
+                            chg.required_approvals
+                        )
+                    }
+                },
+                ChangeAction::Approve | ChangeAction::Reject => {
+                    let decision = if *act == ChangeAction::Approve {
+                        Decision::Approve
+                    } else {
+                        Decision::Reject
+                    };
+                    let result = chg
+                        .vote(actor, decision, text, ctx.now, ctx.policy)
+                        .on(id)?;
+                    events.push(Event::ChangeVoted { id: id.to_string() });
+                    match result {
+                        VoteResult::Decided(s) => {
+                            events.push(Event::ChangeDecided {
+                                id: id.to_string(),
+                                status: s.to_string(),
+                            });
+                            format!("{id} {s} after {actor}'s vote")
+                        }
+                        VoteResult::Counted => format!(
+                            "{id}: {actor} voted to {}; {}/{} approvals",
+                            act.verb(),
+                            chg.approval_count(),
+                            chg.required_approvals
+                        ),
+                    }
+                }
+                ChangeAction::Start => {
+                    chg.start(ctx.now).on(id)?;
+                    format!("{id} started by {actor}")
+                }
+                ChangeAction::Complete => {
+                    finish(&mut chg, ChangeStatus::Completed, actor, ctx, text)?
+                }
+                ChangeAction::Fail => finish(&mut chg, ChangeStatus::Failed, actor, ctx, text)?,
+                ChangeAction::Rollback => {
+                    finish(&mut chg, ChangeStatus::RolledBack, actor, ctx, text)?
+                }
+                ChangeAction::Review => {
+                    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+                        return refuse(
+                            Some(id.to_string()),
+                            "post-implementation-review",
+                            format!("say what the review found: `change review {id} <findings>`"),
+                        );
+                    };
+                    chg.record_review(text, ctx.now).on(id)?;
+                    format!("{id} reviewed")
+                }
+                ChangeAction::Close => {
+                    chg.close(actor, ctx.now, text).on(id)?;
+                    format!("{id} closed")
+                }
+            };
+            if !matches!(
+                act,
+                ChangeAction::Submit | ChangeAction::Approve | ChangeAction::Reject
+            ) {
+                events.push(Event::ChangeUpdated {
+                    id: id.to_string(),
+                    status: chg.status.to_string(),
+                });
+            }
+            uow.save(ctx, actor, action, Some(&before), chg.clone());
+            Ok(Handled::with(render::change(&chg, headline), events))
+        }
+        ChangeCmd::Show { id } => {
+            let chg: Change = uow.load_id(*id).await?;
+            uow.audit(
+                ctx.now,
+                actor,
+                Some(id.to_string()),
+                action,
+                None,
+                None,
+                "ok".into(),
+            );
+            Ok(Handled::reply(render::change(
+                &chg,
+                format!("{id}: {}", chg.title),
+            )))
+        }
+        ChangeCmd::Link { id, repo, number } => {
+            let mut chg: Change = uow.load_id(*id).await?;
+            let before = Record::Change(chg.clone());
+            if !chg.link(Link::pull_request(repo, *number)) {
+                uow.audit(
+                    ctx.now,
+                    actor,
+                    Some(id.to_string()),
+                    action,
+                    None,
+                    None,
+                    "ok: already linked".into(),
+                );
+                return Ok(Handled::reply(Reply::ok(
+                    Some(id.to_string()),
+                    format!("{id} is already linked to {repo}#{number}"),
+                )));
+            }
+            uow.save(ctx, actor, action, Some(&before), chg.clone());
+            let events = vec![Event::RecordUpdated { id: id.to_string() }];
+            Ok(Handled::with(
+                render::change(&chg, format!("{id} linked to {repo}#{number}")),
+                events,
+            ))
+        }
+    }
+}
+
+fn finish(
+    chg: &mut Change,
+    to: ChangeStatus,
+    actor: &Actor,
+    ctx: &Ctx<'_>,
+    text: Option<&str>,
+) -> Outcome<String> {
+    let id = chg.id;
+    chg.finish(to, actor, ctx.now, text).on(id)?;
+    Ok(format!(
+        "{id} {to}. Record the post-implementation review with `change review {id} <findings>`"
+    ))
+}
+
+pub(crate) async fn release(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    cmd: &ReleaseCmd,
+) -> Outcome {
+    let action = Command::Release(cmd.clone()).name();
+    match cmd {
+        ReleaseCmd::Create {
+            version,
+            repo,
+            changes,
+        } => {
+            for c in changes {
+                let _: Change = uow.load_id(*c).await?;
+            }
+            let id = uow.next_id(Kind::Release).await?;
+            let rel = Release::create(
+                id,
+                version.clone(),
+                repo.clone(),
+                changes.clone(),
+                actor,
+                ctx.now,
+            );
+            uow.save(ctx, actor, action, None, rel.clone());
+            let events = vec![Event::ReleaseCreated { id: id.to_string() }];
+            Ok(Handled::with(
+                render::release(&rel, format!("{id} created: release {version}")),
+                events,
+            ))
+        }
+        ReleaseCmd::Deploy { id, env } => {
+            let mut rel: Release = uow.load_id(*id).await?;
+            let before = Record::Release(rel.clone());
+            rel.deploy(env, actor, ctx.now).on(id)?;
+            uow.save(ctx, actor, action, Some(&before), rel.clone());
+            let events = vec![Event::ReleaseDeployed {
+                id: id.to_string(),
+                env: env.clone(),
+            }];
+            Ok(Handled::with(
+                render::release(&rel, format!("{id} deployed to {env}")),
+                events,
+            ))
+        }
+        ReleaseCmd::Rollback { id, text } => {
+            let mut rel: Release = uow.load_id(*id).await?;
+            let before = Record::Release(rel.clone());
+            rel.roll_back(actor, ctx.now, text.as_deref()).on(id)?;
+            uow.save(ctx, actor, action, Some(&before), rel.clone());
+            Ok(Handled::with(
+                render::release(&rel, format!("{id} rolled back")),
+                vec![Event::RecordUpdated { id: id.to_string() }],
+            ))
+        }
+        ReleaseCmd::Show { id } => {
+            let rel: Release = uow.load_id(*id).await?;
+            uow.audit(
+                ctx.now,
+                actor,
+                Some(id.to_string()),
+                action,
+                None,
+                None,
+                "ok".into(),
+            );
+            Ok(Handled::reply(render::release(
+                &rel,
+                format!("{id}: release {}", rel.version),
+            )))
+        }
+    }
+}

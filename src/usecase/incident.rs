@@ -1,0 +1,179 @@
+//! Incident commands: raise, acknowledge, resolve, close, reopen, assign, note, show, list.
+
+use crate::domain::command::{IncidentAction, IncidentCmd, IncidentFilter};
+use crate::domain::ids::{Actor, Kind};
+use crate::domain::lifecycle::NewIncident;
+use crate::domain::records::{Incident, Record};
+use crate::domain::reply::{Event, Reply};
+use crate::store::ListQuery;
+
+use super::{render, resolve_mention, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+
+/// How many records a chat list shows; the API pages through the rest.
+pub(crate) const LIST_LIMIT: i64 = 25;
+
+pub(crate) async fn run(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    cmd: &IncidentCmd,
+) -> Outcome {
+    let action = crate::domain::command::Command::Incident(cmd.clone()).name();
+    match cmd {
+        IncidentCmd::Raise {
+            title,
+            impact,
+            urgency,
+            service,
+            ci,
+            security,
+        } => {
+            let id = uow.next_id(Kind::Incident).await?;
+            let new = NewIncident {
+                title: title.clone(),
+                impact: *impact,
+                urgency: *urgency,
+                service: service.clone(),
+                ci: ci.clone(),
+                security: *security,
+            };
+            let inc = Incident::raise(id, new, actor, ctx.now, ctx.policy);
+            uow.save(ctx, actor, action, None, inc.clone());
+            let headline = format!("{id} raised: {} ({})", inc.title, inc.priority);
+            let events = vec![Event::IncidentRaised {
+                id: id.to_string(),
+                priority: inc.priority.to_string(),
+            }];
+            Ok(Handled::with(
+                render::incident(&inc, ctx.now, headline),
+                events,
+            ))
+        }
+        IncidentCmd::Act {
+            action: act,
+            id,
+            text,
+        } => {
+            let mut inc: Incident = uow.load_id(*id).await?;
+            let before = Record::Incident(inc.clone());
+            let text = text.as_deref();
+            let verb = match act {
+                IncidentAction::Ack => inc
+                    .acknowledge(actor, ctx.now, text)
+                    .map(|_| "acknowledged"),
+                IncidentAction::Resolve => inc.resolve(actor, ctx.now, text).map(|_| "resolved"),
+                IncidentAction::Close => inc.close(actor, ctx.now, text).map(|_| "closed"),
+                IncidentAction::Reopen => inc.reopen(actor, ctx.now, text).map(|_| "reopened"),
+            }
+            .on(id)?;
+            uow.save(ctx, actor, action, Some(&before), inc.clone());
+            let headline = format!("{id} {verb} by {actor}: {}", inc.title);
+            let events = vec![Event::IncidentUpdated {
+                id: id.to_string(),
+                status: inc.status.to_string(),
+            }];
+            Ok(Handled::with(
+                render::incident(&inc, ctx.now, headline),
+                events,
+            ))
+        }
+        IncidentCmd::Assign { id, assignee } => {
+            let mut inc: Incident = uow.load_id(*id).await?;
+            let who = resolve_mention(ctx, actor, assignee)?;
+            let before = Record::Incident(inc.clone());
+            inc.assign(&who).on(id)?;
+            uow.save(ctx, actor, action, Some(&before), inc.clone());
+            let events = vec![Event::IncidentUpdated {
+                id: id.to_string(),
+                status: inc.status.to_string(),
+            }];
+            Ok(Handled::with(
+                render::incident(&inc, ctx.now, format!("{id} assigned to {who}")),
+                events,
+            ))
+        }
+        IncidentCmd::Note { id, text } => {
+            let mut inc: Incident = uow.load_id(*id).await?;
+            let before = Record::Incident(inc.clone());
+            inc.add_note(actor, ctx.now, text);
+            uow.save(ctx, actor, action, Some(&before), inc);
+            let events = vec![Event::RecordUpdated { id: id.to_string() }];
+            Ok(Handled::with(
+                Reply::ok(Some(id.to_string()), format!("{id}: note added")),
+                events,
+            ))
+        }
+        IncidentCmd::Show { id } => {
+            let inc: Incident = uow.load_id(*id).await?;
+            uow.audit(
+                ctx.now,
+                actor,
+                Some(id.to_string()),
+                action,
+                None,
+                None,
+                "ok".into(),
+            );
+            Ok(Handled::reply(render::incident(
+                &inc,
+                ctx.now,
+                format!("{id}: {}", inc.title),
+            )))
+        }
+        IncidentCmd::List { filter } => {
+            let mut q = ListQuery::new(Kind::Incident, LIST_LIMIT);
+            let open = || vec!["new".to_string(), "acknowledged".to_string()];
+            match filter {
+                IncidentFilter::Open => q.statuses = open(),
+                IncidentFilter::Mine => {
+                    q.statuses = open();
+                    q.involving = Some(actor.to_string());
+                }
+                IncidentFilter::Breached => q.breached = Some(true),
+                IncidentFilter::All => {}
+            }
+            let rows = uow.list(&q).await?;
+            uow.audit(
+                ctx.now,
+                actor,
+                None,
+                action,
+                None,
+                None,
+                format!("ok: {} listed", rows.len()),
+            );
+            let name = match filter {
+                IncidentFilter::Open => "open incidents",
+                IncidentFilter::Mine => "your open incidents",
+                IncidentFilter::Breached => "incidents that breached their SLA",
+                IncidentFilter::All => "incidents",
+            };
+            Ok(Handled::reply(list_reply(name, &rows, ctx)))
+        }
+    }
+}
+
+/// One line per record: `INC-3 [P1 acknowledged] Checkout down`.
+pub(crate) fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
+    if rows.is_empty() {
+        return Reply::ok(None, format!("No {name}."));
+    }
+    let mut text = format!("{} {name}:", rows.len());
+    for r in rows {
+        let extra = match r {
+            Record::Incident(i) if i.is_breached_at(ctx.now) => {
+                format!("{} {}, SLA breached", i.priority, i.status)
+            }
+            Record::Incident(i) => format!("{} {}", i.priority, i.status),
+            other => other.status(),
+        };
+        text.push_str(&format!("\n{} [{extra}] {}", r.key(), r.title()));
+    }
+    if rows.len() as i64 == LIST_LIMIT {
+        text.push_str(&format!(
+            "\n(first {LIST_LIMIT}; see {}/api/v1 for the rest)",
+            ctx.public_url
+        ));
+    }
+    Reply::ok(None, text)
+}

@@ -1,0 +1,253 @@
+//! The use cases: one entry point, `execute`, that applies a typed command through the unit of work.
+//!
+//! Every command that reaches here leaves an audit entry, accepted or refused.
+
+use std::fmt::Display;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::command::{Command, Mention};
+use crate::domain::ids::{Actor, Kind, RecordId};
+use crate::domain::lifecycle::Refusal;
+use crate::domain::policy::Policy;
+use crate::domain::records::{
+    Change, ConfigItem, Incident, Nonconformity, Problem, Record, Release, Service, ServiceRequest,
+};
+use crate::domain::reply::{Event, Reply};
+use crate::store::StoreError;
+
+mod change;
+mod incident;
+mod other;
+mod query;
+pub mod render;
+mod uow;
+
+pub use query::help;
+pub use uow::UnitOfWork;
+
+/// What the rules and the clock say for one command.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub now: DateTime<Utc>,
+    /// Base URL for links in replies.
+    pub public_url: &'a str,
+}
+
+/// The reply to a command and the events it raised, for adapters to act on after commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    pub reply: Reply,
+    pub events: Vec<Event>,
+}
+
+impl Handled {
+    pub fn reply(reply: Reply) -> Self {
+        Handled {
+            reply,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn with(reply: Reply, events: Vec<Event>) -> Self {
+        Handled { reply, events }
+    }
+}
+
+/// Why a command did not go through.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Store(StoreError),
+    Refused {
+        record: Option<String>,
+        refusal: Refusal,
+    },
+    NotFound {
+        record: String,
+        message: String,
+    },
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+pub(crate) type Outcome<T = Handled> = Result<T, Fail>;
+
+/// Attaches the record ID to a domain refusal.
+pub(crate) trait RefusedOn<T> {
+    fn on(self, record: impl Display) -> Outcome<T>;
+}
+
+impl<T> RefusedOn<T> for Result<T, Refusal> {
+    fn on(self, record: impl Display) -> Outcome<T> {
+        self.map_err(|refusal| Fail::Refused {
+            record: Some(record.to_string()),
+            refusal,
+        })
+    }
+}
+
+pub(crate) fn refuse<T>(
+    record: Option<String>,
+    rule: &'static str,
+    message: impl Into<String>,
+) -> Outcome<T> {
+    Err(Fail::Refused {
+        record,
+        refusal: Refusal::new(rule, message),
+    })
+}
+
+/// Converts between `Record` and the record type a handler works on.
+pub(crate) trait Typed: Sized {
+    const KIND: Kind;
+    fn from_record(r: Record) -> Option<Self>;
+    fn into_record(self) -> Record;
+}
+
+macro_rules! typed {
+    ($t:ty, $variant:ident) => {
+        impl Typed for $t {
+            const KIND: Kind = Kind::$variant;
+            fn from_record(r: Record) -> Option<Self> {
+                match r {
+                    Record::$variant(x) => Some(x),
+                    _ => None,
+                }
+            }
+            fn into_record(self) -> Record {
+                Record::$variant(self)
+            }
+        }
+    };
+}
+
+typed!(Incident, Incident);
+typed!(ServiceRequest, Request);
+typed!(Problem, Problem);
+typed!(Change, Change);
+typed!(Release, Release);
+typed!(Nonconformity, Nonconformity);
+typed!(Service, Service);
+typed!(ConfigItem, Ci);
+
+impl UnitOfWork {
+    /// Loads a record by key, or fails with `no such incident INC-99`.
+    pub(crate) async fn load<T: Typed>(&mut self, key: &str) -> Outcome<T> {
+        match self.get(T::KIND, key).await? {
+            Some(r) => T::from_record(r).ok_or_else(|| {
+                Fail::Store(StoreError::Invalid(format!("{key} has the wrong kind")))
+            }),
+            None => Err(Fail::NotFound {
+                record: key.to_string(),
+                message: format!("no such {} {key}", T::KIND.noun()),
+            }),
+        }
+    }
+
+    pub(crate) async fn load_id<T: Typed>(&mut self, id: RecordId) -> Outcome<T> {
+        self.load(&id.to_string()).await
+    }
+
+    /// Stages a record's new state and its audit entry (before and after as stored JSON).
+    pub(crate) fn save<T: Typed>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        actor: &Actor,
+        action: &str,
+        before: Option<&Record>,
+        after: T,
+    ) -> Record {
+        let mut after = after.into_record();
+        after.set_updated_at(ctx.now);
+        let before_json = before.map(Record::to_json_string);
+        self.audit(
+            ctx.now,
+            actor,
+            Some(after.key()),
+            action,
+            before_json,
+            Some(after.to_json_string()),
+            "ok".to_string(),
+        );
+        self.put(after.clone());
+        after
+    }
+}
+
+/// Runs one command: the single use-case entry point every adapter reaches through the ledger.
+pub async fn execute(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    command: &Command,
+) -> Result<Handled, StoreError> {
+    let action = command.name();
+    let result = match command {
+        Command::Help { topic } => Ok(query::help(topic.as_deref())),
+        Command::Incident(c) => incident::run(uow, ctx, actor, c).await,
+        Command::Change(c) => change::run(uow, ctx, actor, c).await,
+        Command::Release(c) => change::release(uow, ctx, actor, c).await,
+        Command::Request(c) => other::request(uow, ctx, actor, c).await,
+        Command::Problem(c) => other::problem(uow, ctx, actor, c).await,
+        Command::Nc(c) => other::nc(uow, ctx, actor, c).await,
+        Command::Service(c) => other::service(uow, ctx, actor, c).await,
+        Command::Ci(c) => other::ci(uow, ctx, actor, c).await,
+        Command::Role(c) => other::role(uow, ctx, actor, c).await,
+        Command::Sla { id } => query::sla(uow, ctx, actor, *id).await,
+        Command::Audit { record } => query::audit(uow, ctx, actor, record).await,
+        Command::Report { from, to } => query::report(uow, ctx, actor, *from, *to).await,
+    };
+    match result {
+        Ok(h) => Ok(h),
+        Err(Fail::Store(e)) => Err(e),
+        Err(Fail::Refused { record, refusal }) => {
+            let outcome = format!("refused ({}): {}", refusal.rule, refusal.message);
+            uow.audit(ctx.now, actor, record.clone(), action, None, None, outcome);
+            Ok(Handled::reply(Reply::refused(
+                record,
+                refusal.rule,
+                refusal.message,
+            )))
+        }
+        Err(Fail::NotFound { record, message }) => {
+            uow.audit(
+                ctx.now,
+                actor,
+                Some(record.clone()),
+                action,
+                None,
+                None,
+                format!("not found: {message}"),
+            );
+            Ok(Handled::reply(Reply::not_found(record, message)))
+        }
+    }
+}
+
+/// Turns a mention into an actor on the platform the command came from. A `[people]` name maps
+/// to that person's account on the same platform.
+pub(crate) fn resolve_mention(ctx: &Ctx<'_>, actor: &Actor, m: &Mention) -> Outcome<Actor> {
+    let text = match m {
+        Mention::PlatformId(id) => format!("{}:{id}", actor.platform()),
+        Mention::Name(name) if name.contains(':') => name.clone(),
+        Mention::Name(name) => {
+            let same_platform =
+                ctx.policy.people.get(name).and_then(|accounts| {
+                    accounts.iter().find(|a| a.platform() == actor.platform())
+                });
+            match same_platform {
+                Some(a) => a.to_string(),
+                None => format!("{}:{name}", actor.platform()),
+            }
+        }
+    };
+    Actor::parse(&text).map_err(|e| Fail::Refused {
+        record: None,
+        refusal: Refusal::new("mention", e.to_string()),
+    })
+}

@@ -1,0 +1,228 @@
+//! Renders records as neutral replies: a headline naming the ID, fields, and the buttons that fit the status.
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::priority::countdown;
+use crate::domain::records::{
+    Change, ConfigItem, Decision, Incident, Nonconformity, Problem, Release, Service,
+    ServiceRequest,
+};
+use crate::domain::reply::{ButtonStyle, Reply};
+use crate::domain::status::{ChangeStatus, IncidentStatus};
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%MZ").to_string()
+}
+
+fn opt(v: Option<&str>) -> String {
+    v.unwrap_or("-").to_string()
+}
+
+pub fn incident(i: &Incident, now: DateTime<Utc>, headline: String) -> Reply {
+    let id = i.id.to_string();
+    let mut r = Reply::ok(Some(id.clone()), headline)
+        .field("Status", i.status.as_str())
+        .field(
+            "Priority",
+            format!(
+                "{} (impact {}, urgency {})",
+                i.priority,
+                i.impact.as_str(),
+                i.urgency.as_str()
+            ),
+        );
+    if let Some(s) = &i.service {
+        r = r.field("Service", s.clone());
+    }
+    if let Some(c) = &i.ci {
+        r = r.field("CI", c.clone());
+    }
+    if i.security {
+        r = r.field("Security", "information security incident");
+    }
+    r = r.field("Assignee", opt(i.assignee.as_ref().map(|a| a.as_str())));
+    if i.acknowledged_at.is_none() {
+        r = r.field(
+            "Respond by",
+            format!(
+                "{} ({})",
+                time(i.response_due),
+                countdown(now, i.response_due)
+            ),
+        );
+    }
+    if i.status.is_open() {
+        r = r.field(
+            "Resolve by",
+            format!(
+                "{} ({})",
+                time(i.resolve_due),
+                countdown(now, i.resolve_due)
+            ),
+        );
+    }
+    if i.is_breached_at(now) {
+        r = r.field("SLA", "breached");
+    }
+    if !i.problems.is_empty() {
+        r = r.field(
+            "Problems",
+            i.problems
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    match i.status {
+        IncidentStatus::New => r
+            .button("Acknowledge", "incident ack", &id, ButtonStyle::Primary)
+            .button("Resolve", "incident resolve", &id, ButtonStyle::Default),
+        IncidentStatus::Acknowledged => {
+            r.button("Resolve", "incident resolve", &id, ButtonStyle::Primary)
+        }
+        _ => r,
+    }
+}
+
+pub fn change(c: &Change, headline: String) -> Reply {
+    let id = c.id.to_string();
+    let mut r = Reply::ok(Some(id.clone()), headline)
+        .field("Status", c.status.as_str())
+        .field("Type", c.change_type.as_str())
+        .field("Risk", c.risk.as_str())
+        .field("Requester", c.requester.to_string());
+    if let Some(s) = &c.service {
+        r = r.field("Service", s.clone());
+    }
+    if let Some(w) = &c.window {
+        r = r.field("Window", format!("{} .. {}", time(w.start), time(w.end)));
+    }
+    if c.status != ChangeStatus::Draft && c.required_approvals > 0 {
+        let votes = c
+            .approvals
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {}",
+                    a.voter,
+                    if a.decision == Decision::Approve {
+                        "approved"
+                    } else {
+                        "rejected"
+                    }
+                )
+            })
+            .collect::<Vec<_>>();
+        let tally = format!("{}/{} approvals", c.approval_count(), c.required_approvals);
+        r = r.field(
+            "Votes",
+            if votes.is_empty() {
+                tally
+            } else {
+                format!("{tally}: {}", votes.join(", "))
+            },
+        );
+    }
+    if !c.links.is_empty() {
+        r = r.field(
+            "Links",
+            c.links
+                .iter()
+                .map(|l| l.url.clone())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    if let Some(rev) = &c.review {
+        r = r.field("Review", rev.clone());
+    }
+    if c.status == ChangeStatus::Submitted {
+        r = r
+            .button("Approve", "change approve", &id, ButtonStyle::Primary)
+            .button("Reject", "change reject", &id, ButtonStyle::Danger);
+    }
+    r
+}
+
+pub fn request(q: &ServiceRequest, headline: String) -> Reply {
+    let mut r = Reply::ok(Some(q.id.to_string()), headline)
+        .field("Status", q.status.as_str())
+        .field("Requester", q.requester.to_string());
+    if let Some(s) = &q.service {
+        r = r.field("Service", s.clone());
+    }
+    if let Some(f) = &q.fulfilment {
+        r = r.field("Fulfilment", f.clone());
+    }
+    r
+}
+
+pub fn problem(p: &Problem, headline: String) -> Reply {
+    let mut r = Reply::ok(Some(p.id.to_string()), headline).field("Status", p.status.as_str());
+    if !p.incidents.is_empty() {
+        r = r.field(
+            "Incidents",
+            p.incidents
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    r.field("Root cause", opt(p.root_cause.as_deref()))
+        .field("Workaround", opt(p.workaround.as_deref()))
+}
+
+pub fn release(rel: &Release, headline: String) -> Reply {
+    let mut r = Reply::ok(Some(rel.id.to_string()), headline)
+        .field("Status", rel.status.as_str())
+        .field("Version", rel.version.clone());
+    if let Some(repo) = &rel.repo {
+        r = r.field("Repo", repo.clone());
+    }
+    if !rel.changes.is_empty() {
+        r = r.field(
+            "Changes",
+            rel.changes
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    if !rel.deployments.is_empty() {
+        let d = rel
+            .deployments
+            .iter()
+            .map(|d| format!("{} at {}", d.env, time(d.at)))
+            .collect::<Vec<_>>();
+        r = r.field("Deployments", d.join(", "));
+    }
+    r
+}
+
+pub fn nonconformity(n: &Nonconformity, headline: String) -> Reply {
+    let mut r = Reply::ok(Some(n.id.to_string()), headline)
+        .field("Status", n.status.as_str())
+        .field("Rule", n.rule.clone());
+    if let Some(rec) = n.record {
+        r = r.field("Record", rec.to_string());
+    }
+    r.field("Corrective action", opt(n.corrective_action.as_deref()))
+}
+
+pub fn service(s: &Service, headline: String) -> Reply {
+    Reply::ok(Some(s.id.clone()), headline)
+        .field("Owner", opt(s.owner.as_ref().map(|a| a.as_str())))
+}
+
+pub fn ci(c: &ConfigItem, headline: String) -> Reply {
+    let mut r = Reply::ok(Some(c.id.clone()), headline)
+        .field("Type", opt(c.ci_type.as_deref()))
+        .field("Service", opt(c.service.as_deref()));
+    if !c.depends.is_empty() {
+        r = r.field("Depends on", c.depends.join(", "));
+    }
+    r
+}

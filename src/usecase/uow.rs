@@ -1,0 +1,132 @@
+//! The unit of work a batch of commands shares: reads through the transaction, writes staged and flushed together.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::audit::AuditEntry;
+use crate::domain::ids::{Actor, Kind, RecordId};
+use crate::domain::records::Record;
+use crate::store::{Grant, GrantChange, ListQuery, Result, StoreTx, WriteSet};
+
+/// Staged writes over one store transaction. Reads see staged writes first, so commands later
+/// in a batch see what earlier ones did.
+pub struct UnitOfWork {
+    tx: Box<dyn StoreTx>,
+    staged: BTreeMap<(Kind, String), Record>,
+    counters: BTreeMap<Kind, u64>,
+    dirty_counters: Vec<Kind>,
+    audit: Vec<AuditEntry>,
+    grants: Vec<GrantChange>,
+    head: (i64, String),
+}
+
+impl UnitOfWork {
+    pub fn new(tx: Box<dyn StoreTx>) -> Self {
+        let head = tx.head();
+        UnitOfWork {
+            tx,
+            staged: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            dirty_counters: Vec::new(),
+            audit: Vec::new(),
+            grants: Vec::new(),
+            head,
+        }
+    }
+
+    pub async fn get(&mut self, kind: Kind, key: &str) -> Result<Option<Record>> {
+        if let Some(r) = self.staged.get(&(kind, key.to_string())) {
+            return Ok(Some(r.clone()));
+        }
+        self.tx.get(kind, key).await
+    }
+
+    /// Hands out the next number of a kind. Numbers are never reused: the counter is kept in
+    /// the store and advanced under the batch's lock.
+    pub async fn next_id(&mut self, kind: Kind) -> Result<RecordId> {
+        let last = match self.counters.get(&kind) {
+            Some(n) => *n,
+            None => self.tx.counter(kind).await?,
+        };
+        let n = last + 1;
+        self.counters.insert(kind, n);
+        if !self.dirty_counters.contains(&kind) {
+            self.dirty_counters.push(kind);
+        }
+        Ok(RecordId::new(kind, n))
+    }
+
+    pub fn put(&mut self, record: Record) {
+        self.staged.insert((record.kind(), record.key()), record);
+    }
+
+    pub fn grant(&mut self, change: GrantChange) {
+        self.grants.push(change);
+    }
+
+    /// Appends an entry to the audit chain.
+    #[allow(clippy::too_many_arguments)]
+    pub fn audit(
+        &mut self,
+        at: DateTime<Utc>,
+        actor: &Actor,
+        record: Option<String>,
+        action: &str,
+        before: Option<String>,
+        after: Option<String>,
+        outcome: String,
+    ) {
+        let e = AuditEntry::next(
+            self.head.0,
+            &self.head.1,
+            at,
+            actor.as_str(),
+            record,
+            action,
+            before,
+            after,
+            outcome,
+        );
+        self.head = (e.seq, e.hash.clone());
+        self.audit.push(e);
+    }
+
+    pub async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
+        self.flush().await?;
+        self.tx.list(q).await
+    }
+
+    pub async fn audit_for(&mut self, record: &str, limit: i64) -> Result<Vec<AuditEntry>> {
+        self.flush().await?;
+        self.tx.audit_for(record, 0, limit).await
+    }
+
+    pub async fn grants(&mut self) -> Result<Vec<Grant>> {
+        self.flush().await?;
+        self.tx.grants().await
+    }
+
+    /// Writes everything staged so far into the transaction (not yet committed).
+    pub async fn flush(&mut self) -> Result<()> {
+        let w = WriteSet {
+            records: std::mem::take(&mut self.staged).into_values().collect(),
+            counters: self
+                .dirty_counters
+                .drain(..)
+                .map(|k| (k, self.counters[&k]))
+                .collect(),
+            audit: std::mem::take(&mut self.audit),
+            grants: std::mem::take(&mut self.grants),
+        };
+        if w.is_empty() {
+            return Ok(());
+        }
+        self.tx.write(w).await
+    }
+
+    pub async fn commit(mut self) -> Result<()> {
+        self.flush().await?;
+        self.tx.commit().await
+    }
+}
