@@ -1,1 +1,169 @@
-fn main() {}
+//! Throughput benchmark: N concurrent `incident raise` commands through the ledger, on SQLite and PostgreSQL.
+//!
+//! Prints commands/s, p50 and p99 latency, and the raw single-row-insert rate of the same
+//! database measured in the same run (one transaction, so one fsync, per insert), so the
+//! figures can be compared as a ratio on a noisy shared machine.
+//!
+//! `cargo bench --bench throughput` (PostgreSQL when `OPSLEDGER_TEST_POSTGRES_URL` is set).
+//! `BENCH_COMMANDS` and `BENCH_CONCURRENCY` override the defaults.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use opsledger::domain::policy::Policy;
+use opsledger::domain::reply::Outcome;
+use sqlx::Connection;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Figures {
+    commands_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    raw_inserts_per_sec: f64,
+    batches_note: String,
+}
+
+async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figures {
+    let store = db.store().await;
+    let clock = common::TestClock::at(common::TestClock::default_start());
+    let (ledger, _writer) = common::ledger_on(store.clone(), Policy::default(), clock);
+    // Warm up connections and caches.
+    for _ in 0..50 {
+        ledger
+            .handle_text(common::actor("console:bench"), "incident raise warm up")
+            .await;
+    }
+    let per_task = commands / concurrency;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for t in 0..concurrency {
+        let ledger = ledger.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            for i in 0..per_task {
+                let text =
+                    format!("incident raise Bench {t}-{i} impact:high urgency:medium service:shop");
+                let s = Instant::now();
+                let r = ledger
+                    .handle_text(common::actor("console:bench"), &text)
+                    .await;
+                assert_eq!(r.reply.outcome, Outcome::Ok, "{}", r.reply.text);
+                lat.push(s.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat = Vec::with_capacity(commands);
+    for t in tasks {
+        lat.extend(t.await.expect("bench task"));
+    }
+    let elapsed = started.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let metrics = ledger.metrics().render();
+    let batches = metrics
+        .lines()
+        .find(|l| l.starts_with("opsledger_write_batch_commands_count"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Figures {
+        commands_per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        raw_inserts_per_sec: raw_insert_rate(db.url()).await,
+        batches_note: format!(
+            "{:.0} commands per commit on average",
+            (lat.len() + 50) as f64 / batches.max(1.0)
+        ),
+    }
+}
+
+/// Single-row inserts, each its own transaction, on the same database and durability settings.
+async fn raw_insert_rate(url: &str) -> f64 {
+    const N: usize = 300;
+    let started;
+    if url.starts_with("sqlite") {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+        use std::str::FromStr;
+        let opts = SqliteConnectOptions::from_str(url)
+            .unwrap()
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full);
+        let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (id INTEGER PRIMARY KEY, v TEXT)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        started = Instant::now();
+        for i in 0..N {
+            sqlx::query("INSERT INTO bench_raw (v) VALUES ($1)")
+                .bind(format!("row {i}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (id BIGSERIAL PRIMARY KEY, v TEXT)")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        started = Instant::now();
+        for i in 0..N {
+            sqlx::query("INSERT INTO bench_raw (v) VALUES ($1)")
+                .bind(format!("row {i}"))
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+    N as f64 / started.elapsed().as_secs_f64()
+}
+
+fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target: f64) {
+    println!(
+        "{backend:<10} {commands} incident raise, {concurrency} concurrent: {:>8.0} commands/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({})",
+        f.commands_per_sec,
+        f.p50.as_secs_f64() * 1e3,
+        f.p99.as_secs_f64() * 1e3,
+        f.batches_note
+    );
+    println!(
+        "{backend:<10} raw single-row inserts (one commit each): {:>8.0} rows/s  -> group commit is {:.1}x the raw insert rate; target {target:.0}/s: {}",
+        f.raw_inserts_per_sec,
+        f.commands_per_sec / f.raw_inserts_per_sec,
+        if f.commands_per_sec >= target { "met" } else { "NOT met" }
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a quick smoke test.
+    let full = std::env::args().any(|a| a == "--bench");
+    let commands = env_usize("BENCH_COMMANDS", if full { 20_000 } else { 512 });
+    let concurrency = env_usize("BENCH_CONCURRENCY", if full { 256 } else { 32 }).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let sqlite = common::sqlite_db();
+        let f = drive(&sqlite, commands, concurrency).await;
+        print("sqlite", &f, commands, concurrency, 10_000.0);
+        match common::postgres_db().await {
+            Some(pg) => {
+                let f = drive(&pg, commands, concurrency).await;
+                print("postgres", &f, commands, concurrency, 3_000.0);
+            }
+            None => println!("postgres   skipped: set {} to measure it", common::PG_ENV),
+        }
+    });
+}

@@ -19,10 +19,38 @@ use crate::store::{self, Store};
 
 /// Opens the store named by `OPSLEDGER_DATABASE_URL`, running migrations; errors name the variable.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    let store = store::open(url)
-        .await
-        .with_context(|| format!("cannot open OPSLEDGER_DATABASE_URL={}", store::redact(url)))?;
+    let store = store::open(url).await.with_context(|| {
+        let mut msg = format!("cannot open OPSLEDGER_DATABASE_URL={}", store::redact(url));
+        if let Some(hint) = sqlite_dir_hint(url) {
+            msg.push_str(&format!(" ({hint})"));
+        }
+        msg
+    })?;
     Ok(Arc::from(store))
+}
+
+/// Why a SQLite file cannot be created, when its directory is the reason: SQLite itself only
+/// says "unable to open database file".
+fn sqlite_dir_hint(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    let dir = match Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Err(_) => Some(format!("the directory {} does not exist", dir.display())),
+        Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", dir.display())),
+        Ok(m) if m.permissions().readonly() => {
+            Some(format!("the directory {} is read-only", dir.display()))
+        }
+        Ok(_) => None,
+    }
 }
 
 /// Loads the rules file named by `OPSLEDGER_POLICY`, or the built-in defaults.
@@ -32,7 +60,12 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read OPSLEDGER_POLICY={}", path.display()))?;
-    Policy::from_toml(&text).with_context(|| format!("{}: invalid rules file", path.display()))
+    Policy::from_toml(&text).with_context(|| {
+        format!(
+            "OPSLEDGER_POLICY={} is not a valid rules file",
+            path.display()
+        )
+    })
 }
 
 /// Starts the ledger's writer on a store.
@@ -171,14 +204,20 @@ pub async fn verify_audit(
     store: &dyn Store,
 ) -> anyhow::Result<Result<VerifyReport, crate::domain::audit::ChainError>> {
     const PAGE: i64 = 10_000;
+    // The head is read first and kept apart from the entries: verify checks the chain up to
+    // it (entries committed meanwhile extend past it) and that no entry before it is missing.
+    let (head_seq, head_hash) = store
+        .chain_head()
+        .await
+        .context("cannot read the audit chain head")?;
     let mut v = ChainVerifier::default();
     let mut after = 0;
-    loop {
+    while after < head_seq {
         let page = store
             .audit_after(after, PAGE)
             .await
             .context("cannot read the audit trail")?;
-        for e in &page {
+        for e in page.iter().take_while(|e| e.seq <= head_seq) {
             if let Err(broken) = v.check(e) {
                 return Ok(Err(broken));
             }
@@ -187,6 +226,9 @@ pub async fn verify_audit(
             Some(last) if page.len() as i64 == PAGE => after = last.seq,
             _ => break,
         }
+    }
+    if let Err(broken) = v.finish(head_seq, &head_hash) {
+        return Ok(Err(broken));
     }
     Ok(Ok(VerifyReport {
         entries: v.checked,

@@ -37,7 +37,8 @@ pub struct StoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
     /// Run the HTTP server: chat and GitHub endpoints, the API, health and metrics.
-    Serve(ServeArgs),
+    // Boxed: the platform settings make it far larger than the other variants.
+    Serve(Box<ServeArgs>),
     /// Run one command (or, with `-`, one per line from stdin) and print the reply.
     Exec(ExecArgs),
     /// Apply pending database migrations and exit.
@@ -57,12 +58,24 @@ pub enum AuditCommand {
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Who runs the command, as platform:id.
-    #[arg(long = "as", value_name = "ACTOR", default_value = "console:operator")]
+    /// Who runs the command, as platform:id (for example console:alice).
+    #[arg(
+        long = "as",
+        value_name = "ACTOR",
+        default_value = "console:operator",
+        value_parser = valid_actor
+    )]
     pub actor: String,
     /// The command text, for example "incident raise Checkout down impact:high"; `-` reads stdin.
     #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
     pub text: Vec<String>,
+}
+
+/// Checks `--as` while parsing, so a bad actor is a usage error (exit 2) like any other.
+fn valid_actor(s: &str) -> Result<String, String> {
+    crate::domain::ids::Actor::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e}; for example console:alice"))
 }
 
 #[derive(Debug, Clone, Args)]

@@ -95,6 +95,8 @@ pub enum ChainError {
     Unlinked { seq: i64, prev: i64 },
     #[error("audit entry {seq} is out of sequence: expected entry {expected} (an entry was removed or inserted)")]
     Gap { seq: i64, expected: i64 },
+    #[error("the audit trail ends at entry {last} but the chain head records entry {head}: the newest entries were removed or altered")]
+    Truncated { last: i64, head: i64 },
 }
 
 /// Checks entries one at a time, in sequence order, so a verify can stream the whole trail.
@@ -140,6 +142,18 @@ impl ChainVerifier {
 
     pub fn last_hash(&self) -> &str {
         &self.last_hash
+    }
+
+    /// After the last entry: the chain must end where the separately kept head says it does,
+    /// which catches entries cut from the end.
+    pub fn finish(&self, head_seq: i64, head_hash: &str) -> Result<(), ChainError> {
+        if head_seq != self.last_seq || head_hash != self.last_hash {
+            return Err(ChainError::Truncated {
+                last: self.last_seq,
+                head: head_seq,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -195,6 +209,17 @@ mod tests {
         let mut v = ChainVerifier::default();
         let err = entries.iter().try_for_each(|e| v.check(e)).unwrap_err();
         assert_eq!(err, ChainError::Unlinked { seq: 3, prev: 2 });
+    }
+
+    #[test]
+    fn entries_cut_from_the_end_are_caught_by_the_head() {
+        let entries = chain(4);
+        let mut v = ChainVerifier::default();
+        entries[..3].iter().try_for_each(|e| v.check(e)).unwrap();
+        let err = v.finish(4, &entries[3].hash).unwrap_err();
+        assert_eq!(err, ChainError::Truncated { last: 3, head: 4 });
+        v.check(&entries[3]).unwrap();
+        v.finish(4, &entries[3].hash).unwrap();
     }
 
     #[test]

@@ -916,8 +916,10 @@ mod tests {
 
     #[test]
     fn standard_change_without_listed_template_is_refused_and_lists_templates() {
-        let mut p = Policy::default();
-        p.standard_templates = vec!["restart-service".into()];
+        let p = Policy {
+            standard_templates: vec!["restart-service".into()],
+            ..Policy::default()
+        };
         let mut c = change(ChangeType::Standard);
         let err = c.submit(now(), &p).unwrap_err();
         assert!(

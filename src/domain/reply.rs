@@ -129,11 +129,15 @@ impl Reply {
         self
     }
 
-    /// Plain text for terminals and logs: the text, then one `name: value` line per field.
+    /// Plain text for terminals and logs: the text, one `name: value` line per field, and for
+    /// a refusal the rule that refused it.
     pub fn to_plain_text(&self) -> String {
         let mut out = self.text.clone();
         for f in &self.fields {
             out.push_str(&format!("\n  {}: {}", f.name, f.value));
+        }
+        if let Outcome::Refused { rule } = &self.outcome {
+            out.push_str(&format!("\n  refused by rule: {rule}"));
         }
         out
     }

@@ -1,5 +1,6 @@
 //! `/api/v1`: read access to every record and the audit trail, with cursor pagination.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -38,15 +39,40 @@ fn kind_of(collection: &str) -> Result<Kind, ApiError> {
     })
 }
 
+/// The query string, or a 400 in the API's JSON error shape saying what was wrong with it.
+fn params<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+/// A list cursor is the key of the last record of the previous page: for numbered kinds an ID
+/// of that kind, which is checked so that a mistyped cursor is not read as "from the start".
+fn cursor(kind: Kind, c: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(c) = c.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    if !kind.is_numbered() {
+        return Ok(Some(c));
+    }
+    match c.parse::<RecordId>() {
+        Ok(id) if id.kind == kind => Ok(Some(id.to_string())),
+        _ => Err(ApiError::BadRequest(format!(
+            "cursor `{c}` is not one this API gave out"
+        ))),
+    }
+}
+
 pub async fn list(
     State(app): State<AppState>,
     Path(collection): Path<String>,
-    Query(p): Query<ListParams>,
+    p: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let kind = kind_of(&collection)?;
+    let p = params(p)?;
     let limit = limit(p.limit)?;
-    let mut q = ListQuery::new(kind, limit);
-    q.after = p.cursor.filter(|c| !c.is_empty());
+    // One more than asked, to know whether another page follows.
+    let mut q = ListQuery::new(kind, limit + 1);
+    q.after = cursor(kind, p.cursor)?;
     if let Some(s) = p.status {
         q.statuses = s
             .split(',')
@@ -55,10 +81,10 @@ pub async fn list(
             .map(str::to_string)
             .collect();
     }
-    let rows = app.ledger.store().list(&q).await?;
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|r| r.key()))
-        .flatten();
+    let mut rows = app.ledger.store().list(&q).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = more.then(|| rows.last().map(|r| r.key())).flatten();
     let items: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
     Ok(Json(json!({ "items": items, "next": next })))
 }
@@ -97,8 +123,9 @@ pub struct AuditParams {
 
 pub async fn audit(
     State(app): State<AppState>,
-    Query(p): Query<AuditParams>,
+    p: Result<Query<AuditParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let p = params(p)?;
     let record = p.record.filter(|r| !r.is_empty()).ok_or_else(|| {
         ApiError::BadRequest("give the record: /api/v1/audit?record=INC-1".into())
     })?;
@@ -113,8 +140,14 @@ pub async fn audit(
             ApiError::BadRequest(format!("cursor `{c}` is not one this API gave out"))
         })?,
     };
-    let entries = app.ledger.store().audit_for(&record, after, limit).await?;
-    let next = (entries.len() as i64 == limit)
+    let mut entries = app
+        .ledger
+        .store()
+        .audit_for(&record, after, limit + 1)
+        .await?;
+    let more = entries.len() as i64 > limit;
+    entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = more
         .then(|| entries.last().map(|e| e.seq.to_string()))
         .flatten();
     Ok(Json(

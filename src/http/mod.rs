@@ -1,9 +1,11 @@
 //! The HTTP server: health, readiness, metrics and the read API, behind tracing, timeout and body-limit layers.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -43,12 +45,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // Router layers wrap every route, the 405 answers and the fallback, so the body limit
+        // holds for unknown paths and wrong methods too; observe sees (and counts) its 413s.
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(middleware::from_fn(limit_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -91,6 +96,46 @@ async fn require_token(
         }
     }
     Ok(next.run(req).await)
+}
+
+/// Answers 413 to a body over `BODY_LIMIT` whatever the route or method: at once when its
+/// `Content-Length` says so, otherwise (a chunked body) after reading at most the limit.
+async fn limit_body(req: Request, next: Next) -> Result<Response, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > BODY_LIMIT as u64 => Err(ApiError::PayloadTooLarge(BODY_LIMIT)),
+        // hyper ends the body at its declared length, so it cannot grow past the limit.
+        Some(_) => Ok(next.run(req).await),
+        None if req.body().size_hint().exact() == Some(0) => Ok(next.run(req).await),
+        None => {
+            let (parts, body) = req.into_parts();
+            let bytes = read_limited(body, BODY_LIMIT).await?;
+            Ok(next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await)
+        }
+    }
+}
+
+/// Reads a whole body, failing with 413 as soon as it passes `limit` bytes.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {

@@ -112,6 +112,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, q: &ListQuery) -> Result<Vec<Record>>;
     /// Audit entries with `seq > after`, in order, at most `limit`.
     async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// The chain head `(seq, hash)` as last committed.
+    async fn chain_head(&self) -> Result<(i64, String)>;
     /// One record's timeline, oldest first, entries with `seq > after`.
     async fn audit_for(&self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     async fn grants(&self) -> Result<Vec<Grant>>;

@@ -182,6 +182,10 @@ macro_rules! sql_store {
                 audit_for_in(&self.pool, record, after, limit).await
             }
 
+            async fn chain_head(&self) -> Result<(i64, String)> {
+                Ok(sqlx::query_as("SELECT seq, hash FROM chain_head WHERE id = 1").fetch_one(&self.pool).await?)
+            }
+
             async fn grants(&self) -> Result<Vec<Grant>> {
                 grants_in(&self.pool).await
             }

@@ -158,7 +158,7 @@ pub(crate) fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
     if rows.is_empty() {
         return Reply::ok(None, format!("No {name}."));
     }
-    let mut text = format!("{} {name}:", rows.len());
+    let mut text = format!("{name} ({}):", rows.len());
     for r in rows {
         let extra = match r {
             Record::Incident(i) if i.is_breached_at(ctx.now) => {

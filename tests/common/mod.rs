@@ -1,0 +1,197 @@
+//! Shared test helpers: fresh SQLite and PostgreSQL databases, a pinned clock, and `spawn_app()`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use opsledger::app::{self, Running};
+use opsledger::config::{Integrations, ServeArgs};
+use opsledger::domain::ids::Actor;
+use opsledger::domain::policy::Policy;
+use opsledger::ledger::{Clock, Ledger};
+use opsledger::store::Store;
+use tokio::task::JoinHandle;
+
+/// The variable naming the PostgreSQL server the conformance tests use.
+pub const PG_ENV: &str = "OPSLEDGER_TEST_POSTGRES_URL";
+
+/// A fresh, empty database: a temporary SQLite file or a new PostgreSQL database.
+pub struct TestDb {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Opens the store (running migrations).
+    pub async fn store(&self) -> Arc<dyn Store> {
+        app::open_store(&self.url).await.expect("open test store")
+    }
+}
+
+pub fn sqlite_db() -> TestDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("opsledger.db").display());
+    TestDb {
+        url,
+        _dir: Some(dir),
+    }
+}
+
+/// A new database on the server `OPSLEDGER_TEST_POSTGRES_URL` names. Without the variable the
+/// PostgreSQL half of a conformance test is skipped locally, but fails under CI (`CI` set).
+pub async fn postgres_db() -> Option<TestDb> {
+    let Ok(admin) = std::env::var(PG_ENV) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{PG_ENV} must be set in CI: the PostgreSQL conformance tests may not be skipped"
+        );
+        eprintln!("skipping the PostgreSQL half: {PG_ENV} is unset");
+        return None;
+    };
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {PG_ENV}={admin}: {e}"));
+    let name = format!("opsledger_t_{}", uuid_ish());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = match admin.rfind('/') {
+        Some(i) if admin[..i].contains("://") && i > admin.find("://").unwrap_or(0) + 2 => {
+            admin[..i].to_string()
+        }
+        _ => admin.clone(),
+    };
+    let query = admin
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    Some(TestDb {
+        url: format!("{base}/{name}{query}"),
+        _dir: None,
+    })
+}
+
+fn uuid_ish() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A clock tests move by hand.
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    pub fn at(t: DateTime<Utc>) -> Arc<TestClock> {
+        Arc::new(TestClock(Mutex::new(t)))
+    }
+
+    pub fn default_start() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap()
+    }
+
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap() = t;
+    }
+
+    pub fn advance(&self, d: chrono::Duration) {
+        let mut t = self.0.lock().unwrap();
+        *t += d;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub fn actor(s: &str) -> Actor {
+    Actor::parse(s).expect("test actor")
+}
+
+/// A ledger on a store, with a test clock, without the HTTP server.
+pub fn ledger_on(
+    store: Arc<dyn Store>,
+    policy: Policy,
+    clock: Arc<TestClock>,
+) -> (Ledger, JoinHandle<()>) {
+    app::start_ledger(store, policy, clock, "http://opsledger.test".into())
+}
+
+/// A server on 127.0.0.1:0 with a fresh database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub running: Option<Running>,
+    pub db: TestDb,
+    pub clock: Arc<TestClock>,
+}
+
+impl TestApp {
+    pub fn ledger(&self) -> &Ledger {
+        &self.running.as_ref().expect("running").ledger
+    }
+
+    /// Runs a chat command as `actor` through the ledger and returns the reply text.
+    pub async fn exec(&self, actor_id: &str, text: &str) -> opsledger::domain::reply::Reply {
+        self.ledger().handle_text(actor(actor_id), text).await.reply
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+    }
+}
+
+pub fn serve_args(token: Option<&str>) -> ServeArgs {
+    ServeArgs {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_token: token.map(|t| t.to_string().into()),
+        public_url: None,
+        integrations: Integrations::default(),
+    }
+}
+
+/// Starts the app on a fresh SQLite database and port 0, with no API token.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(sqlite_db(), None).await
+}
+
+pub async fn spawn_app_with(db: TestDb, token: Option<&str>) -> TestApp {
+    let clock = TestClock::at(TestClock::default_start());
+    let store = db.store().await;
+    let running = app::serve(&serve_args(token), store, Policy::default(), clock.clone())
+        .await
+        .expect("serve");
+    let addr = running.addr;
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        running: Some(running),
+        db,
+        clock,
+    }
+}
