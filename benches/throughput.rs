@@ -16,6 +16,10 @@ use opsledger::domain::policy::Policy;
 use opsledger::domain::reply::Outcome;
 use sqlx::Connection;
 
+// The same allocator as the `opsledger` binary, so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -69,20 +73,25 @@ async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figu
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     let metrics = ledger.metrics().render();
-    let batches = metrics
-        .lines()
-        .find(|l| l.starts_with("opsledger_write_batch_commands_count"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = metric("opsledger_write_batch_commands_count");
+    let writer_busy = metric("opsledger_write_batch_seconds_sum") / elapsed.as_secs_f64();
     Figures {
         commands_per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
         raw_inserts_per_sec: raw_insert_rate(db.url()).await,
         batches_note: format!(
-            "{:.0} commands per commit on average",
-            (lat.len() + 50) as f64 / batches.max(1.0)
+            "{:.0} commands per commit on average, writer busy {:.0}% of the time",
+            (lat.len() + 50) as f64 / batches.max(1.0),
+            writer_busy * 100.0
         ),
     }
 }

@@ -74,8 +74,8 @@ pub enum GrantChange {
 /// Everything one write batch changes, applied in one transaction.
 #[derive(Debug, Default)]
 pub struct WriteSet {
-    /// Records in their new state (inserted or replaced).
-    pub records: Vec<Record>,
+    /// Records in their new state (inserted or replaced), with their JSON.
+    pub records: Vec<(Record, String)>,
     /// The last number handed out per kind.
     pub counters: Vec<(Kind, u64)>,
     pub audit: Vec<AuditEntry>,

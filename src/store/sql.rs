@@ -42,8 +42,33 @@ pub(crate) fn key_number(key: &str) -> i64 {
 pub(crate) const AUDIT_COLUMNS: &str =
     "seq, at, actor, record, action, before_json, after_json, outcome, prev_hash, hash";
 
-/// Rows per multi-row INSERT: keeps every statement under SQLite's bind limit.
-pub(crate) const CHUNK: usize = 500;
+/// Splits rows into multi-row INSERTs of a few fixed sizes. Few distinct statement texts means
+/// each is prepared once and then served from the statement cache, whatever the batch size;
+/// 256 rows keep every statement under SQLite's and PostgreSQL's bind limits.
+pub(crate) fn fixed_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
+    const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
+    let mut out = Vec::new();
+    for size in SIZES {
+        while rows.len() >= size {
+            let (chunk, rest) = rows.split_at(size);
+            out.push(chunk);
+            rows = rest;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixed_chunks_cover_every_row_once_in_order() {
+        let rows: Vec<u32> = (0..347).collect();
+        let chunks = super::fixed_chunks(&rows);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 64, 16, 4, 4, 1, 1, 1]);
+        assert_eq!(chunks.concat(), rows);
+    }
+}
 
 macro_rules! sql_store {
     ($store:ident, $tx:ident, $db:ty, $backend:expr, $begin:literal) => {
@@ -54,7 +79,7 @@ macro_rules! sql_store {
         use $crate::domain::command::Role;
         use $crate::domain::ids::{Actor, Kind};
         use $crate::domain::records::Record;
-        use $crate::store::sql::{audit_from_row, key_number, AuditRow, AUDIT_COLUMNS, CHUNK};
+        use $crate::store::sql::{audit_from_row, key_number, AuditRow, AUDIT_COLUMNS, fixed_chunks};
         use $crate::store::{Backend, Grant, GrantChange, ListQuery, Result, Store, StoreError, StoreTx, WriteSet};
 
         /// The store on this backend: a connection pool.
@@ -226,11 +251,11 @@ macro_rules! sql_store {
             }
 
             async fn write(&mut self, w: WriteSet) -> Result<()> {
-                for chunk in w.records.chunks(CHUNK) {
+                for chunk in fixed_chunks(&w.records) {
                     let mut qb = QueryBuilder::<$db>::new(
                         "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data) ",
                     );
-                    qb.push_values(chunk, |mut b, r| {
+                    qb.push_values(chunk, |mut b, (r, json)| {
                         let key = r.key();
                         let (priority, assignee, reporter, breached) = match r {
                             Record::Incident(i) => (
@@ -253,7 +278,7 @@ macro_rules! sql_store {
                             .push_bind(breached)
                             .push_bind($crate::domain::audit::format_time(r.created_at()))
                             .push_bind($crate::domain::audit::format_time(r.updated_at()))
-                            .push_bind(r.to_json_string());
+                            .push_bind(json.clone());
                     });
                     qb.push(
                         " ON CONFLICT (kind, key) DO UPDATE SET num = excluded.num, title = excluded.title, \
@@ -270,7 +295,7 @@ macro_rules! sql_store {
                         .execute(&mut *self.tx)
                         .await?;
                 }
-                for chunk in w.audit.chunks(CHUNK) {
+                for chunk in fixed_chunks(&w.audit) {
                     let mut qb = QueryBuilder::<$db>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
                     qb.push_values(chunk, |mut b, e| {
                         b.push_bind(e.seq)

@@ -161,21 +161,21 @@ impl UnitOfWork {
         action: &str,
         before: Option<&Record>,
         after: T,
-    ) -> Record {
+    ) {
         let mut after = after.into_record();
         after.set_updated_at(ctx.now);
         let before_json = before.map(Record::to_json_string);
+        let after_json = after.to_json_string();
         self.audit(
             ctx.now,
             actor,
             Some(after.key()),
             action,
             before_json,
-            Some(after.to_json_string()),
+            Some(after_json.clone()),
             "ok".to_string(),
         );
-        self.put(after.clone());
-        after
+        self.put(after, after_json);
     }
 }
 

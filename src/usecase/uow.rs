@@ -13,7 +13,7 @@ use crate::store::{Grant, GrantChange, ListQuery, Result, StoreTx, WriteSet};
 /// in a batch see what earlier ones did.
 pub struct UnitOfWork {
     tx: Box<dyn StoreTx>,
-    staged: BTreeMap<(Kind, String), Record>,
+    staged: BTreeMap<(Kind, String), (Record, String)>,
     counters: BTreeMap<Kind, u64>,
     dirty_counters: Vec<Kind>,
     audit: Vec<AuditEntry>,
@@ -36,7 +36,7 @@ impl UnitOfWork {
     }
 
     pub async fn get(&mut self, kind: Kind, key: &str) -> Result<Option<Record>> {
-        if let Some(r) = self.staged.get(&(kind, key.to_string())) {
+        if let Some((r, _)) = self.staged.get(&(kind, key.to_string())) {
             return Ok(Some(r.clone()));
         }
         self.tx.get(kind, key).await
@@ -57,8 +57,10 @@ impl UnitOfWork {
         Ok(RecordId::new(kind, n))
     }
 
-    pub fn put(&mut self, record: Record) {
-        self.staged.insert((record.kind(), record.key()), record);
+    /// Stages a record's new state with its JSON (serialised once, for the audit entry and the row).
+    pub fn put(&mut self, record: Record, json: String) {
+        self.staged
+            .insert((record.kind(), record.key()), (record, json));
     }
 
     pub fn grant(&mut self, change: GrantChange) {
