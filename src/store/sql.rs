@@ -58,18 +58,6 @@ pub(crate) fn fixed_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn fixed_chunks_cover_every_row_once_in_order() {
-        let rows: Vec<u32> = (0..347).collect();
-        let chunks = super::fixed_chunks(&rows);
-        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![256, 64, 16, 4, 4, 1, 1, 1]);
-        assert_eq!(chunks.concat(), rows);
-    }
-}
-
 macro_rules! sql_store {
     ($store:ident, $tx:ident, $db:ty, $backend:expr, $begin:literal) => {
         use async_trait::async_trait;
@@ -348,4 +336,16 @@ macro_rules! sql_store {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixed_chunks_cover_every_row_once_in_order() {
+        let rows: Vec<u32> = (0..347).collect();
+        let chunks = super::fixed_chunks(&rows);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![256, 64, 16, 4, 4, 1, 1, 1]);
+        assert_eq!(chunks.concat(), rows);
+    }
 }
