@@ -36,7 +36,7 @@ pub struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Run the HTTP server: chat and GitHub endpoints, the API, health and metrics.
+    /// Run the HTTP server: the read API, health and metrics (chat and GitHub endpoints are not in this build yet).
     // Boxed: the platform settings make it far larger than the other variants.
     Serve(Box<ServeArgs>),
     /// Run one command (or, with `-`, one per line from stdin) and print the reply.
@@ -69,6 +69,13 @@ pub struct ExecArgs {
     /// The command text, for example "incident raise Checkout down impact:high"; `-` reads stdin.
     #[arg(required = true, num_args = 1.., value_name = "COMMAND")]
     pub text: Vec<String>,
+    /// Base URL used in links in replies.
+    #[arg(
+        long,
+        env = "OPSLEDGER_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub public_url: String,
 }
 
 /// Checks `--as` while parsing, so a bad actor is a usage error (exit 2) like any other.

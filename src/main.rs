@@ -120,7 +120,7 @@ async fn exec(
         store.clone(),
         policy,
         app::system_clock(),
-        "http://127.0.0.1:8080".into(),
+        args.public_url.clone(),
     );
     let mut worst = 0u8;
     if args.text.len() == 1 && args.text[0] == "-" {

@@ -48,6 +48,7 @@ conformance!(
     migrating_a_database_that_already_holds_data_keeps_it,
     list_pages_in_id_order_and_filters_by_status,
     records_created_in_one_batch_are_visible_to_later_commands_in_it,
+    audit_command_shows_one_records_timeline_with_refusals,
 );
 
 struct Harness {
@@ -570,4 +571,47 @@ async fn records_created_in_one_batch_are_visible_to_later_commands_in_it(db: Te
     assert_eq!(b.reply.outcome, Outcome::Ok, "{}", b.reply.text);
     assert_eq!(h.status(Kind::Incident, "INC-1").await, "acknowledged");
     h.clock.advance(chrono::Duration::minutes(1));
+}
+
+async fn audit_command_shows_one_records_timeline_with_refusals(db: TestDb) {
+    let h = harness(&db).await;
+    h.ok("console:alice", "change request Rotate keys type:normal")
+        .await;
+    h.ok("console:alice", "change submit CHG-1").await;
+    let refused = h
+        .ledger
+        .handle_text(actor("console:alice"), "change approve CHG-1")
+        .await
+        .reply;
+    assert_eq!(
+        refused.outcome,
+        Outcome::Refused {
+            rule: "segregation-of-duties".into()
+        }
+    );
+    h.ok("console:bob", "incident raise Unrelated").await;
+
+    let timeline = h.ok("console:auditor", "audit CHG-1").await;
+
+    let lines: Vec<&str> = timeline.lines().collect();
+    assert_eq!(lines[0], "CHG-1 timeline (3 entries):");
+    assert!(
+        lines[1].contains("console:alice change request: ok"),
+        "{timeline}"
+    );
+    assert!(
+        lines[2].contains("console:alice change submit: ok"),
+        "{timeline}"
+    );
+    assert!(
+        lines[3].contains("change approve: refused (segregation-of-duties): you requested CHG-1"),
+        "{timeline}"
+    );
+    assert!(!timeline.contains("Unrelated"));
+    let missing = h
+        .ledger
+        .handle_text(actor("console:auditor"), "audit CHG-9")
+        .await
+        .reply;
+    assert_eq!(missing.outcome, Outcome::NotFound);
 }

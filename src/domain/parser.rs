@@ -210,7 +210,7 @@ const FORMS: &[Form] = &[
     Form {
         names: &["service show"],
         usage: "service show <name>",
-        about: "Show a service with its CIs and open records.",
+        about: "Show a service and its owner.",
     },
     Form {
         names: &["ci add"],
@@ -260,7 +260,7 @@ const FORMS: &[Form] = &[
     Form {
         names: &["report"],
         usage: "report [from:YYYY-MM-DD] [to:YYYY-MM-DD]",
-        about: "Summarise incidents, changes and SLA performance for a period.",
+        about: "Summarise incidents, changes and SLA performance for a period (not in this build yet).",
     },
     Form {
         names: &["audit"],
