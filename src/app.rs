@@ -15,6 +15,7 @@ use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
 use crate::ledger::{Clock, Ledger, LedgerConfig, SystemClock};
 use crate::metrics::Metrics;
+use crate::sla_clock::SlaClock;
 use crate::store::{self, Store};
 
 /// Opens the store named by `OPSLEDGER_DATABASE_URL`, running migrations; errors name the variable.
@@ -91,6 +92,8 @@ pub struct Running {
     stop: oneshot::Sender<()>,
     server: JoinHandle<anyhow::Result<()>>,
     writer: JoinHandle<()>,
+    /// The SLA clock, so tests can wake it after moving their clock.
+    pub sla_clock: SlaClock,
 }
 
 impl Running {
@@ -101,10 +104,12 @@ impl Running {
             stop,
             server,
             writer,
+            sla_clock,
             ..
         } = self;
         let _ = stop.send(());
         server.await.context("server task panicked")??;
+        sla_clock.stop().await;
         let store = ledger.store().clone();
         drop(ledger);
         writer.await.context("ledger writer panicked")?;
@@ -146,7 +151,8 @@ pub async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let (ledger, writer) = start_ledger(store, policy, clock, public_url);
+    let (ledger, writer) = start_ledger(store, policy, clock.clone(), public_url);
+    let sla_clock = SlaClock::spawn(ledger.clone(), clock);
     let state = AppState {
         ledger: ledger.clone(),
         api_token: args.api_token.clone().map(Arc::new),
@@ -167,6 +173,7 @@ pub async fn serve(
         stop,
         server,
         writer,
+        sla_clock,
     })
 }
 

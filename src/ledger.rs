@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
 use crate::domain::command::Command;
 use crate::domain::ids::Actor;
 use crate::domain::parser;
 use crate::domain::policy::Policy;
-use crate::domain::reply::Reply;
+use crate::domain::reply::{Event, Reply};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::usecase::{self, Ctx, Handled, UnitOfWork};
@@ -49,6 +49,15 @@ pub struct Ledger {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
     metrics: Arc<Metrics>,
+    bus: Arc<Bus>,
+}
+
+/// What the writer tells the rest of the process after each commit.
+struct Bus {
+    /// Events of committed commands, in commit order, for adapters and the clock.
+    events: broadcast::Sender<Event>,
+    /// Signalled after every commit: deadlines may have moved.
+    committed: Notify,
 }
 
 /// Settings for the writer.
@@ -65,14 +74,31 @@ impl Ledger {
     /// queued commands are written.
     pub fn start(cfg: LedgerConfig) -> (Ledger, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let bus = Arc::new(Bus {
+            events: broadcast::channel(4096).0,
+            committed: Notify::new(),
+        });
         let ledger = Ledger {
             jobs: tx,
             store: cfg.store.clone(),
             policy: cfg.policy.clone(),
             metrics: cfg.metrics.clone(),
+            bus: bus.clone(),
         };
-        let writer = tokio::spawn(run_writer(rx, cfg));
+        let writer = tokio::spawn(run_writer(rx, cfg, bus));
         (ledger, writer)
+    }
+
+    /// Events of every committed command from now on. A receiver that falls more than 4096
+    /// events behind loses the oldest (and is told so by `broadcast`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.bus.events.subscribe()
+    }
+
+    /// A future that resolves after the next commit; `enable` it before checking state so a
+    /// commit in between is not missed.
+    pub fn committed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.bus.committed.notified()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -136,7 +162,7 @@ fn unavailable() -> Handled {
     ))
 }
 
-async fn run_writer(mut rx: mpsc::Receiver<Job>, cfg: LedgerConfig) {
+async fn run_writer(mut rx: mpsc::Receiver<Job>, cfg: LedgerConfig, bus: Arc<Bus>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = rx.recv().await {
         batch.push(job);
@@ -151,6 +177,13 @@ async fn run_writer(mut rx: mpsc::Receiver<Job>, cfg: LedgerConfig) {
         cfg.metrics.batch(batch.len(), started.elapsed());
         match result {
             Ok(replies) => {
+                for handled in &replies {
+                    for e in &handled.events {
+                        // No subscriber is fine: nothing listens until the adapters do.
+                        let _ = bus.events.send(e.clone());
+                    }
+                }
+                bus.committed.notify_waiters();
                 for (job, handled) in batch.drain(..).zip(replies) {
                     // The caller may have gone away (client timeout); the command stands regardless.
                     let _ = job.reply.send(handled);
@@ -171,15 +204,26 @@ async fn run_writer(mut rx: mpsc::Receiver<Job>, cfg: LedgerConfig) {
 async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, StoreError> {
     let tx = cfg.store.begin().await?;
     let mut uow = UnitOfWork::new(tx);
+    // The rules file's roles plus the grants made at run time, as of this batch.
+    let mut policy = with_grants(&cfg.policy, &mut uow).await?;
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch {
         let ctx = Ctx {
-            policy: &cfg.policy,
+            policy: &policy,
             now: cfg.clock.now(),
             public_url: &cfg.public_url,
         };
-        replies.push(usecase::execute(&mut uow, &ctx, &job.actor, &job.command).await?);
+        let handled = usecase::execute(&mut uow, &ctx, &job.actor, &job.command).await?;
+        replies.push(handled);
+        if matches!(job.command, Command::Role(_)) {
+            policy = with_grants(&cfg.policy, &mut uow).await?;
+        }
     }
     uow.commit().await?;
     Ok(replies)
+}
+
+async fn with_grants(policy: &Policy, uow: &mut UnitOfWork) -> Result<Policy, StoreError> {
+    let grants = uow.grants().await?;
+    Ok(policy.with_grants(grants.iter().map(|g| (&g.actor, g.role))))
 }

@@ -9,5 +9,6 @@ pub mod domain;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod sla_clock;
 pub mod store;
 pub mod usecase;

@@ -152,7 +152,7 @@ async fn change_json_has_type_risk_requester_approvals_and_links() {
     )
     .await;
     let vote = app
-        .exec("console:carol", "change approve CHG-1 looks fine")
+        .exec("console:cab1", "change approve CHG-1 looks fine")
         .await;
     assert!(vote.outcome.is_ok(), "{}", vote.text);
 
@@ -171,7 +171,7 @@ async fn change_json_has_type_risk_requester_approvals_and_links() {
     assert_rfc3339(&chg, "updated_at");
     let approvals = chg["approvals"].as_array().expect("approvals list");
     assert_eq!(approvals.len(), 1);
-    assert_eq!(approvals[0]["voter"], "console:carol");
+    assert_eq!(approvals[0]["voter"], "console:cab1");
     assert_eq!(approvals[0]["decision"], "approve");
     assert_eq!(approvals[0]["comment"], "looks fine");
     assert_rfc3339(&approvals[0], "at");

@@ -129,6 +129,8 @@ pub enum Command {
     Audit {
         record: String,
     },
+    /// Not typed by people: the SLA clock asks the ledger to act on every deadline now due.
+    Tick,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +178,16 @@ pub enum IncidentCmd {
     },
     List {
         filter: IncidentFilter,
+    },
+    /// `incident major INC-n`: declare a major incident (it gets a linked problem).
+    Major {
+        id: RecordId,
+    },
+    /// `incident priority INC-n [impact:..] [urgency:..]`: re-assess; SLA due times follow.
+    Priority {
+        id: RecordId,
+        impact: Option<Level>,
+        urgency: Option<Level>,
     },
 }
 
@@ -370,6 +382,8 @@ impl Command {
                 IncidentCmd::Assign { .. } => "incident assign",
                 IncidentCmd::Note { .. } => "incident note",
                 IncidentCmd::List { .. } => "incident list",
+                IncidentCmd::Major { .. } => "incident major",
+                IncidentCmd::Priority { .. } => "incident priority",
             },
             Command::Request(c) => match c {
                 RequestCmd::Raise { .. } => "request raise",
@@ -432,6 +446,55 @@ impl Command {
             Command::Sla { .. } => "sla",
             Command::Report { .. } => "report",
             Command::Audit { .. } => "audit",
+            Command::Tick => "sla check",
+        }
+    }
+}
+
+impl Command {
+    /// The record a command is about, if it names one: used to file refusals on that record's timeline.
+    pub fn target(&self) -> Option<String> {
+        let id = |id: &RecordId| Some(id.to_string());
+        match self {
+            Command::Incident(c) => match c {
+                IncidentCmd::Act { id: i, .. }
+                | IncidentCmd::Show { id: i }
+                | IncidentCmd::Assign { id: i, .. }
+                | IncidentCmd::Note { id: i, .. }
+                | IncidentCmd::Major { id: i }
+                | IncidentCmd::Priority { id: i, .. } => id(i),
+                IncidentCmd::Raise { .. } | IncidentCmd::List { .. } => None,
+            },
+            Command::Request(
+                RequestCmd::Fulfil { id: i, .. }
+                | RequestCmd::Close { id: i, .. }
+                | RequestCmd::Show { id: i },
+            ) => id(i),
+            Command::Problem(
+                ProblemCmd::Link { id: i, .. }
+                | ProblemCmd::Act { id: i, .. }
+                | ProblemCmd::Show { id: i },
+            ) => id(i),
+            Command::Change(
+                ChangeCmd::Act { id: i, .. }
+                | ChangeCmd::Show { id: i }
+                | ChangeCmd::Link { id: i, .. },
+            ) => id(i),
+            Command::Release(
+                ReleaseCmd::Deploy { id: i, .. }
+                | ReleaseCmd::Rollback { id: i, .. }
+                | ReleaseCmd::Show { id: i },
+            ) => id(i),
+            Command::Nc(
+                NcCmd::Correct { id: i, .. } | NcCmd::Close { id: i } | NcCmd::Show { id: i },
+            ) => id(i),
+            Command::Service(ServiceCmd::Add { name, .. } | ServiceCmd::Show { name }) => {
+                Some(name.clone())
+            }
+            Command::Ci(CiCmd::Add { name, .. } | CiCmd::Show { name }) => Some(name.clone()),
+            Command::Sla { id: i } => id(i),
+            Command::Audit { record } => Some(record.clone()),
+            _ => None,
         }
     }
 }

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::command::{ChangeType, Level, Window};
 use super::ids::{Actor, RecordId};
-use super::policy::Policy;
+use super::policy::{ApprovalRule, Freeze, Policy};
 use super::records::{
     Approval, Change, ConfigItem, Decision, Deployment, Incident, Link, Nonconformity, Note,
     Problem, Release, Service, ServiceRequest,
@@ -87,6 +87,9 @@ impl Incident {
             response_due,
             resolve_due,
             breached: false,
+            response_breached_at: None,
+            resolve_breached_at: None,
+            major: false,
             acknowledged_at: None,
             resolved_at: None,
             closed_at: None,
@@ -188,6 +191,68 @@ impl Incident {
         note(&mut self.notes, actor, now, Some(text));
     }
 
+    /// The next SLA target the clock must watch: response until acknowledged, resolution until
+    /// resolved; each only until its breach is recorded.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        let respond = (self.acknowledged_at.is_none()
+            && self.response_breached_at.is_none()
+            && self.status == IncidentStatus::New)
+            .then_some(self.response_due);
+        let resolve = (self.resolved_at.is_none()
+            && self.resolve_breached_at.is_none()
+            && self.status.is_open())
+        .then_some(self.resolve_due);
+        respond.into_iter().chain(resolve).min()
+    }
+
+    /// Records every target missed by `now`; returns which (`response`, `resolution`).
+    pub fn record_breaches(&mut self, now: DateTime<Utc>) -> Vec<&'static str> {
+        let mut missed = Vec::new();
+        if self.acknowledged_at.is_none()
+            && self.response_breached_at.is_none()
+            && self.status == IncidentStatus::New
+            && self.response_due <= now
+        {
+            self.response_breached_at = Some(now);
+            missed.push("response");
+        }
+        if self.resolved_at.is_none()
+            && self.resolve_breached_at.is_none()
+            && self.status.is_open()
+            && self.resolve_due <= now
+        {
+            self.resolve_breached_at = Some(now);
+            missed.push("resolution");
+        }
+        if !missed.is_empty() {
+            self.breached = true;
+        }
+        missed
+    }
+
+    /// Re-assesses impact and urgency; the priority and both due times follow from the
+    /// policy, counted from when the incident was opened.
+    pub fn reprioritize(
+        &mut self,
+        impact: Option<Level>,
+        urgency: Option<Level>,
+        policy: &Policy,
+    ) -> Result<(), Refusal> {
+        if self.status == IncidentStatus::Closed {
+            return Err(Refusal::new(
+                "lifecycle",
+                format!("{} is closed; its priority can no longer change", self.id),
+            ));
+        }
+        self.impact = impact.unwrap_or(self.impact);
+        self.urgency = urgency.unwrap_or(self.urgency);
+        self.priority = policy.priority.priority(self.impact, self.urgency);
+        let (respond, resolve) = policy.sla.due(self.priority, self.created_at);
+        self.response_due = respond;
+        self.resolve_due = resolve;
+        Ok(())
+    }
+
     /// Whether a due time has passed unmet at `now` (or was missed before).
     pub fn is_breached_at(&self, now: DateTime<Utc>) -> bool {
         self.breached
@@ -272,6 +337,7 @@ impl Problem {
             workaround: None,
             resolution: None,
             opened_by: actor.clone(),
+            major_incident: None,
             closed_at: None,
             notes: Vec::new(),
             created_at: now,
@@ -333,6 +399,12 @@ impl Problem {
     }
 
     pub fn close(&mut self, actor: &Actor, now: DateTime<Utc>, text: &str) -> Result<(), Refusal> {
+        if let (Some(inc), None) = (self.major_incident, &self.root_cause) {
+            return Err(Refusal::new(
+                "major-incident-root-cause",
+                format!("{id} was opened for major incident {inc}, so it needs a root cause before it closes: `problem rootcause {id} <cause>`", id = self.id),
+            ));
+        }
         transition(
             &self.id.to_string(),
             &mut self.status,
@@ -355,6 +427,42 @@ impl Problem {
         }
         self.incidents.push(incident);
         Ok(true)
+    }
+}
+
+/// "the year-end freeze (until 2027-01-04T00:00Z) allows only emergency changes".
+fn freeze_message(what: &str, f: &Freeze, change_type: ChangeType) -> String {
+    let allowed = if f.allow.is_empty() {
+        "no changes".to_string()
+    } else {
+        let names: Vec<&str> = f.allow.iter().map(|t| t.as_str()).collect();
+        format!("only {} changes", names.join(" and "))
+    };
+    format!(
+        "{what} is a {} change and the {} freeze ({}..{}) allows {allowed}; it ends {}",
+        change_type.as_str(),
+        f.name,
+        f.start.format("%Y-%m-%dT%H:%MZ"),
+        f.end.format("%Y-%m-%dT%H:%MZ"),
+        f.end.format("%Y-%m-%dT%H:%MZ")
+    )
+}
+
+/// Refuses a change window that falls in a freeze the change type is not allowed in.
+pub fn check_schedule(
+    window: &Window,
+    change_type: ChangeType,
+    policy: &Policy,
+) -> Result<(), Refusal> {
+    match policy.freeze_overlapping(window.start, window.end, change_type) {
+        Some(f) => Err(Refusal::new(
+            "change-freeze",
+            format!(
+                "{}; pick a window after it ends",
+                freeze_message("this change", f, change_type)
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -399,6 +507,8 @@ impl Change {
             started_at: None,
             finished_at: None,
             reviewed_at: None,
+            review_due: None,
+            review_overdue_at: None,
             closed_at: None,
             notes: Vec::new(),
             created_at: now,
@@ -476,6 +586,35 @@ impl Change {
                 format!("you requested {}, so you cannot vote on it", self.id),
             ));
         }
+        if let Some(link) = self.links.iter().find(|l| {
+            l.author
+                .as_ref()
+                .is_some_and(|a| policy.same_person(a, voter))
+        }) {
+            let what = match (link.number, &link.sha) {
+                (Some(n), _) => format!("{}#{n}", link.repo),
+                (None, Some(sha)) => format!("{}@{}", link.repo, sha.get(..7).unwrap_or(sha)),
+                (None, None) => link.repo.clone(),
+            };
+            return Err(Refusal::new(
+                "segregation-of-duties",
+                format!(
+                    "you wrote {what}, which is linked to {}, so you cannot vote on it",
+                    self.id
+                ),
+            ));
+        }
+        let rule = self.approval_rule(policy);
+        if !policy.has_role(voter, rule.voters) {
+            let voters = rule.voters.as_str();
+            return Err(Refusal::new(
+                "cab-membership",
+                format!(
+                    "only {voters} members vote on {} changes and {voter} is not one; an admin can add them with `role grant @{voter} {voters}`",
+                    self.change_type.as_str()
+                ),
+            ));
+        }
         self.approvals
             .retain(|a| !policy.same_person(&a.voter, voter));
         self.approvals.push(Approval {
@@ -509,8 +648,37 @@ impl Change {
     }
 
     /// Starts implementation, only inside the approved window when there is one.
-    pub fn start(&mut self, now: DateTime<Utc>) -> Result<(), Refusal> {
+    pub fn start(&mut self, now: DateTime<Utc>, policy: &Policy) -> Result<(), Refusal> {
+        if self.status == ChangeStatus::Submitted {
+            let rule = self.approval_rule(policy);
+            let approvers: Vec<String> = self
+                .approvals
+                .iter()
+                .filter(|a| a.decision == Decision::Approve)
+                .map(|a| a.voter.to_string())
+                .collect();
+            let has = if approvers.is_empty() {
+                "it has none".to_string()
+            } else {
+                format!("it has {} ({})", approvers.len(), approvers.join(", "))
+            };
+            return Err(Refusal::new(
+                "cab-quorum",
+                format!(
+                    "{} needs {} approvals from {}; {has}",
+                    self.id,
+                    self.required_approvals,
+                    rule.voters.as_str()
+                ),
+            ));
+        }
         if self.status == ChangeStatus::Approved {
+            if let Some(f) = policy.freeze_at(now, self.change_type) {
+                return Err(Refusal::new(
+                    "change-freeze",
+                    freeze_message(&self.id.to_string(), f, self.change_type),
+                ));
+            }
             if let Some(w) = self.window {
                 if now < w.start || now > w.end {
                     return Err(Refusal::new(
@@ -538,11 +706,43 @@ impl Change {
         actor: &Actor,
         now: DateTime<Utc>,
         text: Option<&str>,
+        policy: &Policy,
     ) -> Result<(), Refusal> {
         transition(&self.key(), &mut self.status, to)?;
         self.finished_at = Some(now);
+        if self.change_type == ChangeType::Emergency {
+            self.review_due = policy
+                .emergency
+                .review_within
+                .map(|d| crate::domain::priority::add(now, d));
+        }
         note(&mut self.notes, actor, now, text);
         Ok(())
+    }
+
+    /// The approval rule for this change's type (standard changes use none).
+    pub fn approval_rule<'p>(&self, policy: &'p Policy) -> &'p ApprovalRule {
+        match self.change_type {
+            ChangeType::Emergency => &policy.emergency,
+            _ => &policy.normal,
+        }
+    }
+
+    /// An emergency change's review deadline, until reviewed or found overdue.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.review_due
+            .filter(|_| self.review.is_none() && self.review_overdue_at.is_none())
+    }
+
+    /// Marks the review overdue if its deadline has passed; true when it just became overdue.
+    pub fn record_review_overdue(&mut self, now: DateTime<Utc>) -> bool {
+        match self.next_deadline() {
+            Some(due) if due <= now => {
+                self.review_overdue_at = Some(now);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Records the post-implementation review.
@@ -753,6 +953,17 @@ mod tests {
         Actor::parse(s).unwrap()
     }
 
+    /// The built-in policy with console:cab1..3 on the CAB and console:cab1 on the ECAB.
+    fn cab_policy() -> Policy {
+        let p = Policy::default();
+        let cab = ["console:cab1", "console:cab2", "console:cab3"].map(actor);
+        p.with_grants(
+            cab.iter()
+                .map(|a| (a, crate::domain::command::Role::Cab))
+                .chain([(&cab[0], crate::domain::command::Role::Ecab)]),
+        )
+    }
+
     fn incident(impact: Level, urgency: Level) -> Incident {
         let new = NewIncident {
             title: "Checkout down".into(),
@@ -824,7 +1035,7 @@ mod tests {
 
     #[test]
     fn normal_change_needs_quorum_and_one_reject_rejects() {
-        let p = Policy::default();
+        let p = cab_policy();
         let mut c = change(ChangeType::Normal);
         c.submit(now(), &p).unwrap();
         assert_eq!(
@@ -854,7 +1065,7 @@ mod tests {
 
     #[test]
     fn a_voter_counts_once_and_the_requester_cannot_vote() {
-        let p = Policy::default();
+        let p = cab_policy();
         let mut c = change(ChangeType::Normal);
         c.submit(now(), &p).unwrap();
         c.vote(&actor("console:cab1"), Decision::Approve, None, now(), &p)
@@ -873,7 +1084,7 @@ mod tests {
 
     #[test]
     fn votes_after_the_decision_are_refused() {
-        let p = Policy::default();
+        let p = cab_policy();
         let mut c = change(ChangeType::Normal);
         c.submit(now(), &p).unwrap();
         c.vote(&actor("console:cab1"), Decision::Reject, None, now(), &p)
@@ -886,7 +1097,7 @@ mod tests {
 
     #[test]
     fn start_outside_the_window_is_refused() {
-        let p = Policy::default();
+        let p = cab_policy();
         let mut c = change(ChangeType::Normal);
         c.window = Some(Window {
             start: now() + chrono::Duration::hours(1),
@@ -897,9 +1108,9 @@ mod tests {
             .unwrap();
         c.vote(&actor("console:cab2"), Decision::Approve, None, now(), &p)
             .unwrap();
-        let err = c.start(now()).unwrap_err();
+        let err = c.start(now(), &p).unwrap_err();
         assert_eq!(err.rule, "change-window");
-        c.start(now() + chrono::Duration::minutes(90)).unwrap();
+        c.start(now() + chrono::Duration::minutes(90), &p).unwrap();
         assert_eq!(c.status, ChangeStatus::InProgress);
     }
 

@@ -118,6 +118,16 @@ const FORMS: &[Form] = &[
         about: "List open incidents (the default), yours, those past an SLA target, or all.",
     },
     Form {
+        names: &["incident major"],
+        usage: "incident major INC-n",
+        about: "Declare a major incident: it gets a linked problem to find the underlying cause.",
+    },
+    Form {
+        names: &["incident priority"],
+        usage: "incident priority INC-n [impact:high|medium|low] [urgency:high|medium|low]",
+        about: "Re-assess an incident's impact or urgency (at least one); its priority and SLA due times follow.",
+    },
+    Form {
         names: &["request raise"],
         usage: "request raise <title> [service:NAME]",
         about: "Record a new service request.",
@@ -607,6 +617,23 @@ fn incident(c: Ctx, verb: &str, rest: &[Tok]) -> Result<IncidentCmd, UsageError>
             title: a.required("title")?,
         });
     }
+    if verb == "priority" {
+        let mut a = c.args(rest, &["impact", "urgency"], &[])?;
+        let id = a.id(Kind::Incident)?;
+        a.end()?;
+        let impact = a.opt_with("impact", Ctx::level)?;
+        let urgency = a.opt_with("urgency", Ctx::level)?;
+        if impact.is_none() && urgency.is_none() {
+            return Err(c.err(
+                "missing impact:high|medium|low or urgency:high|medium|low; give at least one",
+            ));
+        }
+        return Ok(IncidentCmd::Priority {
+            id,
+            impact,
+            urgency,
+        });
+    }
     let mut a = c.args(rest, &[], &[])?;
     if verb == "list" {
         let filter = match a.next() {
@@ -631,6 +658,10 @@ fn incident(c: Ctx, verb: &str, rest: &[Tok]) -> Result<IncidentCmd, UsageError>
             a.end()?;
             return Ok(IncidentCmd::Show { id });
         }
+        "major" => {
+            a.end()?;
+            return Ok(IncidentCmd::Major { id });
+        }
         "assign" => {
             let assignee = c.mention(a.next())?;
             a.end()?;
@@ -645,7 +676,8 @@ fn incident(c: Ctx, verb: &str, rest: &[Tok]) -> Result<IncidentCmd, UsageError>
         "ack" => IncidentAction::Ack,
         "resolve" => IncidentAction::Resolve,
         "close" => IncidentAction::Close,
-        _ => IncidentAction::Reopen,
+        "reopen" => IncidentAction::Reopen,
+        other => return Err(c.err(format!("unknown incident command `{other}`"))),
     };
     Ok(IncidentCmd::Act {
         action,
@@ -1322,7 +1354,9 @@ mod tests {
                 "{topic} missing from\n{text}"
             );
         }
-        assert!(text.contains("incident raise|ack|resolve|close|reopen|show|assign|note|list"));
+        assert!(text.contains(
+            "incident raise|ack|resolve|close|reopen|show|assign|note|list|major|priority"
+        ));
     }
 
     #[test]
@@ -1462,6 +1496,171 @@ mod tests {
                 })
             );
         }
+    }
+
+    #[test]
+    fn incident_major_declares_a_major_incident() {
+        // Arrange
+        let text = "incident major inc-7";
+
+        // Act
+        let cmd = ok(text);
+
+        // Assert
+        assert_eq!(
+            cmd,
+            Command::Incident(IncidentCmd::Major { id: id("INC-7") })
+        );
+        assert_eq!(cmd.name(), "incident major");
+    }
+
+    #[test]
+    fn incident_major_without_an_id_is_refused() {
+        let e = err("incident major");
+        assert_eq!(e.command, "incident major");
+        assert_eq!(e.message, "missing incident ID (INC-n)");
+        assert_eq!(e.usage, "incident major INC-n");
+    }
+
+    #[test]
+    fn incident_major_with_another_kind_of_id_is_refused() {
+        let e = err("incident major CHG-2");
+        assert_eq!(e.command, "incident major");
+        assert_eq!(
+            e.message,
+            "`CHG-2` is a change ID; expected an incident ID (INC-n)"
+        );
+    }
+
+    #[test]
+    fn incident_major_with_text_after_the_id_is_refused() {
+        for text in [
+            "incident major INC-1 checkout is down",
+            "incident major INC-1 impact:high",
+        ] {
+            let e = err(text);
+            assert_eq!(e.command, "incident major", "{text}");
+            assert!(
+                e.message.starts_with("unexpected `")
+                    && e.message.ends_with("`incident major` takes nothing more"),
+                "{text}: {}",
+                e.message
+            );
+        }
+    }
+
+    #[test]
+    fn incident_priority_with_impact_urgency_or_both() {
+        // Arrange
+        let cases = [
+            (
+                "incident priority INC-4 impact:high",
+                Some(Level::High),
+                None,
+            ),
+            (
+                "incident priority INC-4 urgency:Low",
+                None,
+                Some(Level::Low),
+            ),
+            (
+                "Incident PRIORITY urgency:medium inc-4 IMPACT:low",
+                Some(Level::Low),
+                Some(Level::Medium),
+            ),
+        ];
+        for (text, impact, urgency) in cases {
+            // Act
+            let cmd = ok(text);
+
+            // Assert
+            assert_eq!(
+                cmd,
+                Command::Incident(IncidentCmd::Priority {
+                    id: id("INC-4"),
+                    impact,
+                    urgency
+                }),
+                "{text}"
+            );
+            assert_eq!(cmd.name(), "incident priority");
+        }
+    }
+
+    #[test]
+    fn incident_priority_without_impact_or_urgency_is_refused() {
+        let e = err("incident priority INC-4");
+        assert_eq!(e.command, "incident priority");
+        assert_eq!(
+            e.message,
+            "missing impact:high|medium|low or urgency:high|medium|low; give at least one"
+        );
+        assert_eq!(
+            e.usage,
+            "incident priority INC-n [impact:high|medium|low] [urgency:high|medium|low]"
+        );
+    }
+
+    #[test]
+    fn incident_priority_with_a_bad_level_lists_the_levels() {
+        let impact = err("incident priority INC-4 impact:critical");
+        let urgency = err("incident priority INC-4 impact:high urgency:asap");
+        assert_eq!(impact.command, "incident priority");
+        assert_eq!(
+            impact.message,
+            "`impact:critical` is not allowed: use impact:high|medium|low"
+        );
+        assert_eq!(
+            urgency.message,
+            "`urgency:asap` is not allowed: use urgency:high|medium|low"
+        );
+    }
+
+    #[test]
+    fn incident_priority_without_an_id_or_with_a_wrong_id_is_refused() {
+        let missing = err("incident priority impact:high");
+        let wrong = err("incident priority REQ-4 impact:high");
+        let stray = err("incident priority INC-4 impact:high now");
+        assert_eq!(missing.command, "incident priority");
+        assert_eq!(missing.message, "missing incident ID (INC-n)");
+        assert_eq!(
+            wrong.message,
+            "`REQ-4` is a service request ID; expected an incident ID (INC-n)"
+        );
+        assert_eq!(
+            stray.message,
+            "unexpected `now`: `incident priority` takes nothing more"
+        );
+    }
+
+    #[test]
+    fn incident_priority_option_given_twice_is_refused() {
+        let e = err("incident priority INC-4 impact:high impact:low");
+        assert_eq!(e.command, "incident priority");
+        assert_eq!(e.message, "option `impact:` given twice");
+    }
+
+    #[test]
+    fn help_for_incident_explains_major_and_priority() {
+        let text = help(Some("incident")).expect("topic help");
+        assert!(text.contains("\nincident major INC-n\n    Declare a major incident"));
+        assert!(text.contains(
+            "\nincident priority INC-n [impact:high|medium|low] [urgency:high|medium|low]\n    Re-assess"
+        ));
+    }
+
+    #[test]
+    fn the_sla_clock_tick_cannot_be_typed() {
+        // Arrange: the name the internal command carries in metrics and the audit trail.
+        let name = Command::Tick.name();
+
+        // Act
+        let typed = parse(name);
+
+        // Assert
+        assert_eq!(usage(name), None);
+        let e = typed.expect_err("`sla check` is not a chat command");
+        assert_eq!(e.command, "sla");
     }
 
     #[test]
@@ -2364,6 +2563,11 @@ mod tests {
         "assign",
         "note",
         "list",
+        "major",
+        "priority",
+        "urgency:low",
+        "impact:bogus",
+        "check",
         "change",
         "request",
         "link",
@@ -2431,6 +2635,8 @@ mod tests {
     fn check_invariants(text: &str) {
         match parse(text) {
             Ok(cmd) => {
+                // The SLA clock's internal command is never typed.
+                assert_ne!(cmd, Command::Tick, "{text:?}");
                 // The command's name is what the text's first words say (modulo case and `fulfill`).
                 let name = cmd.name();
                 let toks = tokenize(text).expect("parsed text tokenises");

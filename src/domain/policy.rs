@@ -47,7 +47,12 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            roles: BTreeMap::new(),
+            // The console's root account bootstraps the other roles with `role grant`; a rules
+            // file that lists admins replaces it.
+            roles: BTreeMap::from([(
+                Role::Admin,
+                BTreeSet::from([Actor::parse("console:root").expect("valid built-in actor")]),
+            )]),
             people: BTreeMap::new(),
             priority: PriorityMatrix::default(),
             sla: SlaTargets::default(),
@@ -264,8 +269,52 @@ impl Policy {
         Ok(p)
     }
 
+    /// Whether the person behind `actor` holds `role` through any of their accounts.
     pub fn has_role(&self, actor: &Actor, role: Role) -> bool {
-        self.roles.get(&role).is_some_and(|m| m.contains(actor))
+        self.roles
+            .get(&role)
+            .is_some_and(|members| members.iter().any(|m| self.same_person(m, actor)))
+    }
+
+    /// Whether the person holds any of `roles`.
+    pub fn has_any_role(&self, actor: &Actor, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.has_role(actor, *r))
+    }
+
+    /// This policy with run-time grants added (`role grant` keeps them in the store).
+    pub fn with_grants<'a>(&self, grants: impl IntoIterator<Item = (&'a Actor, Role)>) -> Policy {
+        let mut p = self.clone();
+        for (actor, role) in grants {
+            p.roles.entry(role).or_default().insert(actor.clone());
+        }
+        p
+    }
+
+    /// The members of a role, for messages.
+    pub fn members(&self, role: Role) -> Vec<String> {
+        self.roles
+            .get(&role)
+            .map(|m| m.iter().map(|a| a.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The freeze in force at `at` that does not allow `change_type`, if any.
+    pub fn freeze_at(&self, at: DateTime<Utc>, change_type: ChangeType) -> Option<&Freeze> {
+        self.freezes
+            .iter()
+            .find(|f| f.start <= at && at < f.end && !f.allow.contains(&change_type))
+    }
+
+    /// The first freeze overlapping `[start, end]` that does not allow `change_type`, if any.
+    pub fn freeze_overlapping(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        change_type: ChangeType,
+    ) -> Option<&Freeze> {
+        self.freezes
+            .iter()
+            .find(|f| start < f.end && f.start < end && !f.allow.contains(&change_type))
     }
 
     /// The person an account belongs to, if the `[people]` table names one.
@@ -424,6 +473,48 @@ change_pattern = "CHG-(\\d+)"
             err.to_string().starts_with("sla.P1.respond is `soon`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_role_held_by_one_account_counts_for_all_of_a_persons_accounts() {
+        let p = Policy::from_toml(CONTRACT_EXAMPLE).unwrap();
+        let granted = p.with_grants([(&Actor::parse("slack:U0ALICE").unwrap(), Role::Cab)]);
+        assert!(granted.has_role(&Actor::parse("github:alice").unwrap(), Role::Cab));
+        assert!(!p.has_role(&Actor::parse("github:alice").unwrap(), Role::Cab));
+    }
+
+    #[test]
+    fn freezes_block_types_they_do_not_allow() {
+        let p = Policy::from_toml(CONTRACT_EXAMPLE).unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-12-24T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            p.freeze_at(at, ChangeType::Normal).map(|f| f.name.as_str()),
+            Some("year-end")
+        );
+        assert!(p.freeze_at(at, ChangeType::Emergency).is_none());
+        let before = DateTime::parse_from_rfc3339("2026-12-19T22:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(p
+            .freeze_overlapping(before, at, ChangeType::Normal)
+            .is_some());
+        assert!(p
+            .freeze_overlapping(
+                before,
+                before + chrono::Duration::hours(1),
+                ChangeType::Normal
+            )
+            .is_none());
+    }
+
+    #[test]
+    fn console_root_is_the_built_in_admin_until_the_file_names_admins() {
+        let root = Actor::parse("console:root").unwrap();
+        assert!(Policy::default().has_role(&root, Role::Admin));
+        let p = Policy::from_toml("[roles]\nadmin = [\"slack:U1\"]\n").unwrap();
+        assert!(!p.has_role(&root, Role::Admin));
     }
 
     #[test]

@@ -35,6 +35,14 @@ pub struct Incident {
     pub response_due: DateTime<Utc>,
     pub resolve_due: DateTime<Utc>,
     pub breached: bool,
+    /// When the SLA clock saw the response or resolution target missed (each raises one NC).
+    #[serde(default)]
+    pub response_breached_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub resolve_breached_at: Option<DateTime<Utc>>,
+    /// A major incident: it gets a linked problem record (ISO/IEC 20000-1 8.6.3).
+    #[serde(default)]
+    pub major: bool,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
@@ -71,6 +79,9 @@ pub struct Problem {
     pub workaround: Option<String>,
     pub resolution: Option<String>,
     pub opened_by: Actor,
+    /// The major incident this problem was opened for, if any: it cannot close without a root cause.
+    #[serde(default)]
+    pub major_incident: Option<RecordId>,
     pub closed_at: Option<DateTime<Utc>>,
     pub notes: Vec<Note>,
     pub created_at: DateTime<Utc>,
@@ -108,6 +119,9 @@ pub struct Link {
     pub number: Option<u64>,
     pub sha: Option<String>,
     pub url: String,
+    /// Who wrote the pull request or commit, when known: they may not vote on the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<Actor>,
 }
 
 impl Link {
@@ -118,6 +132,7 @@ impl Link {
             number: Some(number),
             sha: None,
             url: format!("https://github.com/{repo}/pull/{number}"),
+            author: None,
         }
     }
 }
@@ -144,6 +159,12 @@ pub struct Change {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub reviewed_at: Option<DateTime<Utc>>,
+    /// Emergency changes: the post-implementation review is due by then.
+    #[serde(default)]
+    pub review_due: Option<DateTime<Utc>>,
+    /// When the clock found the review overdue (and raised a nonconformity).
+    #[serde(default)]
+    pub review_overdue_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub notes: Vec<Note>,
     pub created_at: DateTime<Utc>,
@@ -315,6 +336,15 @@ impl Record {
             Record::Change(r) => r.service.as_deref(),
             Record::Ci(r) => r.service.as_deref(),
             Record::Service(r) => Some(&r.id),
+            _ => None,
+        }
+    }
+
+    /// The next time the clock must look at this record (an SLA target or a review due), if any.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Record::Incident(i) => i.next_deadline(),
+            Record::Change(c) => c.next_deadline(),
             _ => None,
         }
     }

@@ -148,14 +148,51 @@ impl Reply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
-    IncidentRaised { id: String, priority: String },
-    IncidentUpdated { id: String, status: String },
-    ChangeSubmitted { id: String },
-    ChangeVoted { id: String },
-    ChangeDecided { id: String, status: String },
-    ChangeUpdated { id: String, status: String },
-    ReleaseCreated { id: String },
-    ReleaseDeployed { id: String, env: String },
-    NonconformityRaised { id: String },
-    RecordUpdated { id: String },
+    IncidentRaised {
+        id: String,
+        priority: String,
+    },
+    IncidentUpdated {
+        id: String,
+        status: String,
+    },
+    ChangeSubmitted {
+        id: String,
+    },
+    ChangeVoted {
+        id: String,
+    },
+    ChangeDecided {
+        id: String,
+        status: String,
+    },
+    ChangeUpdated {
+        id: String,
+        status: String,
+    },
+    ReleaseCreated {
+        id: String,
+    },
+    ReleaseDeployed {
+        id: String,
+        env: String,
+    },
+    NonconformityRaised {
+        id: String,
+    },
+    /// An SLA target was missed: chat adapters escalate it.
+    SlaBreached {
+        id: String,
+        target: String,
+        priority: String,
+        nonconformity: String,
+    },
+    /// An emergency change's post-implementation review is overdue.
+    ChangeReviewOverdue {
+        id: String,
+        nonconformity: String,
+    },
+    RecordUpdated {
+        id: String,
+    },
 }

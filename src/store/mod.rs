@@ -112,6 +112,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, q: &ListQuery) -> Result<Vec<Record>>;
     /// Audit entries with `seq > after`, in order, at most `limit`.
     async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// The earliest deadline any record is waiting on (RFC 3339, as `format_time` writes it).
+    async fn next_due(&self) -> Result<Option<String>>;
     /// The chain head `(seq, hash)` as last committed.
     async fn chain_head(&self) -> Result<(i64, String)>;
     /// One record's timeline, oldest first, entries with `seq > after`.
@@ -129,6 +131,8 @@ pub trait StoreTx: Send {
     async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>>;
     async fn audit_for(&mut self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     async fn grants(&mut self) -> Result<Vec<Grant>>;
+    /// Records whose deadline is at or before `now` (RFC 3339), earliest first.
+    async fn due(&mut self, now: &str, limit: i64) -> Result<Vec<Record>>;
     /// The last number handed out for `kind` (0 when none yet).
     async fn counter(&mut self, kind: Kind) -> Result<u64>;
     async fn write(&mut self, w: WriteSet) -> Result<()>;

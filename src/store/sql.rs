@@ -195,6 +195,13 @@ macro_rules! sql_store {
                 audit_for_in(&self.pool, record, after, limit).await
             }
 
+            async fn next_due(&self) -> Result<Option<String>> {
+                let row: (Option<String>,) = sqlx::query_as("SELECT MIN(due_at) FROM records WHERE due_at IS NOT NULL")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.0)
+            }
+
             async fn chain_head(&self) -> Result<(i64, String)> {
                 Ok(sqlx::query_as("SELECT seq, hash FROM chain_head WHERE id = 1").fetch_one(&self.pool).await?)
             }
@@ -230,6 +237,23 @@ macro_rules! sql_store {
                 grants_in(&mut *self.tx).await
             }
 
+            async fn due(&mut self, now: &str, limit: i64) -> Result<Vec<Record>> {
+                let rows: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT kind, data FROM records WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2",
+                )
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *self.tx)
+                .await?;
+                rows.into_iter()
+                    .map(|(kind, data)| {
+                        let kind = Kind::from_str_name(&kind)
+                            .ok_or_else(|| StoreError::Invalid(format!("stored record has unknown kind `{kind}`")))?;
+                        Ok(Record::from_json(kind, &data)?)
+                    })
+                    .collect()
+            }
+
             async fn counter(&mut self, kind: Kind) -> Result<u64> {
                 let row: Option<(i64,)> = sqlx::query_as("SELECT last FROM counters WHERE kind = $1")
                     .bind(kind.as_str())
@@ -241,7 +265,7 @@ macro_rules! sql_store {
             async fn write(&mut self, w: WriteSet) -> Result<()> {
                 for chunk in fixed_chunks(&w.records) {
                     let mut qb = QueryBuilder::<$db>::new(
-                        "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data) ",
+                        "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data, due_at) ",
                     );
                     qb.push_values(chunk, |mut b, (r, json)| {
                         let key = r.key();
@@ -266,13 +290,14 @@ macro_rules! sql_store {
                             .push_bind(breached)
                             .push_bind($crate::domain::audit::format_time(r.created_at()))
                             .push_bind($crate::domain::audit::format_time(r.updated_at()))
-                            .push_bind(json.clone());
+                            .push_bind(json.clone())
+                            .push_bind(r.next_deadline().map($crate::domain::audit::format_time));
                     });
                     qb.push(
                         " ON CONFLICT (kind, key) DO UPDATE SET num = excluded.num, title = excluded.title, \
                          status = excluded.status, service = excluded.service, priority = excluded.priority, \
                          assignee = excluded.assignee, reporter = excluded.reporter, breached = excluded.breached, \
-                         updated_at = excluded.updated_at, data = excluded.data",
+                         updated_at = excluded.updated_at, data = excluded.data, due_at = excluded.due_at",
                     );
                     qb.build().execute(&mut *self.tx).await?;
                 }

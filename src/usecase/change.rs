@@ -2,12 +2,13 @@
 
 use crate::domain::command::{ChangeAction, ChangeCmd, Command, ReleaseCmd};
 use crate::domain::ids::{Actor, Kind};
-use crate::domain::lifecycle::{NewChange, VoteResult};
+use crate::domain::lifecycle::{check_schedule, NewChange, VoteResult};
+use crate::domain::permissions;
 use crate::domain::records::{Change, Decision, Link, Record, Release};
 use crate::domain::reply::{Event, Reply};
 use crate::domain::status::ChangeStatus;
 
-use super::{refuse, render, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{refuse, render, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
 
 pub(crate) async fn run(
     uow: &mut UnitOfWork,
@@ -25,6 +26,12 @@ pub(crate) async fn run(
             window,
             template,
         } => {
+            if let Some(w) = window {
+                check_schedule(w, *change_type, ctx.policy).map_err(|refusal| Fail::Refused {
+                    record: None,
+                    refusal,
+                })?;
+            }
             let id = uow.next_id(Kind::Change).await?;
             let new = NewChange {
                 title: title.clone(),
@@ -99,7 +106,8 @@ pub(crate) async fn run(
                     }
                 }
                 ChangeAction::Start => {
-                    chg.start(ctx.now).on(id)?;
+                    implementer(&chg, ctx, actor, "change start")?;
+                    chg.start(ctx.now, ctx.policy).on(id)?;
                     format!("{id} started by {actor}")
                 }
                 ChangeAction::Complete => {
@@ -189,7 +197,13 @@ fn finish(
     text: Option<&str>,
 ) -> Outcome<String> {
     let id = chg.id;
-    chg.finish(to, actor, ctx.now, text).on(id)?;
+    let verb = match to {
+        ChangeStatus::Completed => "change complete",
+        ChangeStatus::Failed => "change fail",
+        _ => "change rollback",
+    };
+    implementer(chg, ctx, actor, verb)?;
+    chg.finish(to, actor, ctx.now, text, ctx.policy).on(id)?;
     Ok(format!(
         "{id} {to}. Record the post-implementation review with `change review {id} <findings>`"
     ))
@@ -268,4 +282,16 @@ pub(crate) async fn release(
             )))
         }
     }
+}
+
+/// Implementing a change is for its requester or a change manager.
+fn implementer(chg: &Change, ctx: &Ctx<'_>, actor: &Actor, action: &str) -> Outcome<()> {
+    permissions::check_owner_or(
+        action,
+        actor,
+        &chg.requester,
+        permissions::CHANGE_IMPLEMENTERS,
+        ctx.policy,
+    )
+    .on(chg.id)
 }

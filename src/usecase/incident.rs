@@ -3,11 +3,14 @@
 use crate::domain::command::{IncidentAction, IncidentCmd, IncidentFilter};
 use crate::domain::ids::{Actor, Kind};
 use crate::domain::lifecycle::NewIncident;
-use crate::domain::records::{Incident, Record};
+use crate::domain::permissions;
+use crate::domain::priority::Priority;
+use crate::domain::records::{Incident, Problem, Record};
 use crate::domain::reply::{Event, Reply};
+use crate::domain::status::IncidentStatus;
 use crate::store::ListQuery;
 
-use super::{render, resolve_mention, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{refuse, render, resolve_mention, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
 
 /// How many records a chat list shows; the API pages through the rest.
 pub(crate) const LIST_LIMIT: i64 = 25;
@@ -37,13 +40,16 @@ pub(crate) async fn run(
                 ci: ci.clone(),
                 security: *security,
             };
-            let inc = Incident::raise(id, new, actor, ctx.now, ctx.policy);
-            uow.save(ctx, actor, action, None, inc.clone());
-            let headline = format!("{id} raised: {} ({})", inc.title, inc.priority);
-            let events = vec![Event::IncidentRaised {
+            let mut inc = Incident::raise(id, new, actor, ctx.now, ctx.policy);
+            let mut events = vec![Event::IncidentRaised {
                 id: id.to_string(),
                 priority: inc.priority.to_string(),
             }];
+            if inc.priority == Priority::P1 {
+                events.extend(declare_major(uow, ctx, actor, &mut inc).await?);
+            }
+            uow.save(ctx, actor, action, None, inc.clone());
+            let headline = format!("{id} raised: {} ({})", inc.title, inc.priority);
             Ok(Handled::with(
                 render::incident(&inc, ctx.now, headline),
                 events,
@@ -62,7 +68,15 @@ pub(crate) async fn run(
                     .acknowledge(actor, ctx.now, text)
                     .map(|_| "acknowledged"),
                 IncidentAction::Resolve => inc.resolve(actor, ctx.now, text).map(|_| "resolved"),
-                IncidentAction::Close => inc.close(actor, ctx.now, text).map(|_| "closed"),
+                IncidentAction::Close => permissions::check_owner_or(
+                    action,
+                    actor,
+                    &inc.reporter,
+                    permissions::INCIDENT_CLOSERS,
+                    ctx.policy,
+                )
+                .and_then(|_| inc.close(actor, ctx.now, text))
+                .map(|_| "closed"),
                 IncidentAction::Reopen => inc.reopen(actor, ctx.now, text).map(|_| "reopened"),
             }
             .on(id)?;
@@ -100,6 +114,75 @@ pub(crate) async fn run(
             let events = vec![Event::RecordUpdated { id: id.to_string() }];
             Ok(Handled::with(
                 Reply::ok(Some(id.to_string()), format!("{id}: note added")),
+                events,
+            ))
+        }
+        IncidentCmd::Major { id } => {
+            let mut inc: Incident = uow.load_id(*id).await?;
+            if inc.major {
+                let problems: Vec<String> = inc.problems.iter().map(|p| p.to_string()).collect();
+                return refuse(
+                    Some(id.to_string()),
+                    "major-incident",
+                    format!(
+                        "{id} is already a major incident (problem {})",
+                        problems.join(", ")
+                    ),
+                );
+            }
+            if inc.status == IncidentStatus::Closed {
+                return refuse(
+                    Some(id.to_string()),
+                    "lifecycle",
+                    format!("{id} is closed; raise a new incident instead"),
+                );
+            }
+            let before = Record::Incident(inc.clone());
+            let mut events = declare_major(uow, ctx, actor, &mut inc).await?;
+            uow.save(ctx, actor, action, Some(&before), inc.clone());
+            events.push(Event::IncidentUpdated {
+                id: id.to_string(),
+                status: inc.status.to_string(),
+            });
+            let problem = inc
+                .problems
+                .last()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            Ok(Handled::with(
+                render::incident(
+                    &inc,
+                    ctx.now,
+                    format!(
+                        "{id} is now a major incident; {problem} opened to find its root cause"
+                    ),
+                ),
+                events,
+            ))
+        }
+        IncidentCmd::Priority {
+            id,
+            impact,
+            urgency,
+        } => {
+            let mut inc: Incident = uow.load_id(*id).await?;
+            let before = Record::Incident(inc.clone());
+            let was = inc.priority;
+            inc.reprioritize(*impact, *urgency, ctx.policy).on(id)?;
+            let mut events = vec![Event::IncidentUpdated {
+                id: id.to_string(),
+                status: inc.status.to_string(),
+            }];
+            if inc.priority == Priority::P1 && !inc.major {
+                events.extend(declare_major(uow, ctx, actor, &mut inc).await?);
+            }
+            uow.save(ctx, actor, action, Some(&before), inc.clone());
+            let headline = format!(
+                "{id} re-prioritised {was} -> {}; SLA due times follow",
+                inc.priority
+            );
+            Ok(Handled::with(
+                render::incident(&inc, ctx.now, headline),
                 events,
             ))
         }
@@ -151,6 +234,30 @@ pub(crate) async fn run(
             Ok(Handled::reply(list_reply(name, &rows, ctx)))
         }
     }
+}
+
+/// Marks the incident major and opens its linked problem (ISO/IEC 20000-1 8.6.3).
+async fn declare_major(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    inc: &mut Incident,
+) -> Outcome<Vec<Event>> {
+    let pid = uow.next_id(Kind::Problem).await?;
+    let mut prb = Problem::open(
+        pid,
+        format!("Root cause of major incident {}: {}", inc.id, inc.title),
+        vec![inc.id],
+        actor,
+        ctx.now,
+    );
+    prb.major_incident = Some(inc.id);
+    uow.save(ctx, actor, "problem open", None, prb);
+    inc.major = true;
+    inc.problems.push(pid);
+    Ok(vec![Event::RecordUpdated {
+        id: pid.to_string(),
+    }])
 }
 
 /// One line per record: `INC-3 [P1 acknowledged] Checkout down`.

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::command::{Command, Mention};
 use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::lifecycle::Refusal;
+use crate::domain::permissions;
 use crate::domain::policy::Policy;
 use crate::domain::records::{
     Change, ConfigItem, Incident, Nonconformity, Problem, Record, Release, Service, ServiceRequest,
@@ -17,6 +18,7 @@ use crate::domain::reply::{Event, Reply};
 use crate::store::StoreError;
 
 mod change;
+mod clock;
 mod incident;
 mod other;
 mod query;
@@ -187,8 +189,21 @@ pub async fn execute(
     command: &Command,
 ) -> Result<Handled, StoreError> {
     let action = command.name();
-    let result = match command {
+    let allowed = permissions::check(command, actor, ctx.policy).map_err(|refusal| Fail::Refused {
+        record: command.target(),
+        refusal,
+    });
+    let result = match (allowed, command) {
+        (Err(refused), _) => Err(refused),
+        (Ok(()), command) => run(uow, ctx, actor, command).await,
+    };
+    finish(uow, ctx, actor, action, result)
+}
+
+async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Command) -> Outcome {
+    match command {
         Command::Help { topic } => Ok(query::help(topic.as_deref())),
+        Command::Tick => clock::tick(uow, ctx).await,
         Command::Incident(c) => incident::run(uow, ctx, actor, c).await,
         Command::Change(c) => change::run(uow, ctx, actor, c).await,
         Command::Release(c) => change::release(uow, ctx, actor, c).await,
@@ -201,7 +216,17 @@ pub async fn execute(
         Command::Sla { id } => query::sla(uow, ctx, actor, *id).await,
         Command::Audit { record } => query::audit(uow, ctx, actor, record).await,
         Command::Report { from, to } => query::report(uow, ctx, actor, *from, *to).await,
-    };
+    }
+}
+
+/// Files a refusal or a missing record in the audit trail and turns it into a reply.
+fn finish(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    action: &str,
+    result: Outcome,
+) -> Result<Handled, StoreError> {
     match result {
         Ok(h) => Ok(h),
         Err(Fail::Store(e)) => Err(e),

@@ -104,6 +104,18 @@ impl UnitOfWork {
         self.tx.audit_for(record, 0, limit).await
     }
 
+    /// Records whose deadline has come by `now`, seeing this batch's own writes.
+    pub async fn due(
+        &mut self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: i64,
+    ) -> Result<Vec<Record>> {
+        self.flush().await?;
+        self.tx
+            .due(&crate::domain::audit::format_time(now), limit)
+            .await
+    }
+
     pub async fn grants(&mut self) -> Result<Vec<Grant>> {
         self.flush().await?;
         self.tx.grants().await

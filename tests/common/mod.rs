@@ -121,6 +121,20 @@ impl Clock for TestClock {
     }
 }
 
+/// The rules the tests' team works under: who sits on the CAB, who manages what.
+pub const TEAM_POLICY: &str = r#"
+[roles]
+admin = ["console:root", "console:auditor"]
+cab = ["console:cab1", "console:cab2", "console:cab3"]
+ecab = ["console:cab1"]
+change-manager = ["console:alice"]
+incident-manager = ["console:alice"]
+"#;
+
+pub fn team_policy() -> Policy {
+    Policy::from_toml(TEAM_POLICY).expect("team policy")
+}
+
 pub fn actor(s: &str) -> Actor {
     Actor::parse(s).expect("test actor")
 }
@@ -182,7 +196,7 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(db: TestDb, token: Option<&str>) -> TestApp {
     let clock = TestClock::at(TestClock::default_start());
     let store = db.store().await;
-    let running = app::serve(&serve_args(token), store, Policy::default(), clock.clone())
+    let running = app::serve(&serve_args(token), store, team_policy(), clock.clone())
         .await
         .expect("serve");
     let addr = running.addr;
@@ -194,4 +208,29 @@ pub async fn spawn_app_with(db: TestDb, token: Option<&str>) -> TestApp {
         db,
         clock,
     }
+}
+
+/// Generates, for each named scenario `async fn name(db: TestDb)`, one test per backend.
+#[allow(unused_macros)]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::common::sqlite_db()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = crate::common::postgres_db().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
 }

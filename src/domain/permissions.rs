@@ -1,0 +1,173 @@
+//! Who may run which command: the static role table, checked before any record is touched.
+//!
+//! Commands whose rule depends on the record (votes, implementing a change, closing an incident)
+//! are checked where the record is loaded; see `lifecycle` and the use cases.
+
+use super::command::{
+    ChangeAction, ChangeCmd, Command, IncidentCmd, NcCmd, ProblemAction, ProblemCmd, ReleaseCmd,
+    RoleCmd,
+};
+use super::command::{CiCmd, Role, ServiceCmd};
+use super::ids::Actor;
+use super::lifecycle::Refusal;
+use super::policy::Policy;
+
+const ADMIN: &[Role] = &[Role::Admin];
+const INCIDENT_MANAGERS: &[Role] = &[Role::IncidentManager, Role::Admin];
+const CHANGE_MANAGERS: &[Role] = &[Role::ChangeManager, Role::Admin];
+const MANAGERS: &[Role] = &[Role::IncidentManager, Role::ChangeManager, Role::Admin];
+const ANYONE: &[Role] = &[];
+
+/// The roles, any one of which lets a person run `command`; empty means anyone may.
+pub fn required_roles(command: &Command) -> &'static [Role] {
+    match command {
+        Command::Role(RoleCmd::Grant { .. } | RoleCmd::Revoke { .. }) => ADMIN,
+        Command::Service(ServiceCmd::Add { .. }) | Command::Ci(CiCmd::Add { .. }) => {
+            CHANGE_MANAGERS
+        }
+        Command::Incident(IncidentCmd::Major { .. } | IncidentCmd::Priority { .. }) => {
+            INCIDENT_MANAGERS
+        }
+        Command::Problem(ProblemCmd::Act {
+            action: ProblemAction::Resolve | ProblemAction::Close,
+            ..
+        }) => INCIDENT_MANAGERS,
+        Command::Change(ChangeCmd::Act {
+            action: ChangeAction::Review | ChangeAction::Close,
+            ..
+        }) => CHANGE_MANAGERS,
+        Command::Release(
+            ReleaseCmd::Create { .. } | ReleaseCmd::Deploy { .. } | ReleaseCmd::Rollback { .. },
+        ) => CHANGE_MANAGERS,
+        Command::Nc(NcCmd::Correct { .. }) => MANAGERS,
+        Command::Nc(NcCmd::Close { .. }) => ADMIN,
+        // The clock runs as the system; people cannot type it.
+        Command::Tick => ADMIN,
+        _ => ANYONE,
+    }
+}
+
+/// "`role grant` needs the admin role; console:bob has none of them".
+pub fn role_refusal(action: &str, actor: &Actor, roles: &[Role]) -> Refusal {
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    let need = match names.as_slice() {
+        [one] => format!("the {one} role"),
+        many => format!("one of the roles {}", many.join(", ")),
+    };
+    Refusal::new(
+        "role",
+        format!("`{action}` needs {need}, which {actor} does not hold; an admin can grant it with `role grant @{actor} {}`", names[0]),
+    )
+}
+
+/// Checks the static table for one command.
+pub fn check(command: &Command, actor: &Actor, policy: &Policy) -> Result<(), Refusal> {
+    let roles = required_roles(command);
+    if roles.is_empty() || policy.has_any_role(actor, roles) || *actor == Actor::system() {
+        Ok(())
+    } else {
+        Err(role_refusal(command.name(), actor, roles))
+    }
+}
+
+/// Record-dependent rule: the owner of a record, or a holder of one of `roles`.
+pub fn check_owner_or(
+    action: &str,
+    actor: &Actor,
+    owner: &Actor,
+    roles: &[Role],
+    policy: &Policy,
+) -> Result<(), Refusal> {
+    if policy.same_person(actor, owner)
+        || policy.has_any_role(actor, roles)
+        || *actor == Actor::system()
+    {
+        Ok(())
+    } else {
+        let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+        Err(Refusal::new(
+            "role",
+            format!(
+                "`{action}` is for {owner} or a holder of {}; {actor} is neither",
+                names.join(" or ")
+            ),
+        ))
+    }
+}
+
+pub const INCIDENT_CLOSERS: &[Role] = INCIDENT_MANAGERS;
+pub const CHANGE_IMPLEMENTERS: &[Role] = CHANGE_MANAGERS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::parser::parse;
+
+    fn actor(s: &str) -> Actor {
+        Actor::parse(s).unwrap()
+    }
+
+    #[test]
+    fn role_grant_needs_an_admin_and_says_how_to_get_there() {
+        let p = Policy::default();
+        let cmd = parse("role grant @bob cab").unwrap();
+        let err = check(&cmd, &actor("console:bob"), &p).unwrap_err();
+        assert_eq!(err.rule, "role");
+        assert_eq!(
+            err.message,
+            "`role grant` needs the admin role, which console:bob does not hold; an admin can grant it with `role grant @console:bob admin`"
+        );
+        assert!(check(&cmd, &actor("console:root"), &p).is_ok());
+    }
+
+    #[test]
+    fn everyday_commands_need_no_role() {
+        let p = Policy::default();
+        for text in [
+            "incident raise x",
+            "incident ack INC-1",
+            "change request x type:normal",
+            "change submit CHG-1",
+            "nc raise x",
+            "audit INC-1",
+        ] {
+            assert!(
+                check(&parse(text).unwrap(), &actor("slack:U1"), &p).is_ok(),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn managed_commands_need_their_manager_role() {
+        let mut p = Policy::default();
+        p.roles
+            .entry(Role::ChangeManager)
+            .or_default()
+            .insert(actor("slack:CM"));
+        let close = parse("change close CHG-1").unwrap();
+        assert!(check(&close, &actor("slack:CM"), &p).is_ok());
+        assert_eq!(
+            check(&close, &actor("slack:U1"), &p).unwrap_err().rule,
+            "role"
+        );
+        let nc_close = parse("nc close NC-1").unwrap();
+        assert!(check(&nc_close, &actor("slack:CM"), &p).is_err());
+    }
+
+    #[test]
+    fn owners_may_act_on_their_own_records() {
+        let p = Policy::default();
+        let owner = actor("slack:U1");
+        assert!(check_owner_or("change start", &owner, &owner, CHANGE_IMPLEMENTERS, &p).is_ok());
+        let err = check_owner_or(
+            "change start",
+            &actor("slack:U2"),
+            &owner,
+            CHANGE_IMPLEMENTERS,
+            &p,
+        )
+        .unwrap_err();
+        assert_eq!(err.message, "`change start` is for slack:U1 or a holder of change-manager or admin; slack:U2 is neither");
+    }
+}

@@ -1,0 +1,99 @@
+//! The clock's command: act on every deadline that has come, once, inside the batch's lock.
+//!
+//! Two replicas may both ask; the second finds the deadlines already handled, because it reads
+//! them inside its own transaction after the first committed.
+
+use crate::domain::ids::{Actor, Kind};
+use crate::domain::records::{Nonconformity, Record};
+use crate::domain::reply::{Event, Reply};
+
+use super::{Ctx, Handled, Outcome, UnitOfWork};
+
+/// The most deadlines one tick handles; the clock ticks again at once when more are due.
+const TICK_LIMIT: i64 = 200;
+
+pub(crate) async fn tick(uow: &mut UnitOfWork, ctx: &Ctx<'_>) -> Outcome {
+    let system = Actor::system();
+    let due = uow.due(ctx.now, TICK_LIMIT).await?;
+    let mut events = Vec::new();
+    let mut handled = Vec::new();
+    for record in due {
+        match record {
+            Record::Incident(mut inc) => {
+                let before = Record::Incident(inc.clone());
+                let missed = inc.record_breaches(ctx.now);
+                if missed.is_empty() {
+                    continue;
+                }
+                let id = inc.id;
+                let target = ctx.policy.sla.target(inc.priority);
+                let mut ncs = Vec::new();
+                for which in &missed {
+                    let (rule, due, allowed) = match *which {
+                        "response" => ("sla.response", inc.response_due, target.respond),
+                        _ => ("sla.resolution", inc.resolve_due, target.resolve),
+                    };
+                    let nid = uow.next_id(Kind::Nonconformity).await?;
+                    let title = format!(
+                        "{id} ({}) missed its {which} target of {} (due {})",
+                        inc.priority,
+                        humantime::format_duration(allowed),
+                        due.format("%Y-%m-%dT%H:%M:%SZ")
+                    );
+                    let nc = Nonconformity::raise(nid, title, rule, Some(id), &system, ctx.now);
+                    uow.save(ctx, &system, "nc raise", None, nc);
+                    events.push(Event::NonconformityRaised {
+                        id: nid.to_string(),
+                    });
+                    events.push(Event::SlaBreached {
+                        id: id.to_string(),
+                        target: (*which).to_string(),
+                        priority: inc.priority.to_string(),
+                        nonconformity: nid.to_string(),
+                    });
+                    ncs.push(nid.to_string());
+                }
+                uow.save(ctx, &system, "sla breach", Some(&before), inc);
+                handled.push(format!(
+                    "{id} breached its {} target ({})",
+                    missed.join(" and "),
+                    ncs.join(", ")
+                ));
+            }
+            Record::Change(mut chg) => {
+                let before = Record::Change(chg.clone());
+                if !chg.record_review_overdue(ctx.now) {
+                    continue;
+                }
+                let id = chg.id;
+                let nid = uow.next_id(Kind::Nonconformity).await?;
+                let title = format!("Emergency change {id} was not reviewed in time");
+                let nc = Nonconformity::raise(
+                    nid,
+                    title,
+                    "emergency-review",
+                    Some(id),
+                    &system,
+                    ctx.now,
+                );
+                uow.save(ctx, &system, "nc raise", None, nc);
+                uow.save(ctx, &system, "review overdue", Some(&before), chg);
+                events.push(Event::NonconformityRaised {
+                    id: nid.to_string(),
+                });
+                events.push(Event::ChangeReviewOverdue {
+                    id: id.to_string(),
+                    nonconformity: nid.to_string(),
+                });
+                handled.push(format!("{id} review overdue ({nid})"));
+            }
+            _ => {}
+        }
+    }
+    let text = if handled.is_empty() {
+        "no deadlines due".to_string()
+    } else {
+        handled.join("\n")
+    };
+    Ok(Handled::with(Reply::ok(None, text), events))
+}
