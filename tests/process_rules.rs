@@ -23,6 +23,7 @@ conformance!(
     a_major_incident_gets_a_problem_that_cannot_close_without_a_root_cause,
     changing_the_priority_moves_the_sla_due_times,
     two_instances_escalate_each_breach_exactly_once,
+    owners_and_managers_alone_act_on_records_and_the_cmdb_stays_consistent,
 );
 
 /// The team's rules plus a person with two accounts, an emergency review window and a freeze.
@@ -491,6 +492,58 @@ async fn two_instances_escalate_each_breach_exactly_once(db: TestDb) {
         .await
         .unwrap()
         .is_ok());
+}
+
+async fn owners_and_managers_alone_act_on_records_and_the_cmdb_stays_consistent(db: TestDb) {
+    let t = team(&db).await;
+    t.ok("console:dave", "incident raise Disk full").await;
+    t.ok("console:bob", "incident ack INC-1").await;
+    t.ok("console:bob", "incident resolve INC-1 cleaned up")
+        .await;
+    let msg = t
+        .refused("console:bob", "incident close INC-1", "role")
+        .await;
+    assert_eq!(msg, "`incident close` is for console:dave or a holder of incident-manager or admin; console:bob is neither");
+    t.ok("console:dave", "incident close INC-1").await;
+
+    t.ok("console:dave", "change request Patch kernel type:normal")
+        .await;
+    t.ok("console:dave", "change submit CHG-1").await;
+    t.ok("console:cab1", "change approve CHG-1").await;
+    t.ok("console:cab2", "change approve CHG-1").await;
+    let msg = t.refused("console:bob", "change start CHG-1", "role").await;
+    assert!(
+        msg.starts_with(
+            "`change start` is for console:dave or a holder of change-manager or admin"
+        ),
+        "{msg}"
+    );
+    t.ok("console:alice", "change start CHG-1").await;
+
+    t.ok("console:alice", "service add shop").await;
+    let msg = t
+        .refused("console:alice", "service add shop", "unique-name")
+        .await;
+    assert_eq!(msg, "service shop already exists");
+    let msg = t
+        .refused(
+            "console:alice",
+            "ci add shop-db service:warehouse",
+            "cmdb-integrity",
+        )
+        .await;
+    assert_eq!(
+        msg,
+        "no such service warehouse; add it first with `service add warehouse`"
+    );
+    let msg = t
+        .refused(
+            "console:alice",
+            "ci add shop-api service:shop depends:shop-db",
+            "cmdb-integrity",
+        )
+        .await;
+    assert_eq!(msg, "shop-api depends on shop-db, which is not a configuration item; add it first with `ci add shop-db`");
 }
 
 /// With the real clock: a breach is acted on within a second of its due time.

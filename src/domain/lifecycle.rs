@@ -943,6 +943,7 @@ mod tests {
     use super::*;
     use crate::domain::ids::Kind;
     use crate::domain::priority::Priority;
+    use crate::domain::records::Link;
     use chrono::TimeZone;
 
     fn now() -> DateTime<Utc> {
@@ -1080,6 +1081,81 @@ mod tests {
             .vote(&actor("console:alice"), Decision::Approve, None, now(), &p)
             .unwrap_err();
         assert_eq!(err.message, "you requested CHG-4, so you cannot vote on it");
+    }
+
+    #[test]
+    fn the_author_of_a_linked_pull_request_cannot_vote_from_any_of_their_accounts() {
+        let mut p = cab_policy();
+        p.people.insert(
+            "carol".into(),
+            [actor("console:cab3"), actor("github:carol")].into(),
+        );
+        let mut c = change(ChangeType::Normal);
+        let mut pr = Link::pull_request("acme/shop", 42);
+        pr.author = Some(actor("github:carol"));
+        c.link(pr);
+        c.submit(now(), &p).unwrap();
+        let err = c
+            .vote(&actor("console:cab3"), Decision::Approve, None, now(), &p)
+            .unwrap_err();
+        assert_eq!(err.rule, "segregation-of-duties");
+        assert_eq!(
+            err.message,
+            "you wrote acme/shop#42, which is linked to CHG-4, so you cannot vote on it"
+        );
+        assert!(c
+            .vote(&actor("console:cab1"), Decision::Approve, None, now(), &p)
+            .is_ok());
+    }
+
+    #[test]
+    fn emergency_review_falls_due_after_review_within_and_is_flagged_once() {
+        let p = cab_policy();
+        let mut c = change(ChangeType::Emergency);
+        c.submit(now(), &p).unwrap();
+        c.vote(&actor("console:cab1"), Decision::Approve, None, now(), &p)
+            .unwrap();
+        c.start(now(), &p).unwrap();
+        c.finish(
+            ChangeStatus::Completed,
+            &actor("console:alice"),
+            now(),
+            None,
+            &p,
+        )
+        .unwrap();
+        assert_eq!(c.next_deadline(), Some(now() + chrono::Duration::hours(72)));
+        assert!(!c.record_review_overdue(now() + chrono::Duration::hours(71)));
+        assert!(c.record_review_overdue(now() + chrono::Duration::hours(73)));
+        assert!(!c.record_review_overdue(now() + chrono::Duration::hours(74)));
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn incident_deadlines_stop_once_met_or_breached() {
+        let mut inc = incident(Level::High, Level::High);
+        assert_eq!(inc.next_deadline(), Some(inc.response_due));
+        assert_eq!(
+            inc.record_breaches(now() + chrono::Duration::minutes(16)),
+            vec!["response"]
+        );
+        assert_eq!(inc.next_deadline(), Some(inc.resolve_due));
+        inc.acknowledge(
+            &actor("console:bob"),
+            now() + chrono::Duration::minutes(20),
+            None,
+        )
+        .unwrap();
+        inc.resolve(
+            &actor("console:bob"),
+            now() + chrono::Duration::hours(1),
+            None,
+        )
+        .unwrap();
+        assert_eq!(inc.next_deadline(), None);
+        assert!(inc
+            .record_breaches(now() + chrono::Duration::hours(5))
+            .is_empty());
     }
 
     #[test]
