@@ -48,6 +48,23 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Check a process-rules file, or show the rules in force; neither touches the database.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a rules file: prints `FILE: ok` and a summary, or `FILE: <key> <problem>` on stderr and exits 1.
+    Check {
+        /// The rules file (TOML) to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print the rules in force (OPSLEDGER_POLICY, or the built-in defaults) as a rules file.
+    Show,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +215,33 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn policy_check_takes_a_file_and_policy_show_takes_nothing() {
+        // Arrange
+        let check = ["opsledger", "policy", "check", "rules.toml"];
+        let show = ["opsledger", "policy", "show"];
+
+        // Act
+        let check = Cli::try_parse_from(check).expect("policy check parses");
+        let show = Cli::try_parse_from(show).expect("policy show parses");
+        let missing = Cli::try_parse_from(["opsledger", "policy", "check"]);
+
+        // Assert
+        assert!(matches!(
+            check.command,
+            CliCommand::Policy {
+                command: PolicyCommand::Check { ref file }
+            } if file == &PathBuf::from("rules.toml")
+        ));
+        assert!(matches!(
+            show.command,
+            CliCommand::Policy {
+                command: PolicyCommand::Show
+            }
+        ));
+        assert!(missing.is_err());
     }
 
     #[test]

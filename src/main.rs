@@ -1,16 +1,20 @@
-//! The `opsledger` binary: parses the command line and runs serve, exec, migrate or audit verify.
+//! The `opsledger` binary: parses the command line and runs serve, exec, migrate, audit verify or policy check/show.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 
 use opsledger::app;
-use opsledger::config::{AuditCommand, Cli, CliCommand, ExecArgs};
+use opsledger::config::{AuditCommand, Cli, CliCommand, ExecArgs, PolicyCommand, StoreArgs};
 use opsledger::domain::ids::Actor;
+use opsledger::domain::policy::Policy;
 use opsledger::domain::reply::Outcome;
 use opsledger::ledger::Ledger;
+use opsledger::store::Store;
 
 // mimalloc: the write path allocates many short-lived strings (JSON, bind values); glibc's
 // allocator spent a fifth of the benchmark's CPU in malloc and free.
@@ -68,11 +72,13 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let policy = app::load_policy(cli.store.policy.as_deref())?;
-    let store = app::open_store(&cli.store.database_url).await?;
     match cli.command {
+        // The rules commands read at most the rules file: they neither open nor create the database.
+        CliCommand::Policy { command } => Ok(policy(command, cli.store.policy.as_deref())),
         CliCommand::Migrate => {
             // Opening the store applied any pending migrations.
+            let (_, store) = open(&cli.store).await?;
+            store.close().await;
             println!(
                 "migrations applied to {}",
                 opsledger::store::redact(&cli.store.database_url)
@@ -81,21 +87,30 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         CliCommand::Audit {
             command: AuditCommand::Verify,
-        } => match app::verify_audit(&*store).await? {
-            Ok(report) => {
-                println!(
-                    "audit chain verified: {} entries, last hash {}",
-                    report.entries, report.last_hash
-                );
-                Ok(ExitCode::SUCCESS)
+        } => {
+            let (_, store) = open(&cli.store).await?;
+            let verified = app::verify_audit(&*store).await;
+            store.close().await;
+            match verified? {
+                Ok(report) => {
+                    println!(
+                        "audit chain verified: {} entries, last hash {}",
+                        report.entries, report.last_hash
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(broken) => {
+                    println!("audit chain BROKEN: {broken}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            Err(broken) => {
-                println!("audit chain BROKEN: {broken}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
-        CliCommand::Exec(args) => exec(args, store, policy).await,
+        }
+        CliCommand::Exec(args) => {
+            let (policy, store) = open(&cli.store).await?;
+            exec(args, store, policy).await
+        }
         CliCommand::Serve(args) => {
+            let (policy, store) = open(&cli.store).await?;
             let running = app::serve(&args, store, policy, app::system_clock()).await?;
             tracing::info!(addr = %running.addr, backend = ?running.ledger.store().backend(), "opsledger listening");
             for line in args.integrations.status_lines() {
@@ -107,13 +122,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What every command that touches records needs: the rules (read first, so a broken rules file
+/// is reported before any database is created) and the store, migrated.
+async fn open(args: &StoreArgs) -> anyhow::Result<(Policy, Arc<dyn Store>)> {
+    let policy = app::load_policy(args.policy.as_deref())?;
+    let store = app::open_store(&args.database_url).await?;
+    Ok((policy, store))
+}
+
+/// `policy check FILE` and `policy show`; exit 0 when the rules are usable, 1 when not.
+fn policy(command: PolicyCommand, in_force: Option<&Path>) -> ExitCode {
+    match command {
+        PolicyCommand::Check { file } => {
+            let name = file.display();
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    eprintln!("{name}: cannot be read: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match Policy::from_toml(&text) {
+                Ok(policy) => {
+                    println!("{name}: ok");
+                    println!("{}", policy.summary());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{name}: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        PolicyCommand::Show => match app::load_policy(in_force) {
+            Ok(policy) => {
+                let source = match in_force {
+                    // A comment ends at the line's end, so a path cannot break out of it.
+                    Some(path) => {
+                        format!("OPSLEDGER_POLICY={}", path.display()).replace(['\n', '\r'], " ")
+                    }
+                    None => "the built-in defaults (OPSLEDGER_POLICY is unset)".to_string(),
+                };
+                println!("# The process rules in force, from {source}.");
+                print!("{}", policy.to_toml());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}", describe(&e));
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
 /// Exit codes: 0 every command succeeded, 1 a rule refused one or a record was missing,
 /// 2 a usage error, 3 the store failed.
-async fn exec(
-    args: ExecArgs,
-    store: std::sync::Arc<dyn opsledger::store::Store>,
-    policy: opsledger::domain::policy::Policy,
-) -> anyhow::Result<ExitCode> {
+async fn exec(args: ExecArgs, store: Arc<dyn Store>, policy: Policy) -> anyhow::Result<ExitCode> {
     let actor =
         Actor::parse(&args.actor).context("--as must be platform:id, for example console:alice")?;
     let (ledger, writer) = app::start_ledger(

@@ -167,8 +167,15 @@ impl Policy {
     /// Parses and validates a rules file's text.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            PolicyError::new("rules file", format!("is not valid TOML: {msg}"))
+            // serde's messages name the field but not where it is: add the line.
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let key = match line {
+                Some(l) => format!("line {l}:"),
+                None => "rules file:".to_string(),
+            };
+            PolicyError::new(key, e.message().to_string())
         })?;
         let mut p = Policy::default();
         for (name, members) in raw.roles {
@@ -515,6 +522,18 @@ change_pattern = "CHG-(\\d+)"
         assert!(Policy::default().has_role(&root, Role::Admin));
         let p = Policy::from_toml("[roles]\nadmin = [\"slack:U1\"]\n").unwrap();
         assert!(!p.has_role(&root, Role::Admin));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_toml_name_the_line() {
+        let err = Policy::from_toml("[change.normal]\napproval = 2\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 2: unknown field `approval`"),
+            "{err}"
+        );
+        let err = Policy::from_toml("[roles\n").unwrap_err();
+        assert!(err.to_string().starts_with("line 1:"), "{err}");
     }
 
     #[test]

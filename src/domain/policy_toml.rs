@@ -380,8 +380,37 @@ change_pattern = "CHG-(\\d+)"
     }
 
     #[test]
-    fn summary_of_the_defaults() {
-        let summary = Policy::default().summary();
-        assert!(summary.starts_with("no roles; 0 people;"), "{summary}");
+    fn summary_of_the_defaults_counts_empty_lists_too() {
+        // Arrange
+        let policy = Policy::default();
+
+        // Act
+        let summary = policy.summary();
+
+        // Assert
+        assert!(summary.contains("; 0 people; "), "{summary}");
+        assert!(
+            summary.contains("normal changes need 2 approvals from cab"),
+            "{summary}"
+        );
+        assert!(
+            summary.ends_with("0 standard templates; 0 freezes; 0 protected branches"),
+            "{summary}"
+        );
+    }
+
+    #[test]
+    fn summary_without_roles_says_so() {
+        // Arrange
+        let policy = Policy {
+            roles: BTreeMap::new(),
+            ..Policy::default()
+        };
+
+        // Act
+        let summary = policy.summary();
+
+        // Assert
+        assert!(summary.starts_with("no roles; "), "{summary}");
     }
 }
