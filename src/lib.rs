@@ -9,6 +9,7 @@ pub mod domain;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod outbox;
 pub mod sla_clock;
 pub mod store;
 pub mod usecase;

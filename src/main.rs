@@ -178,8 +178,8 @@ fn policy(command: PolicyCommand, in_force: Option<&Path>) -> ExitCode {
 /// Exit codes: 0 every command succeeded, 1 a rule refused one or a record was missing,
 /// 2 a usage error, 3 the store failed.
 async fn exec(args: ExecArgs, store: Arc<dyn Store>, policy: Policy) -> anyhow::Result<ExitCode> {
-    let actor =
-        Actor::parse(&args.actor).context("--as must be platform:id, for example console:alice")?;
+    let actor = Actor::parse_person(&args.actor)
+        .context("--as must be platform:id, for example console:alice")?;
     let (ledger, writer) = app::start_ledger(
         store.clone(),
         policy,

@@ -193,6 +193,16 @@ impl Actor {
         }
     }
 
+    /// Parses an actor a person claims to be (`exec --as`, chat identities): the `system`
+    /// platform is opsledger's own and cannot be claimed.
+    pub fn parse_person(s: &str) -> Result<Self, BadActor> {
+        let a = Actor::parse(s)?;
+        if a.platform() == "system" {
+            return Err(BadActor(s.to_string()));
+        }
+        Ok(a)
+    }
+
     /// The actor opsledger itself uses for automatic actions (SLA clock, webhooks).
     pub fn system() -> Self {
         Actor("system:opsledger".to_string())

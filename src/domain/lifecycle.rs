@@ -665,9 +665,14 @@ impl Change {
             return Err(Refusal::new(
                 "cab-quorum",
                 format!(
-                    "{} needs {} approvals from {}; {has}",
+                    "{} needs {} approval{} from {}; {has}",
                     self.id,
                     self.required_approvals,
+                    if self.required_approvals == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
                     rule.voters.as_str()
                 ),
             ));

@@ -71,6 +71,37 @@ pub enum GrantChange {
     Remove { actor: Actor, role: Role },
 }
 
+/// An outgoing message to stage in the outbox, written in the same transaction as the command
+/// that caused it and delivered afterwards by the outbox worker (`crate::outbox`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutbox {
+    /// Which deliverer sends it (`slack`, `github`, ...): `Deliver::platform`.
+    pub platform: String,
+    /// Where it goes on that platform. Items of one (platform, channel) go out strictly in order.
+    pub channel: String,
+    /// What to do there (`post`, `update`, ...); the deliverer's business.
+    pub op: String,
+    /// The record it is about, if any (`INC-7`), e.g. to find its message through `message_ref`.
+    pub record: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+/// A pending outbox item, as the worker hands it to a deliverer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    /// Increasing in enqueue (commit) order.
+    pub id: i64,
+    pub platform: String,
+    pub channel: String,
+    pub op: String,
+    pub record: Option<String>,
+    pub payload: serde_json::Value,
+    /// Attempts made so far (0 on the first delivery).
+    pub attempts: u32,
+    /// When it was enqueued (RFC 3339, as `format_time` writes it).
+    pub created_at: String,
+}
+
 /// Everything one write batch changes, applied in one transaction.
 #[derive(Debug, Default)]
 pub struct WriteSet {
@@ -80,6 +111,9 @@ pub struct WriteSet {
     pub counters: Vec<(Kind, u64)>,
     pub audit: Vec<AuditEntry>,
     pub grants: Vec<GrantChange>,
+    /// Outgoing messages, in enqueue order, each with its enqueue time (`format_time`), which is
+    /// also when it is first due.
+    pub outbox: Vec<(NewOutbox, String)>,
 }
 
 impl WriteSet {
@@ -88,6 +122,7 @@ impl WriteSet {
             && self.counters.is_empty()
             && self.audit.is_empty()
             && self.grants.is_empty()
+            && self.outbox.is_empty()
     }
 }
 
@@ -119,6 +154,59 @@ pub trait Store: Send + Sync + 'static {
     /// One record's timeline, oldest first, entries with `seq > after`.
     async fn audit_for(&self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     async fn grants(&self) -> Result<Vec<Grant>>;
+
+    // The outbox. Items are written by `StoreTx::write` (through `UnitOfWork::enqueue`); the
+    // worker in `crate::outbox` reads and settles them with the calls below, each its own
+    // statement outside any write batch. Times are RFC 3339 as `format_time` writes them.
+
+    /// Pending items (neither delivered nor given up) that are due (`next_attempt_at <= now`)
+    /// and are the oldest pending item of their (platform, channel), earliest due first, at most
+    /// `limit`. So at most one item per channel, and a later message never overtakes an earlier
+    /// one that is still being retried.
+    async fn outbox_due(&self, now: &str, limit: i64) -> Result<Vec<OutboxItem>>;
+    /// When the worker must look next: the earliest `next_attempt_at` over the items
+    /// `outbox_due` could return (the oldest pending item of each channel); `None` when nothing
+    /// is pending.
+    async fn outbox_next_attempt(&self) -> Result<Option<String>>;
+    /// Claims a due item for one delivery attempt: moves its `next_attempt_at` to `until` if it
+    /// is still pending and due at `now`. True for exactly one caller, so with several replicas
+    /// only one worker delivers it; if that worker dies, the item is due again at `until`.
+    async fn outbox_claim(&self, id: i64, now: &str, until: &str) -> Result<bool>;
+    /// Marks an item delivered (and counts the attempt).
+    async fn outbox_delivered(&self, id: i64, now: &str) -> Result<()>;
+    /// Records a failed attempt: `attempts` made so far, when to try again, and why.
+    async fn outbox_retry(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_attempt_at: &str,
+        error: &str,
+    ) -> Result<()>;
+    /// Gives an item up for good (a permanent failure): it stays in the table, marked failed
+    /// with the error, and no longer holds back its channel.
+    async fn outbox_give_up(&self, id: i64, now: &str, error: &str) -> Result<()>;
+    /// How many items are pending (the outbox depth).
+    async fn outbox_pending(&self) -> Result<i64>;
+
+    /// Where a record's message lives on a platform's channel (e.g. a Slack `ts`).
+    async fn message_ref(
+        &self,
+        record: &str,
+        platform: &str,
+        channel: &str,
+    ) -> Result<Option<String>>;
+    /// Sets (inserts or replaces) where a record's message lives.
+    async fn set_message_ref(
+        &self,
+        record: &str,
+        platform: &str,
+        channel: &str,
+        reference: &str,
+    ) -> Result<()>;
+    /// Notes an inbound delivery (a Slack retry, a GitHub redelivery): true the first time a
+    /// (platform, delivery id) is seen, false afterwards. Atomic across replicas on one database.
+    async fn first_delivery(&self, platform: &str, delivery_id: &str, now: &str) -> Result<bool>;
+
     async fn close(&self);
 }
 

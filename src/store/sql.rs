@@ -32,6 +32,44 @@ pub(crate) fn audit_from_row(r: AuditRow) -> crate::domain::audit::AuditEntry {
     }
 }
 
+/// One outbox row, as `OUTBOX_COLUMNS` selects it.
+pub(crate) type OutboxRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    String,
+);
+
+pub(crate) const OUTBOX_COLUMNS: &str =
+    "o.id, o.platform, o.channel, o.op, o.record, o.payload, o.attempts, o.created_at";
+
+/// Pending outbox items that head their (platform, channel): the oldest one not yet delivered
+/// or given up. Joined as `h` against `outbox o`.
+pub(crate) const OUTBOX_HEADS: &str = "(SELECT MIN(id) AS id FROM outbox \
+     WHERE delivered_at IS NULL AND failed_at IS NULL GROUP BY platform, channel) h";
+
+pub(crate) fn outbox_from_row(
+    r: OutboxRow,
+) -> Result<crate::store::OutboxItem, crate::store::StoreError> {
+    let payload = serde_json::from_str(&r.5).map_err(|e| {
+        crate::store::StoreError::Invalid(format!("outbox item {} has a bad payload: {e}", r.0))
+    })?;
+    Ok(crate::store::OutboxItem {
+        id: r.0,
+        platform: r.1,
+        channel: r.2,
+        op: r.3,
+        record: r.4,
+        payload,
+        attempts: u32::try_from(r.6).unwrap_or(0),
+        created_at: r.7,
+    })
+}
+
 /// The sort number of a key: the `n` of `INC-n`, 0 for named records.
 pub(crate) fn key_number(key: &str) -> i64 {
     key.parse::<crate::domain::ids::RecordId>()
@@ -67,8 +105,13 @@ macro_rules! sql_store {
         use $crate::domain::command::Role;
         use $crate::domain::ids::{Actor, Kind};
         use $crate::domain::records::Record;
-        use $crate::store::sql::{audit_from_row, key_number, AuditRow, AUDIT_COLUMNS, fixed_chunks};
-        use $crate::store::{Backend, Grant, GrantChange, ListQuery, Result, Store, StoreError, StoreTx, WriteSet};
+        use $crate::store::sql::{
+            audit_from_row, fixed_chunks, key_number, outbox_from_row, AuditRow, OutboxRow, AUDIT_COLUMNS, OUTBOX_COLUMNS,
+            OUTBOX_HEADS,
+        };
+        use $crate::store::{
+            Backend, Grant, GrantChange, ListQuery, OutboxItem, Result, Store, StoreError, StoreTx, WriteSet,
+        };
 
         /// The store on this backend: a connection pool.
         #[derive(Debug, Clone)]
@@ -208,6 +251,121 @@ macro_rules! sql_store {
 
             async fn grants(&self) -> Result<Vec<Grant>> {
                 grants_in(&self.pool).await
+            }
+
+            async fn outbox_due(&self, now: &str, limit: i64) -> Result<Vec<OutboxItem>> {
+                let sql = format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox o JOIN {OUTBOX_HEADS} ON h.id = o.id \
+                     WHERE o.next_attempt_at <= $1 ORDER BY o.next_attempt_at, o.id LIMIT $2"
+                );
+                let rows: Vec<OutboxRow> =
+                    sqlx::query_as(&sql).bind(now).bind(limit.max(0)).fetch_all(&self.pool).await?;
+                rows.into_iter().map(outbox_from_row).collect()
+            }
+
+            async fn outbox_next_attempt(&self) -> Result<Option<String>> {
+                let sql = format!("SELECT MIN(o.next_attempt_at) FROM outbox o JOIN {OUTBOX_HEADS} ON h.id = o.id");
+                let row: (Option<String>,) = sqlx::query_as(&sql).fetch_one(&self.pool).await?;
+                Ok(row.0)
+            }
+
+            async fn outbox_claim(&self, id: i64, now: &str, until: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND next_attempt_at <= $2 \
+                     AND delivered_at IS NULL AND failed_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(until)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn outbox_delivered(&self, id: i64, now: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, last_error = NULL \
+                     WHERE id = $1 AND delivered_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_retry(&self, id: i64, attempts: u32, next_attempt_at: &str, error: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 \
+                     WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL",
+                )
+                .bind(id)
+                .bind(i64::from(attempts))
+                .bind(next_attempt_at)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_give_up(&self, id: i64, now: &str, error: &str) -> Result<()> {
+                sqlx::query(
+                    "UPDATE outbox SET failed_at = $2, attempts = attempts + 1, last_error = $3 \
+                     WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(error)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_pending(&self) -> Result<i64> {
+                let row: (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(row.0)
+            }
+
+            async fn message_ref(&self, record: &str, platform: &str, channel: &str) -> Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT ref FROM message_refs WHERE record = $1 AND platform = $2 AND channel = $3",
+                )
+                .bind(record)
+                .bind(platform)
+                .bind(channel)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(r,)| r))
+            }
+
+            async fn set_message_ref(&self, record: &str, platform: &str, channel: &str, reference: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO message_refs (record, platform, channel, ref) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (record, platform, channel) DO UPDATE SET ref = excluded.ref",
+                )
+                .bind(record)
+                .bind(platform)
+                .bind(channel)
+                .bind(reference)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn first_delivery(&self, platform: &str, delivery_id: &str, now: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "INSERT INTO inbound_deliveries (platform, delivery_id, received_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (platform, delivery_id) DO NOTHING",
+                )
+                .bind(platform)
+                .bind(delivery_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn close(&self) {
@@ -351,6 +509,23 @@ macro_rules! sql_store {
                                 .await?;
                         }
                     }
+                }
+                // In enqueue order, so ids (and with them each channel's delivery order) follow it.
+                for chunk in fixed_chunks(&w.outbox) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "INSERT INTO outbox (platform, channel, op, record, payload, created_at, attempts, next_attempt_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (item, at)| {
+                        b.push_bind(item.platform.clone())
+                            .push_bind(item.channel.clone())
+                            .push_bind(item.op.clone())
+                            .push_bind(item.record.clone())
+                            .push_bind(item.payload.to_string())
+                            .push_bind(at.clone())
+                            .push_bind(0_i64)
+                            .push_bind(at.clone());
+                    });
+                    qb.build().execute(&mut *self.tx).await?;
                 }
                 Ok(())
             }

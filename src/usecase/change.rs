@@ -74,8 +74,8 @@ pub(crate) async fn run(
                     VoteResult::Counted => {
                         events.push(Event::ChangeSubmitted { id: id.to_string() });
                         format!(
-                            "{id} submitted for approval: needs {} approvals",
-                            chg.required_approvals
+                            "{id} submitted for approval: needs {}",
+                            approvals(chg.required_approvals)
                         )
                     }
                 },
@@ -294,4 +294,13 @@ fn implementer(chg: &Change, ctx: &Ctx<'_>, actor: &Actor, action: &str) -> Outc
         ctx.policy,
     )
     .on(chg.id)
+}
+
+/// "1 approval", "2 approvals".
+pub(crate) fn approvals(n: u32) -> String {
+    if n == 1 {
+        "1 approval".to_string()
+    } else {
+        format!("{n} approvals")
+    }
 }

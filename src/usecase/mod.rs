@@ -271,7 +271,7 @@ pub(crate) fn resolve_mention(ctx: &Ctx<'_>, actor: &Actor, m: &Mention) -> Outc
             }
         }
     };
-    Actor::parse(&text).map_err(|e| Fail::Refused {
+    Actor::parse_person(&text).map_err(|e| Fail::Refused {
         record: None,
         refusal: Refusal::new("mention", e.to_string()),
     })

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::records::Record;
-use crate::store::{Grant, GrantChange, ListQuery, Result, StoreTx, WriteSet};
+use crate::store::{Grant, GrantChange, ListQuery, NewOutbox, Result, StoreTx, WriteSet};
 
 /// Staged writes over one store transaction. Reads see staged writes first, so commands later
 /// in a batch see what earlier ones did.
@@ -18,6 +18,7 @@ pub struct UnitOfWork {
     dirty_counters: Vec<Kind>,
     audit: Vec<AuditEntry>,
     grants: Vec<GrantChange>,
+    outbox: Vec<(NewOutbox, String)>,
     head: (i64, String),
 }
 
@@ -31,6 +32,7 @@ impl UnitOfWork {
             dirty_counters: Vec::new(),
             audit: Vec::new(),
             grants: Vec::new(),
+            outbox: Vec::new(),
             head,
         }
     }
@@ -65,6 +67,15 @@ impl UnitOfWork {
 
     pub fn grant(&mut self, change: GrantChange) {
         self.grants.push(change);
+    }
+
+    /// Stages an outgoing message, written with the batch and so committed (or rolled back)
+    /// with the command that caused it; the outbox worker delivers it after commit. `now` is
+    /// the command's time: the item's `created_at` and when it is first due. Items of one
+    /// (platform, channel) are delivered in the order they were enqueued.
+    pub fn enqueue(&mut self, item: NewOutbox, now: DateTime<Utc>) {
+        self.outbox
+            .push((item, crate::domain::audit::format_time(now)));
     }
 
     /// Appends an entry to the audit chain.
@@ -132,6 +143,7 @@ impl UnitOfWork {
                 .collect(),
             audit: std::mem::take(&mut self.audit),
             grants: std::mem::take(&mut self.grants),
+            outbox: std::mem::take(&mut self.outbox),
         };
         if w.is_empty() {
             return Ok(());

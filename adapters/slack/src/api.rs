@@ -1,0 +1,136 @@
+//! Web API calls (chat.postMessage, chat.update, response URLs) through slack-morphism's client,
+//! with errors sorted into "try again later" and "will never work".
+
+use std::time::Duration;
+
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use crate::blocks::{content, View};
+
+type Connector = SlackClientHyperConnector<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+>;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SlackApiError {
+    /// Rate limited, a 5xx, or the network: try again (after `after` when Slack said so).
+    #[error("slack is unavailable: {reason}")]
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
+    /// A request Slack will never accept as it is (`channel_not_found`, `invalid_auth`, ...).
+    #[error("slack refused the request: {0}")]
+    Permanent(String),
+}
+
+/// A Slack Web API client for one bot token, pointed at `SLACK_API_URL`.
+#[derive(Clone)]
+pub struct SlackApi {
+    client: std::sync::Arc<SlackClient<Connector>>,
+    token: SlackApiToken,
+}
+
+impl std::fmt::Debug for SlackApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlackApi")
+    }
+}
+
+/// Slack answers `ok: false` with these codes for trouble on its side: worth retrying.
+const TRANSIENT_CODES: &[&str] = &[
+    "ratelimited",
+    "internal_error",
+    "fatal_error",
+    "service_unavailable",
+    "request_timeout",
+];
+
+fn classify(e: SlackClientError) -> SlackApiError {
+    match e {
+        SlackClientError::RateLimitError(r) => SlackApiError::Retry {
+            after: r.retry_after,
+            reason: "rate limited (429)".into(),
+        },
+        SlackClientError::HttpError(h)
+            if h.status_code.is_server_error() || h.status_code.as_u16() == 429 =>
+        {
+            SlackApiError::Retry {
+                after: None,
+                reason: format!("HTTP {}", h.status_code.as_u16()),
+            }
+        }
+        SlackClientError::HttpError(h) => {
+            SlackApiError::Permanent(format!("HTTP {}", h.status_code.as_u16()))
+        }
+        SlackClientError::ApiError(a) if TRANSIENT_CODES.contains(&a.code.as_str()) => {
+            SlackApiError::Retry {
+                after: None,
+                reason: a.code,
+            }
+        }
+        SlackClientError::ApiError(a) => SlackApiError::Permanent(a.code),
+        other => SlackApiError::Retry {
+            after: None,
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl SlackApi {
+    /// `base_url` is the Web API base, normally `https://slack.com/api`.
+    pub fn new(token: &str, base_url: &str) -> Result<SlackApi, SlackApiError> {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| SlackApiError::Permanent(format!("no TLS root certificates: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(base_url.trim_end_matches('/'));
+        Ok(SlackApi {
+            client: std::sync::Arc::new(SlackClient::new(connector)),
+            token: SlackApiToken::new(SlackApiTokenValue(token.to_string())),
+        })
+    }
+
+    /// Posts a message; returns its `ts`, which later updates need.
+    pub async fn post_message(&self, channel: &str, view: &View) -> Result<String, SlackApiError> {
+        let session = self.client.open_session(&self.token);
+        let req =
+            SlackApiChatPostMessageRequest::new(SlackChannelId(channel.to_string()), content(view));
+        let resp = session.chat_post_message(&req).await.map_err(classify)?;
+        Ok(resp.ts.to_string())
+    }
+
+    /// Replaces a message in place.
+    pub async fn update_message(
+        &self,
+        channel: &str,
+        ts: &str,
+        view: &View,
+    ) -> Result<(), SlackApiError> {
+        let session = self.client.open_session(&self.token);
+        let req = SlackApiChatUpdateRequest::new(
+            SlackChannelId(channel.to_string()),
+            content(view),
+            SlackTs(ts.to_string()),
+        );
+        session.chat_update(&req).await.map_err(classify)?;
+        Ok(())
+    }
+
+    /// Answers through an interaction's or command's `response_url` (ephemeral by default).
+    pub async fn respond(&self, response_url: &str, view: &View) -> Result<(), SlackApiError> {
+        let url = response_url
+            .parse()
+            .map_err(|_| SlackApiError::Permanent(format!("`{response_url}` is not a URL")))?;
+        let req = SlackApiPostWebhookMessageRequest::new(content(view));
+        self.client
+            .respond_to_event(&SlackResponseUrl(url), &req)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}

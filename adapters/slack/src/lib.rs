@@ -1,0 +1,17 @@
+//! The Slack adapter: the only crate that knows slack-morphism.
+//!
+//! It turns signed Slack requests into plain inbound values (`SlashCommand`, `Interaction`,
+//! `Push`), renders a neutral `View` as Block Kit, and calls the Web API. It knows nothing of
+//! opsledger's records or rules; the opsledger package maps its replies to `View`s.
+
+mod api;
+mod blocks;
+mod inbound;
+mod verify;
+
+pub use api::{SlackApi, SlackApiError};
+pub use blocks::{command_response, render_blocks, View, ViewButton};
+pub use inbound::{
+    parse_command, parse_event, parse_interaction, Interaction, ParseError, Push, SlashCommand,
+};
+pub use verify::{verify_request, VerifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
