@@ -9,14 +9,17 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::ServeArgs;
+use crate::config::{Integrations, ServeArgs};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
-use crate::ledger::{Clock, Ledger, LedgerConfig, SystemClock};
+use crate::integrations::slack::{SlackConfig, SlackDeliverer};
+use crate::ledger::{Clock, Ledger, LedgerConfig, Router, SystemClock};
 use crate::metrics::Metrics;
+use crate::outbox::{Deliver, OutboxWorker};
 use crate::sla_clock::SlaClock;
 use crate::store::{self, Store};
+use secrecy::ExposeSecret;
 
 /// Opens the store named by `OPSLEDGER_DATABASE_URL`, running migrations; errors name the variable.
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
@@ -76,13 +79,45 @@ pub fn start_ledger(
     clock: Arc<dyn Clock>,
     public_url: String,
 ) -> (Ledger, JoinHandle<()>) {
+    start_ledger_with(store, policy, clock, public_url, Vec::new())
+}
+
+/// Starts the ledger with routers that turn events into outgoing messages.
+pub fn start_ledger_with(
+    store: Arc<dyn Store>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    public_url: String,
+    routers: Vec<Arc<dyn Router>>,
+) -> (Ledger, JoinHandle<()>) {
     Ledger::start(LedgerConfig {
         store,
         policy: Arc::new(policy),
         clock,
         metrics: Arc::new(Metrics::default()),
         public_url,
+        routers,
     })
+}
+
+/// The Slack settings when both the signing secret and the bot token are set.
+pub fn slack_config(i: &Integrations) -> anyhow::Result<Option<SlackConfig>> {
+    let (Some(secret), Some(token)) = (&i.slack_signing_secret, &i.slack_bot_token) else {
+        return Ok(None);
+    };
+    let api =
+        opsledger_slack::SlackApi::new(token.expose_secret(), &i.slack_api_url).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot set up the Slack client for SLACK_API_URL={}: {e}",
+                i.slack_api_url
+            )
+        })?;
+    Ok(Some(SlackConfig {
+        signing_secret: secret.clone(),
+        api,
+        incident_channel: i.slack_incident_channel.clone(),
+        cab_channel: i.slack_cab_channel.clone(),
+    }))
 }
 
 /// A running server.
@@ -94,6 +129,8 @@ pub struct Running {
     writer: JoinHandle<()>,
     /// The SLA clock, so tests can wake it after moving their clock.
     pub sla_clock: SlaClock,
+    outbox: OutboxWorker,
+    outbox_waker: JoinHandle<()>,
 }
 
 impl Running {
@@ -105,11 +142,17 @@ impl Running {
             server,
             writer,
             sla_clock,
+            outbox,
+            outbox_waker,
             ..
         } = self;
         let _ = stop.send(());
         server.await.context("server task panicked")??;
         sla_clock.stop().await;
+        outbox_waker.abort();
+        let _ = outbox_waker.await;
+        // Undelivered messages stay in the outbox for the next start.
+        outbox.stop().await;
         let store = ledger.store().clone();
         drop(ledger);
         writer.await.context("ledger writer panicked")?;
@@ -151,11 +194,36 @@ pub async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let (ledger, writer) = start_ledger(store, policy, clock.clone(), public_url);
-    let sla_clock = SlaClock::spawn(ledger.clone(), clock);
+    let slack = slack_config(&args.integrations)?;
+    let mut routers: Vec<Arc<dyn Router>> = Vec::new();
+    let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
+    if let Some(cfg) = &slack {
+        routers.push(Arc::new(cfg.clone()));
+        deliverers.push(Arc::new(SlackDeliverer {
+            config: cfg.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+        }));
+    }
+    let (ledger, writer) =
+        start_ledger_with(store.clone(), policy, clock.clone(), public_url, routers);
+    let sla_clock = SlaClock::spawn(ledger.clone(), clock.clone());
+    let outbox = OutboxWorker::spawn(store, deliverers, clock, Some(ledger.metrics().clone()));
+    // Every commit may have queued messages: tell the worker (a stored permit, so none is missed).
+    let outbox_waker = tokio::spawn({
+        let (ledger, waker) = (ledger.clone(), outbox.waker());
+        async move {
+            loop {
+                ledger.committed().await;
+                waker.wake();
+            }
+        }
+    });
     let state = AppState {
         ledger: ledger.clone(),
         api_token: args.api_token.clone().map(Arc::new),
+        slack: slack.map(Arc::new),
+        outbox: Some(outbox.waker()),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);
@@ -174,6 +242,8 @@ pub async fn serve(
         server,
         writer,
         sla_clock,
+        outbox,
+        outbox_waker,
     })
 }
 

@@ -177,14 +177,28 @@ impl Integrations {
                 format!("{name}: off ({missing} unset)")
             }
         };
+        let slack_vars = [
+            ("SLACK_SIGNING_SECRET", self.slack_signing_secret.is_some()),
+            ("SLACK_BOT_TOKEN", self.slack_bot_token.is_some()),
+        ];
+        let channel = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".into());
+        let slack = if unset(&slack_vars).is_empty() {
+            let socket = if self.slack_app_token.is_some() {
+                "; SLACK_APP_TOKEN is set but Socket Mode is not in this build, so Slack must reach /slack/* over HTTP"
+            } else {
+                ""
+            };
+            format!(
+                "slack: on (HTTP endpoints /slack/commands, /slack/interactions, /slack/events; API {}; incident channel {}, CAB channel {}{socket})",
+                self.slack_api_url,
+                channel(&self.slack_incident_channel),
+                channel(&self.slack_cab_channel)
+            )
+        } else {
+            line("slack", &slack_vars)
+        };
         vec![
-            line(
-                "slack",
-                &[
-                    ("SLACK_SIGNING_SECRET", self.slack_signing_secret.is_some()),
-                    ("SLACK_BOT_TOKEN", self.slack_bot_token.is_some()),
-                ],
-            ),
+            slack,
             line(
                 "discord",
                 &[

@@ -16,7 +16,7 @@ use crate::domain::parser;
 use crate::domain::policy::Policy;
 use crate::domain::reply::{Event, Reply};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{NewOutbox, Store, StoreError};
 use crate::usecase::{self, Ctx, Handled, UnitOfWork};
 
 /// The most commands one transaction takes.
@@ -67,6 +67,14 @@ pub struct LedgerConfig {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub public_url: String,
+    /// Turns events into outgoing messages, written in the same transaction as the command.
+    pub routers: Vec<Arc<dyn Router>>,
+}
+
+/// Decides which messages an event sends (a chat post, a message update, a GitHub status).
+/// Runs inside the batch, so the messages are durable exactly when the command is.
+pub trait Router: Send + Sync + 'static {
+    fn route(&self, event: &Event) -> Vec<NewOutbox>;
 }
 
 impl Ledger {
@@ -214,6 +222,13 @@ async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, 
             public_url: &cfg.public_url,
         };
         let handled = usecase::execute(&mut uow, &ctx, &job.actor, &job.command).await?;
+        for event in &handled.events {
+            for router in &cfg.routers {
+                for item in router.route(event) {
+                    uow.enqueue(item, ctx.now);
+                }
+            }
+        }
         replies.push(handled);
         if matches!(job.command, Command::Role(_)) {
             policy = with_grants(&cfg.policy, &mut uow).await?;

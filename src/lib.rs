@@ -7,6 +7,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod integrations;
 pub mod ledger;
 pub mod metrics;
 pub mod outbox;

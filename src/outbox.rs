@@ -350,7 +350,8 @@ mod tests {
         assert_eq!(retry_delay(s(1), 1, None), s(1));
         assert_eq!(retry_delay(s(1), 2, None), s(2));
         assert_eq!(retry_delay(s(1), 4, None), s(8));
-        assert_eq!(retry_delay(s(1), 9, None), MAX_BACKOFF);
+        assert_eq!(retry_delay(s(1), 9, None), s(256));
+        assert_eq!(retry_delay(s(1), 10, None), MAX_BACKOFF);
         assert_eq!(retry_delay(s(1), u32::MAX, None), MAX_BACKOFF);
         assert_eq!(retry_delay(s(1), 0, None), s(1));
     }

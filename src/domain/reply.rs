@@ -1,9 +1,9 @@
 //! Neutral replies and events: what a use case answers, for each adapter to render its own way.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a command ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Outcome {
     Ok,
@@ -36,13 +36,13 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Field {
     pub name: String,
     pub value: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ButtonStyle {
     Primary,
@@ -51,7 +51,7 @@ pub enum ButtonStyle {
 }
 
 /// A button an adapter may render; pressing it runs `action` (a command verb such as `incident ack`) on `record`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Button {
     pub label: String,
     pub action: String,
@@ -60,7 +60,7 @@ pub struct Button {
 }
 
 /// The neutral answer to one command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     pub outcome: Outcome,
     /// The record the command touched, if any; the text always names it too.
@@ -145,7 +145,7 @@ impl Reply {
 
 /// Something that happened, for adapters to act on after the command committed
 /// (post to a channel, update a CAB message, set a GitHub status).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
     IncidentRaised {

@@ -21,6 +21,7 @@ use crate::ledger::Ledger;
 
 mod api;
 pub mod error;
+mod slack;
 
 use error::ApiError;
 
@@ -31,6 +32,18 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub ledger: Ledger,
     pub api_token: Option<Arc<SecretString>>,
+    /// Slack settings when Slack is on.
+    pub slack: Option<Arc<crate::integrations::slack::SlackConfig>>,
+    /// Wakes the outbox worker after queueing a message outside a command.
+    pub outbox: Option<crate::outbox::OutboxWaker>,
+}
+
+impl AppState {
+    pub fn wake_outbox(&self) {
+        if let Some(w) = &self.outbox {
+            w.wake();
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(slack::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Router layers wrap every route, the 405 answers and the fallback, so the body limit
         // holds for unknown paths and wrong methods too; observe sees (and counts) its 413s.

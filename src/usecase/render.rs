@@ -226,3 +226,27 @@ pub fn ci(c: &ConfigItem, headline: String) -> Reply {
     }
     r
 }
+
+/// Any record as it stands, for posts and in-place updates in chat.
+pub fn record(r: &crate::domain::records::Record, now: DateTime<Utc>) -> Reply {
+    use crate::domain::records::Record;
+    let headline = |id: &str, title: &str, status: &str| format!("*{id}* {title} ({status})");
+    match r {
+        Record::Incident(i) => {
+            let h = headline(&i.id.to_string(), &i.title, i.status.as_str());
+            incident(i, now, format!("{h} {}", i.priority))
+        }
+        Record::Change(c) => change(c, headline(&c.id.to_string(), &c.title, c.status.as_str())),
+        Record::Request(q) => request(q, headline(&q.id.to_string(), &q.title, q.status.as_str())),
+        Record::Problem(p) => problem(p, headline(&p.id.to_string(), &p.title, p.status.as_str())),
+        Record::Release(rel) => release(
+            rel,
+            headline(&rel.id.to_string(), &rel.title, rel.status.as_str()),
+        ),
+        Record::Nonconformity(n) => {
+            nonconformity(n, headline(&n.id.to_string(), &n.title, n.status.as_str()))
+        }
+        Record::Service(s) => service(s, format!("service {}", s.id)),
+        Record::Ci(c) => ci(c, format!("configuration item {}", c.id)),
+    }
+}

@@ -1,0 +1,557 @@
+//! Slack end to end: signed requests in, a local fake Slack Web API out (`SLACK_API_URL`).
+#[macro_use]
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use opsledger::app::{self, Running};
+use opsledger::config::{Integrations, ServeArgs};
+use opsledger::domain::ids::Kind;
+use opsledger::domain::policy::Policy;
+use opsledger::domain::records::Record;
+use serde_json::{json, Value};
+
+const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+/// One call the fake Slack API received.
+#[derive(Debug, Clone)]
+struct Call {
+    method: String,
+    body: Value,
+}
+
+/// A fake Slack Web API: records calls; answers the queued failure statuses first.
+#[derive(Clone, Default)]
+struct FakeSlack {
+    calls: Arc<Mutex<Vec<Call>>>,
+    failures: Arc<Mutex<VecDeque<u16>>>,
+    ts: Arc<Mutex<u64>>,
+}
+
+async fn fake_method(
+    State(fake): State<(FakeSlack, &'static str)>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    let (fake, method) = fake;
+    if let Some(status) = fake.failures.lock().unwrap().pop_front() {
+        let mut resp = (StatusCode::from_u16(status).unwrap(), "failure").into_response();
+        if status == 429 {
+            resp.headers_mut()
+                .insert("retry-after", "1".parse().unwrap());
+        }
+        return resp;
+    }
+    // Web API methods carry the bot token; response URLs are capabilities of their own.
+    if method != "response_url" {
+        assert_eq!(
+            headers.get("authorization").and_then(|v| v.to_str().ok()),
+            Some("Bearer xoxb-test"),
+            "the bot token is sent"
+        );
+    }
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    fake.calls.lock().unwrap().push(Call {
+        method: method.to_string(),
+        body: body.clone(),
+    });
+    let channel = body["channel"].as_str().unwrap_or("C0").to_string();
+    let ts = {
+        let mut n = fake.ts.lock().unwrap();
+        *n += 1;
+        format!("1700000000.{:06}", *n)
+    };
+    match method {
+        "chat.postMessage" => Json(json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": body["text"]}})).into_response(),
+        "chat.update" => Json(json!({"ok": true, "channel": channel, "ts": body["ts"], "message": {"text": body["text"]}})).into_response(),
+        _ => Json(json!({"ok": true})).into_response(),
+    }
+}
+
+impl FakeSlack {
+    async fn start() -> (FakeSlack, String) {
+        let fake = FakeSlack::default();
+        let app = Router::new()
+            .route(
+                "/api/chat.postMessage",
+                post(fake_method).with_state((fake.clone(), "chat.postMessage")),
+            )
+            .route(
+                "/api/chat.update",
+                post(fake_method).with_state((fake.clone(), "chat.update")),
+            )
+            .route(
+                "/respond",
+                post(fake_method).with_state((fake.clone(), "response_url")),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (fake, base)
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for the calls so far (the outbox delivers asynchronously).
+    async fn wait_for(&self, what: &str, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let calls = self.calls();
+            if pred(&calls) {
+                return calls;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; calls: {calls:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+struct SlackApp {
+    running: Option<Running>,
+    base: String,
+    client: reqwest::Client,
+    fake: FakeSlack,
+    fake_base: String,
+    _db: common::TestDb,
+}
+
+const RULES: &str = r#"
+[roles]
+admin = ["console:root"]
+cab = ["slack:UCAB1", "slack:UCAB2"]
+"#;
+
+async fn spawn_slack_app() -> SlackApp {
+    let (fake, fake_base) = FakeSlack::start().await;
+    let db = common::sqlite_db();
+    let store = db.store().await;
+    let args = ServeArgs {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_token: None,
+        public_url: None,
+        integrations: Integrations {
+            slack_signing_secret: Some(SECRET.to_string().into()),
+            slack_bot_token: Some("xoxb-test".to_string().into()),
+            slack_api_url: format!("{fake_base}/api"),
+            slack_incident_channel: Some("CINC".into()),
+            slack_cab_channel: Some("CCAB".into()),
+            ..Integrations::default()
+        },
+    };
+    let running = app::serve(
+        &args,
+        store,
+        Policy::from_toml(RULES).unwrap(),
+        app::system_clock(),
+    )
+    .await
+    .expect("serve");
+    let base = format!("http://{}", running.addr);
+    SlackApp {
+        running: Some(running),
+        base,
+        client: reqwest::Client::new(),
+        fake,
+        fake_base,
+        _db: db,
+    }
+}
+
+fn now_ts() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Signs exactly as Slack does: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}").
+fn sign(secret: &str, ts: i64, body: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl SlackApp {
+    async fn post_signed(
+        &self,
+        path: &str,
+        body: &str,
+        ts: i64,
+        secret: &str,
+        extra: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", ts.to_string())
+            .header("x-slack-signature", sign(secret, ts, body))
+            .body(body.to_string());
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn slash(&self, user: &str, text: &str) -> Value {
+        let body = serde_urlencoded::to_string([
+            ("token", "x"),
+            ("team_id", "T1"),
+            ("team_domain", "acme"),
+            ("channel_id", "CWORK"),
+            ("channel_name", "work"),
+            ("user_id", user),
+            ("user_name", user),
+            ("command", "/ops"),
+            ("text", text),
+            ("response_url", &format!("{}/respond", self.fake_base)),
+            ("trigger_id", "13.1.a"),
+        ])
+        .unwrap();
+        let resp = self
+            .post_signed("/slack/commands", &body, now_ts(), SECRET, &[])
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    async fn press(
+        &self,
+        user: &str,
+        action: &str,
+        record: &str,
+        message_ts: &str,
+        channel: &str,
+    ) -> reqwest::StatusCode {
+        let payload = json!({
+            "type": "block_actions",
+            "team": {"id": "T1", "domain": "acme"},
+            "user": {"id": user, "username": user, "team_id": "T1"},
+            "api_app_id": "A1",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": false},
+            "trigger_id": "13.2.b",
+            "channel": {"id": channel, "name": "chan"},
+            "response_url": format!("{}/respond", self.fake_base),
+            "actions": [{"type": "button", "action_id": action, "block_id": "b", "value": record, "action_ts": "1700000001.000200"}]
+        });
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.post_signed("/slack/interactions", &body, now_ts(), SECRET, &[])
+            .await
+            .status()
+    }
+
+    fn ledger(&self) -> &opsledger::ledger::Ledger {
+        &self.running.as_ref().unwrap().ledger
+    }
+
+    async fn record(&self, kind: Kind, key: &str) -> Option<Record> {
+        self.ledger().store().get(kind, key).await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+    }
+}
+
+fn button_actions(call: &Call) -> Vec<String> {
+    call.body["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|b| b["elements"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["action_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slash_command_raises_an_incident_and_posts_it_with_buttons() {
+    let app = spawn_slack_app().await;
+
+    let answer = app
+        .slash(
+            "U1",
+            "incident raise Checkout down impact:high urgency:medium",
+        )
+        .await;
+
+    assert_eq!(answer["response_type"], "in_channel");
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("INC-1 raised: Checkout down (P2)"),
+        "{answer}"
+    );
+    let Some(Record::Incident(inc)) = app.record(Kind::Incident, "INC-1").await else {
+        panic!("no INC-1")
+    };
+    assert_eq!(inc.reporter.as_str(), "slack:U1");
+    let calls = app
+        .fake
+        .wait_for("the incident post", |c| !c.is_empty())
+        .await;
+    assert_eq!(calls[0].method, "chat.postMessage");
+    assert_eq!(calls[0].body["channel"], "CINC");
+    assert_eq!(
+        button_actions(&calls[0]),
+        vec!["incident ack", "incident resolve"]
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_and_refusals_are_ephemeral() {
+    let app = spawn_slack_app().await;
+    let usage = app.slash("U1", "incident frobnicate").await;
+    assert_eq!(usage["response_type"], "ephemeral");
+    assert!(
+        usage["text"].as_str().unwrap().contains("usage:"),
+        "{usage}"
+    );
+    let refused = app.slash("U1", "incident close INC-9").await;
+    assert_eq!(refused["response_type"], "ephemeral");
+    assert_eq!(refused["text"], "no such incident INC-9");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_and_stale_timestamps_get_401_and_change_nothing() {
+    let app = spawn_slack_app().await;
+    let body = "team_id=T1&channel_id=C1&user_id=U1&command=%2Fops&text=incident+raise+x&response_url=http%3A%2F%2Fx&trigger_id=1";
+    let forged = app
+        .post_signed("/slack/commands", body, now_ts(), "not-the-secret", &[])
+        .await;
+    assert_eq!(forged.status(), 401);
+    let stale = app
+        .post_signed("/slack/commands", body, now_ts() - 301, SECRET, &[])
+        .await;
+    assert_eq!(stale.status(), 401);
+    let unsigned = app
+        .client
+        .post(format!("{}/slack/commands", app.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    assert!(
+        app.record(Kind::Incident, "INC-1").await.is_none(),
+        "a rejected request created a record"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledge_button_updates_the_incident_and_its_message_in_place() {
+    let app = spawn_slack_app().await;
+    app.slash("U1", "incident raise Disk full").await;
+    let posted = app.fake.wait_for("the post", |c| !c.is_empty()).await;
+    let ts = "1700000000.000001";
+    assert_eq!(posted[0].body["channel"], "CINC");
+
+    assert_eq!(
+        app.press("U2", "incident ack", "INC-1", ts, "CINC").await,
+        200
+    );
+
+    let calls = app
+        .fake
+        .wait_for("the update", |c| {
+            c.iter().any(|x| x.method == "chat.update")
+        })
+        .await;
+    let update = calls.iter().find(|x| x.method == "chat.update").unwrap();
+    assert_eq!(update.body["ts"], ts);
+    assert_eq!(update.body["channel"], "CINC");
+    assert_eq!(button_actions(update), vec!["incident resolve"]);
+    let Some(Record::Incident(inc)) = app.record(Kind::Incident, "INC-1").await else {
+        panic!()
+    };
+    assert_eq!(inc.status.as_str(), "acknowledged");
+    assert_eq!(inc.assignee.unwrap().as_str(), "slack:U2");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cab_vote_by_buttons_updates_the_message_each_time_and_refuses_a_self_vote() {
+    let app = spawn_slack_app().await;
+    app.slash("U1", "change request \"Upgrade Postgres\" type:normal")
+        .await;
+    let submitted = app.slash("U1", "change submit CHG-1").await;
+    assert_eq!(submitted["response_type"], "in_channel");
+    let calls = app
+        .fake
+        .wait_for("the CAB post", |c| {
+            c.iter().any(|x| x.body["channel"] == "CCAB")
+        })
+        .await;
+    let post = calls.iter().find(|x| x.body["channel"] == "CCAB").unwrap();
+    assert_eq!(
+        button_actions(post),
+        vec!["change approve", "change reject"]
+    );
+    let ts = "1700000000.000001";
+
+    // The requester's own vote is refused, and only they are told.
+    assert_eq!(
+        app.press("U1", "change approve", "CHG-1", ts, "CCAB").await,
+        200
+    );
+    let calls = app
+        .fake
+        .wait_for("the refusal", |c| {
+            c.iter().any(|x| x.method == "response_url")
+        })
+        .await;
+    let refusal = calls.iter().find(|x| x.method == "response_url").unwrap();
+    assert_eq!(
+        refusal.body["text"],
+        "you requested CHG-1, so you cannot vote on it"
+    );
+
+    assert_eq!(
+        app.press("UCAB1", "change approve", "CHG-1", ts, "CCAB")
+            .await,
+        200
+    );
+    app.fake
+        .wait_for("the first vote's update", |c| {
+            c.iter().filter(|x| x.method == "chat.update").count() >= 1
+        })
+        .await;
+    assert_eq!(
+        app.press("UCAB2", "change approve", "CHG-1", ts, "CCAB")
+            .await,
+        200
+    );
+    let calls = app
+        .fake
+        .wait_for("the decision", |c| {
+            c.iter().any(|x| {
+                x.method == "chat.update"
+                    && x.body["text"].as_str().unwrap_or("").contains("(approved)")
+            })
+        })
+        .await;
+    let updates: Vec<&Call> = calls.iter().filter(|x| x.method == "chat.update").collect();
+    assert!(updates
+        .iter()
+        .all(|u| u.body["ts"] == ts && u.body["channel"] == "CCAB"));
+    let first = serde_json::to_string(&updates[0].body).unwrap();
+    assert!(
+        first.contains("1/2 approvals: slack:UCAB1 approved"),
+        "{first}"
+    );
+    let last = serde_json::to_string(&updates.last().unwrap().body).unwrap();
+    assert!(last.contains("2/2 approvals"), "{last}");
+    assert!(
+        button_actions(updates.last().unwrap()).is_empty(),
+        "no buttons once decided"
+    );
+    let Some(Record::Change(chg)) = app.record(Kind::Change, "CHG-1").await else {
+        panic!()
+    };
+    assert_eq!(chg.status.as_str(), "approved");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_survive_500s_and_429s_and_arrive_in_order() {
+    let app = spawn_slack_app().await;
+    // Slack is down for a while: two 500s, then a 429 with Retry-After: 1.
+    app.fake.failures.lock().unwrap().extend([500, 500, 429]);
+    for i in 1..=3 {
+        app.slash("U1", &format!("incident raise Outage {i}")).await;
+    }
+    let calls = app
+        .fake
+        .wait_for("all three posts", |c| {
+            c.iter().filter(|x| x.method == "chat.postMessage").count() == 3
+        })
+        .await;
+    let texts: Vec<String> = calls
+        .iter()
+        .filter(|x| x.method == "chat.postMessage")
+        .map(|x| x.body["text"].as_str().unwrap_or("").to_string())
+        .collect();
+    for (i, t) in texts.iter().enumerate() {
+        assert!(
+            t.starts_with(&format!("*INC-{}*", i + 1)),
+            "out of order: {texts:?}"
+        );
+    }
+    assert!(app.fake.failures.lock().unwrap().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_answer_url_verification_and_a_retried_mention_creates_one_record() {
+    let app = spawn_slack_app().await;
+    let challenge = app
+        .post_signed(
+            "/slack/events",
+            r#"{"type":"url_verification","token":"t","challenge":"c-123"}"#,
+            now_ts(),
+            SECRET,
+            &[],
+        )
+        .await;
+    assert_eq!(challenge.status(), 200);
+    assert_eq!(
+        challenge.json::<Value>().await.unwrap()["challenge"],
+        "c-123"
+    );
+
+    let mention = json!({
+        "type": "event_callback", "team_id": "T1", "api_app_id": "A1", "event_id": "Ev42", "event_time": 1700000000,
+        "event": {"type": "app_mention", "user": "U1", "channel": "CWORK", "text": "<@UBOT> incident raise Mentioned outage", "ts": "1700000000.000100"}
+    })
+    .to_string();
+    for retry in ["", "1", "2"] {
+        let extra: Vec<(&str, &str)> = if retry.is_empty() {
+            vec![]
+        } else {
+            vec![
+                ("x-slack-retry-num", retry),
+                ("x-slack-retry-reason", "http_timeout"),
+            ]
+        };
+        let resp = app
+            .post_signed("/slack/events", &mention, now_ts(), SECRET, &extra)
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
+    let calls = app
+        .fake
+        .wait_for("the reply in the channel", |c| {
+            c.iter().any(|x| x.body["channel"] == "CWORK")
+        })
+        .await;
+    let reply = calls.iter().find(|x| x.body["channel"] == "CWORK").unwrap();
+    assert!(reply.body["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("INC-1 raised: Mentioned outage"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(app.record(Kind::Incident, "INC-1").await.is_some());
+    assert!(
+        app.record(Kind::Incident, "INC-2").await.is_none(),
+        "a retried delivery created a second record"
+    );
+    app.stop().await;
+}
