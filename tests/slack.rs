@@ -71,7 +71,13 @@ async fn fake_method(
     };
     match method {
         "chat.postMessage" => Json(json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": body["text"]}})).into_response(),
-        "chat.update" => Json(json!({"ok": true, "channel": channel, "ts": body["ts"], "message": {"text": body["text"]}})).into_response(),
+                "chat.update" => Json(json!({"ok": true, "channel": channel, "ts": body["ts"], "message": {"text": body["text"]}})).into_response(),
+        "views.open" => Json(json!({"ok": true, "view": {
+            "id": "V1", "team_id": "T1", "hash": "h1", "type": "modal",
+            "title": {"type": "plain_text", "text": "x"}, "blocks": []
+        }}))
+        .into_response(),
+        "conversations.create" => Json(json!({"ok": true, "channel": {"id": "COWN1", "created": 1700000000, "name": body["name"]}})).into_response(),
         _ => Json(json!({"ok": true})).into_response(),
     }
 }
@@ -87,6 +93,18 @@ impl FakeSlack {
             .route(
                 "/api/chat.update",
                 post(fake_method).with_state((fake.clone(), "chat.update")),
+            )
+            .route(
+                "/api/views.open",
+                post(fake_method).with_state((fake.clone(), "views.open")),
+            )
+            .route(
+                "/api/conversations.create",
+                post(fake_method).with_state((fake.clone(), "conversations.create")),
+            )
+            .route(
+                "/api/conversations.invite",
+                post(fake_method).with_state((fake.clone(), "conversations.invite")),
             )
             .route(
                 "/respond",
@@ -132,6 +150,10 @@ const RULES: &str = r#"
 [roles]
 admin = ["console:root"]
 cab = ["slack:UCAB1", "slack:UCAB2"]
+
+[sla.P1]
+respond = "2s"
+resolve = "4h"
 "#;
 
 async fn spawn_slack_app() -> SlackApp {
@@ -303,12 +325,14 @@ async fn slash_command_raises_an_incident_and_posts_it_with_buttons() {
     assert_eq!(inc.reporter.as_str(), "slack:U1");
     let calls = app
         .fake
-        .wait_for("the incident post", |c| !c.is_empty())
+        .wait_for("the incident post", |c| {
+            c.iter().any(|x| x.body["channel"] == "CINC")
+        })
         .await;
-    assert_eq!(calls[0].method, "chat.postMessage");
-    assert_eq!(calls[0].body["channel"], "CINC");
+    let post = calls.iter().find(|x| x.body["channel"] == "CINC").unwrap();
+    assert_eq!(post.method, "chat.postMessage");
     assert_eq!(
-        button_actions(&calls[0]),
+        button_actions(post),
         vec!["incident ack", "incident resolve"]
     );
     app.stop().await;
@@ -553,5 +577,199 @@ async fn events_answer_url_verification_and_a_retried_mention_creates_one_record
         app.record(Kind::Incident, "INC-2").await.is_none(),
         "a retried delivery created a second record"
     );
+    app.stop().await;
+}
+
+impl SlackApp {
+    async fn submit_modal(
+        &self,
+        user: &str,
+        callback_id: &str,
+        record: &str,
+        text: &str,
+    ) -> reqwest::Response {
+        let payload = json!({
+            "type": "view_submission",
+            "team": {"id": "T1", "domain": "acme"},
+            "user": {"id": user, "username": user, "team_id": "T1"},
+            "api_app_id": "A1",
+            "trigger_id": "13.3.c",
+            "view": {
+                "id": "V1", "team_id": "T1", "hash": "h1", "type": "modal",
+                "title": {"type": "plain_text", "text": "x"}, "blocks": [],
+                "callback_id": callback_id, "private_metadata": record,
+                "state": {"values": {"text": {"value": {"type": "plain_text_input", "value": text}}}}
+            }
+        });
+        let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.post_signed("/slack/interactions", &body, now_ts(), SECRET, &[])
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_and_reject_buttons_ask_for_text_in_a_modal() {
+    let app = spawn_slack_app().await;
+    app.slash("U1", "incident raise Disk full").await;
+    app.slash("U2", "incident ack INC-1").await;
+
+    // Resolve opens a form instead of resolving at once.
+    assert_eq!(
+        app.press(
+            "U2",
+            "incident resolve",
+            "INC-1",
+            "1700000000.000001",
+            "CINC"
+        )
+        .await,
+        200
+    );
+    let calls = app
+        .fake
+        .wait_for("the modal", |c| c.iter().any(|x| x.method == "views.open"))
+        .await;
+    let modal = &calls
+        .iter()
+        .find(|x| x.method == "views.open")
+        .unwrap()
+        .body;
+    assert_eq!(modal["trigger_id"], "13.2.b");
+    assert_eq!(modal["view"]["callback_id"], "incident resolve");
+    assert_eq!(modal["view"]["private_metadata"], "INC-1");
+    let Some(Record::Incident(inc)) = app.record(Kind::Incident, "INC-1").await else {
+        panic!()
+    };
+    assert_eq!(
+        inc.status.as_str(),
+        "acknowledged",
+        "pressing the button alone changes nothing"
+    );
+
+    // Submitting the form resolves with its text, quotes and all.
+    let resp = app
+        .submit_modal(
+            "U2",
+            "incident resolve",
+            "INC-1",
+            "restarted the 'api' pod; it's fine",
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let Some(Record::Incident(inc)) = app.record(Kind::Incident, "INC-1").await else {
+        panic!()
+    };
+    assert_eq!(inc.status.as_str(), "resolved");
+    assert_eq!(
+        inc.resolution.as_deref(),
+        Some("restarted the 'api' pod; it's fine")
+    );
+
+    // A refused submission shows the reason in the form itself.
+    app.slash("U1", "change request Patch type:normal").await;
+    app.slash("U1", "change submit CHG-1").await;
+    let resp = app
+        .submit_modal("U1", "change reject", "CHG-1", "I changed my mind")
+        .await;
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["response_action"], "errors");
+    assert_eq!(
+        body["errors"]["text"],
+        "you requested CHG-1, so you cannot vote on it"
+    );
+    let resp = app
+        .submit_modal("UCAB1", "change reject", "CHG-1", "no rollback plan")
+        .await;
+    assert_eq!(resp.status(), 200);
+    let Some(Record::Change(chg)) = app.record(Kind::Change, "CHG-1").await else {
+        panic!()
+    };
+    assert_eq!(chg.status.as_str(), "rejected");
+    assert_eq!(
+        chg.approvals[0].comment.as_deref(),
+        Some("no rollback plan")
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p1_incident_gets_its_own_channel_with_the_reporter_updates_and_escalations() {
+    let app = spawn_slack_app().await;
+
+    app.slash(
+        "U1",
+        "incident raise Checkout down impact:high urgency:high",
+    )
+    .await;
+
+    let calls = app
+        .fake
+        .wait_for("the channel and its summary", |c| {
+            c.iter()
+                .any(|x| x.method == "chat.postMessage" && x.body["channel"] == "COWN1")
+        })
+        .await;
+    let create = calls
+        .iter()
+        .find(|x| x.method == "conversations.create")
+        .unwrap();
+    assert_eq!(create.body["name"], "inc-1-checkout-down");
+    let invite = calls
+        .iter()
+        .find(|x| x.method == "conversations.invite")
+        .unwrap();
+    assert_eq!(invite.body["channel"], "COWN1");
+    assert_eq!(
+        invite.body["users"],
+        json!(["U1"]),
+        "the reporter is invited: {}",
+        invite.body
+    );
+    let summary = calls
+        .iter()
+        .find(|x| x.method == "chat.postMessage" && x.body["channel"] == "COWN1")
+        .unwrap();
+    assert!(summary.body["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("*INC-1* Checkout down"));
+
+    // The response target is 2 s in these rules: the SLA clock escalates into the channel.
+    let calls = app
+        .fake
+        .wait_for("the escalation", |c| {
+            c.iter().any(|x| {
+                x.body["channel"] == "COWN1"
+                    && x.body["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("missed its response target")
+            })
+        })
+        .await;
+    let escalation = calls
+        .iter()
+        .find(|x| {
+            x.body["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("missed its response target")
+        })
+        .unwrap();
+    assert!(escalation.body["text"].as_str().unwrap().contains("NC-1"));
+
+    // Later updates to the record are posted in its channel too.
+    app.slash("U2", "incident ack INC-1").await;
+    app.fake
+        .wait_for("the update in the channel", |c| {
+            c.iter().any(|x| {
+                x.body["channel"] == "COWN1"
+                    && x.body["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("(acknowledged)")
+            })
+        })
+        .await;
     app.stop().await;
 }

@@ -11,7 +11,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
 
-use crate::domain::ids::Actor;
+use crate::domain::command::{ChangeAction, ChangeCmd, Command, IncidentAction, IncidentCmd};
+use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::reply::{Outcome, Reply};
 use crate::integrations::slack::{self as integration, op, SlackConfig, PLATFORM};
 use crate::store::{NewOutbox, WriteSet};
@@ -102,9 +103,29 @@ async fn interactions(
             value,
             response_url,
             channel_id,
+            trigger_id,
             ..
         } => {
             let actor = person(&user_id)?;
+            // Resolving and rejecting ask for text first: a modal, opened while the trigger lives.
+            if let Some(modal) = modal_for(&action_id, &value) {
+                if let Err(e) = cfg.api.open_modal(&trigger_id, &modal).await {
+                    tracing::warn!(error = %e, "could not open a Slack modal");
+                    if let Some(url) = response_url {
+                        let hint = Reply::refused(Some(value.clone()), "slack", format!("could not open the form; type `/ops {action_id} {value} <text>` instead"));
+                        let payload = serde_json::json!({ "reply": hint, "response_url": url });
+                        enqueue(
+                            &app,
+                            &channel_id.unwrap_or_default(),
+                            op::RESPOND,
+                            Some(value),
+                            payload,
+                        )
+                        .await;
+                    }
+                }
+                return Ok(StatusCode::OK.into_response());
+            }
             // Acknowledge at once; the vote or transition runs after, and its result reaches
             // Slack through the outbox: an updated card, or an explanation to the presser alone.
             tokio::spawn(async move {
@@ -121,8 +142,31 @@ async fn interactions(
             });
             Ok(StatusCode::OK.into_response())
         }
-        opsledger_slack::Interaction::ModalSubmit { .. }
-        | opsledger_slack::Interaction::Other { .. } => Ok(StatusCode::OK.into_response()),
+        opsledger_slack::Interaction::ModalSubmit {
+            user_id,
+            callback_id,
+            private_metadata,
+            text,
+        } => {
+            let actor = person(&user_id)?;
+            let Some(command) = modal_command(&callback_id, &private_metadata, &text) else {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown modal `{callback_id}`"
+                )));
+            };
+            // Fast enough to answer in the submission's own response: a refusal shows in the form.
+            let handled = app.ledger.handle(actor, command).await;
+            if handled.reply.outcome == Outcome::Ok {
+                Ok(StatusCode::OK.into_response())
+            } else {
+                Ok(Json(serde_json::json!({
+                    "response_action": "errors",
+                    "errors": { opsledger_slack::MODAL_TEXT_BLOCK: handled.reply.text },
+                }))
+                .into_response())
+            }
+        }
+        opsledger_slack::Interaction::Other { .. } => Ok(StatusCode::OK.into_response()),
     }
 }
 
@@ -171,6 +215,41 @@ async fn events(
             Ok(StatusCode::OK.into_response())
         }
         opsledger_slack::Push::Other { .. } => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+/// The form a button opens before its command runs, if it needs text.
+fn modal_for(action_id: &str, record: &str) -> Option<opsledger_slack::TextModal> {
+    let (title, label, submit) = match action_id {
+        "incident resolve" => ("Resolve incident", "How was it resolved?", "Resolve"),
+        "change reject" => ("Reject change", "Why is it rejected?", "Reject"),
+        _ => return None,
+    };
+    Some(opsledger_slack::TextModal {
+        callback_id: action_id.to_string(),
+        private_metadata: record.to_string(),
+        title: title.to_string(),
+        label: format!("{label} ({record})"),
+        submit: submit.to_string(),
+    })
+}
+
+/// The typed command a submitted form runs; built directly so the free text is never re-parsed.
+fn modal_command(callback_id: &str, record: &str, text: &str) -> Option<Command> {
+    let id: RecordId = record.parse().ok()?;
+    let text = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+    match (callback_id, id.kind) {
+        ("incident resolve", Kind::Incident) => Some(Command::Incident(IncidentCmd::Act {
+            action: IncidentAction::Resolve,
+            id,
+            text,
+        })),
+        ("change reject", Kind::Change) => Some(Command::Change(ChangeCmd::Act {
+            action: ChangeAction::Reject,
+            id,
+            text,
+        })),
+        _ => None,
     }
 }
 

@@ -27,6 +27,21 @@ pub mod op {
     pub const REPLY: &str = "reply";
     /// Answer through a response URL (`payload.response_url`), visible to one person.
     pub const RESPOND: &str = "respond";
+    /// Create the incident's own channel, invite the reporter, post the summary there.
+    pub const OPEN_INCIDENT_CHANNEL: &str = "open_incident_channel";
+    /// Post the record's card in the incident's own channel, if it has one.
+    pub const INCIDENT_CHANNEL_UPDATE: &str = "incident_channel_update";
+    /// Post `payload.reply` in the incident's own channel, or the incident channel without one.
+    pub const INCIDENT_CHANNEL_REPLY: &str = "incident_channel_reply";
+}
+
+/// The `message_refs` platform under which an incident's own channel is kept.
+const OWN_CHANNEL: &str = "slack-incident-channel";
+
+/// Items about one incident's own channel share this outbox channel key, so they go in order:
+/// the channel is created before anything is posted in it.
+fn own_channel_key(id: &str) -> String {
+    format!("incident:{id}")
 }
 
 #[derive(Clone)]
@@ -92,8 +107,28 @@ impl Router for SlackConfig {
                 .collect::<Vec<_>>()
         };
         match event {
-            Event::IncidentRaised { id, .. } => on(&self.incident_channel, op::POST_RECORD, id),
-            Event::IncidentUpdated { id, .. } => on(&self.incident_channel, op::UPDATE_RECORD, id),
+            Event::IncidentRaised { id, priority } => {
+                let mut out = on(&self.incident_channel, op::POST_RECORD, id);
+                if priority == "P1" || priority == "P2" {
+                    out.push(item(
+                        &own_channel_key(id),
+                        op::OPEN_INCIDENT_CHANNEL,
+                        id,
+                        none.clone(),
+                    ));
+                }
+                out
+            }
+            Event::IncidentUpdated { id, .. } => {
+                let mut out = on(&self.incident_channel, op::UPDATE_RECORD, id);
+                out.push(item(
+                    &own_channel_key(id),
+                    op::INCIDENT_CHANNEL_UPDATE,
+                    id,
+                    none.clone(),
+                ));
+                out
+            }
             Event::ChangeSubmitted { id } => on(&self.cab_channel, op::POST_RECORD, id),
             Event::ChangeVoted { id }
             | Event::ChangeDecided { id, .. }
@@ -106,10 +141,12 @@ impl Router for SlackConfig {
             } => {
                 let text = format!(":rotating_light: *{id}* ({priority}) missed its {target} target; recorded as {nonconformity}");
                 let reply = Reply::ok(Some(id.clone()), text);
-                let mut out = on(&self.incident_channel, op::REPLY, id);
-                for o in &mut out {
-                    o.payload = serde_json::json!({ "reply": reply });
-                }
+                let mut out = vec![item(
+                    &own_channel_key(id),
+                    op::INCIDENT_CHANNEL_REPLY,
+                    id,
+                    serde_json::json!({ "reply": reply }),
+                )];
                 out.extend(on(&self.incident_channel, op::UPDATE_RECORD, id));
                 out
             }
@@ -165,6 +202,59 @@ impl SlackDeliverer {
                 after: None,
                 reason: e.to_string(),
             })
+    }
+}
+
+impl SlackDeliverer {
+    async fn own_channel(&self, record: &str) -> Result<Option<String>, DeliveryError> {
+        self.store
+            .message_ref(record, OWN_CHANNEL, "")
+            .await
+            .map_err(|e| DeliveryError::Retry {
+                after: None,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Creates `inc-<n>-<slug>`, invites the reporter when they are a Slack user, posts the card.
+    async fn open_incident_channel(&self, record: &str) -> Result<(), DeliveryError> {
+        if self.own_channel(record).await?.is_some() {
+            return Ok(()); // created by an earlier, interrupted attempt
+        }
+        let Some(crate::domain::records::Record::Incident(inc)) = self
+            .store
+            .get(Kind::Incident, record)
+            .await
+            .map_err(|e| DeliveryError::Retry {
+                after: None,
+                reason: e.to_string(),
+            })?
+        else {
+            return Err(DeliveryError::Permanent(format!(
+                "no such incident {record}"
+            )));
+        };
+        let name = opsledger_slack::incident_channel_name(inc.id.n, &inc.title);
+        let channel = self.config.api.create_channel(&name).await.map_err(retry)?;
+        // Remember the channel before anything else can fail, so a retry does not create another.
+        self.store
+            .set_message_ref(record, OWN_CHANNEL, "", &channel)
+            .await
+            .map_err(|e| DeliveryError::Retry {
+                after: None,
+                reason: e.to_string(),
+            })?;
+        if inc.reporter.platform() == PLATFORM {
+            let user = inc
+                .reporter
+                .as_str()
+                .trim_start_matches("slack:")
+                .to_string();
+            if let Err(e) = self.config.api.invite(&channel, &[user]).await {
+                tracing::warn!(error = %e, %channel, "could not invite the reporter to the incident channel");
+            }
+        }
+        self.post_card(&channel, record).await
     }
 }
 
@@ -226,14 +316,38 @@ impl Deliver for SlackDeliverer {
                     .await
                     .map_err(retry)
             }
+            op::OPEN_INCIDENT_CHANNEL => self.open_incident_channel(&record).await,
+            op::INCIDENT_CHANNEL_UPDATE => match self.own_channel(&record).await? {
+                Some(channel) => {
+                    let card = self.card(&record).await?;
+                    self.config
+                        .api
+                        .post_message(&channel, &card)
+                        .await
+                        .map(|_| ())
+                        .map_err(retry)
+                }
+                None => Ok(()), // P3 and P4 incidents have no channel of their own
+            },
+            op::INCIDENT_CHANNEL_REPLY => {
+                let reply = payload_reply(item)?;
+                let channel = match self.own_channel(&record).await? {
+                    Some(c) => c,
+                    None => match &self.config.incident_channel {
+                        Some(c) => c.clone(),
+                        None => return Ok(()),
+                    },
+                };
+                self.config
+                    .api
+                    .post_message(&channel, &view(&reply))
+                    .await
+                    .map(|_| ())
+                    .map_err(retry)
+            }
             other => Err(DeliveryError::Permanent(format!(
                 "unknown slack outbox op `{other}`"
             ))),
         }
     }
-}
-
-/// Whether a kind of record has a card worth posting (used by the HTTP handlers' replies).
-pub fn is_card_kind(kind: Kind) -> bool {
-    matches!(kind, Kind::Incident | Kind::Change)
 }

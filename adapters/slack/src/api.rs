@@ -134,3 +134,109 @@ impl SlackApi {
         Ok(())
     }
 }
+
+/// A one-field modal asking for text before a command runs (a resolution, a reason to reject).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextModal {
+    /// Comes back as the submission's `callback_id`: the command verb, such as `incident resolve`.
+    pub callback_id: String,
+    /// Comes back as `private_metadata`: the record ID.
+    pub private_metadata: String,
+    pub title: String,
+    pub label: String,
+    pub submit: String,
+}
+
+/// The block ID of the modal's text input; submission errors are shown against it.
+pub const MODAL_TEXT_BLOCK: &str = "text";
+
+impl SlackApi {
+    /// Opens a modal for the person who pressed a button (the trigger is valid for 3 seconds).
+    pub async fn open_modal(
+        &self,
+        trigger_id: &str,
+        modal: &TextModal,
+    ) -> Result<(), SlackApiError> {
+        let input = SlackInputBlock::new(
+            modal.label.clone().into(),
+            SlackInputBlockElement::PlainTextInput(
+                SlackBlockPlainTextInputElement::new()
+                    .with_action_id(SlackActionId("value".into()))
+                    .with_multiline(true),
+            ),
+        )
+        .with_block_id(SlackBlockId(MODAL_TEXT_BLOCK.into()));
+        let view = SlackView::Modal(
+            SlackModalView::new(modal.title.clone().into(), vec![input.into()])
+                .with_submit(modal.submit.clone().into())
+                .with_close("Cancel".into())
+                .with_callback_id(SlackCallbackId(modal.callback_id.clone()))
+                .with_private_metadata(modal.private_metadata.clone()),
+        );
+        let session = self.client.open_session(&self.token);
+        session
+            .views_open(&SlackApiViewsOpenRequest::new(
+                SlackTriggerId(trigger_id.to_string()),
+                view,
+            ))
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Creates a public channel; returns its ID.
+    pub async fn create_channel(&self, name: &str) -> Result<String, SlackApiError> {
+        let session = self.client.open_session(&self.token);
+        let resp = session
+            .conversations_create(&SlackApiConversationsCreateRequest::new(name.to_string()))
+            .await
+            .map_err(classify)?;
+        Ok(resp.channel.id.to_string())
+    }
+
+    /// Invites people to a channel.
+    pub async fn invite(&self, channel: &str, users: &[String]) -> Result<(), SlackApiError> {
+        let session = self.client.open_session(&self.token);
+        let users = users.iter().map(|u| SlackUserId(u.clone())).collect();
+        session
+            .conversations_invite(&SlackApiConversationsInviteRequest::new(
+                SlackChannelId(channel.to_string()),
+                users,
+            ))
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// A Slack channel name for an incident: `inc-12-checkout-down` (lowercase, at most 80 characters).
+pub fn incident_channel_name(number: u64, title: &str) -> String {
+    let mut slug = String::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let mut name = format!("inc-{number}-{}", slug.trim_end_matches('-'));
+    name.truncate(80);
+    name.trim_end_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn incident_channel_names_are_slack_safe() {
+        assert_eq!(
+            super::incident_channel_name(12, "Checkout down!"),
+            "inc-12-checkout-down"
+        );
+        assert_eq!(
+            super::incident_channel_name(3, "  DB: très slow / 500s "),
+            "inc-3-db-tr-s-slow-500s"
+        );
+        assert_eq!(super::incident_channel_name(1, "日本"), "inc-1");
+        assert!(super::incident_channel_name(7, &"x".repeat(200)).len() <= 80);
+    }
+}
