@@ -14,6 +14,7 @@ use crate::domain::audit::ChainVerifier;
 use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
 use crate::integrations::slack::{SlackConfig, SlackDeliverer};
+use crate::integrations::slack_handlers::SlackHandlers;
 use crate::ledger::{Clock, Ledger, LedgerConfig, Router, SystemClock};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliver, OutboxWorker};
@@ -222,8 +223,11 @@ pub async fn serve(
     let state = AppState {
         ledger: ledger.clone(),
         api_token: args.api_token.clone().map(Arc::new),
-        slack: slack.map(Arc::new),
-        outbox: Some(outbox.waker()),
+        slack: slack.map(|config| SlackHandlers {
+            ledger: ledger.clone(),
+            config: Arc::new(config),
+            outbox: Some(outbox.waker()),
+        }),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);

@@ -32,18 +32,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub ledger: Ledger,
     pub api_token: Option<Arc<SecretString>>,
-    /// Slack settings when Slack is on.
-    pub slack: Option<Arc<crate::integrations::slack::SlackConfig>>,
-    /// Wakes the outbox worker after queueing a message outside a command.
-    pub outbox: Option<crate::outbox::OutboxWaker>,
-}
-
-impl AppState {
-    pub fn wake_outbox(&self) {
-        if let Some(w) = &self.outbox {
-            w.wake();
-        }
-    }
+    /// The Slack handlers when Slack is on.
+    pub slack: Option<crate::integrations::slack_handlers::SlackHandlers>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -4,3 +4,4 @@
 //! adapter, and turns the adapter's plain inbound values into ledger commands.
 
 pub mod slack;
+pub mod slack_handlers;

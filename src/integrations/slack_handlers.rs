@@ -1,0 +1,280 @@
+//! What opsledger does with a Slack slash command, interaction or event, whichever transport
+//! brought it (HTTP or Socket Mode): the same handlers serve both.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use crate::domain::command::{ChangeAction, ChangeCmd, Command, IncidentAction, IncidentCmd};
+use crate::domain::ids::{Actor, Kind, RecordId};
+use crate::domain::reply::{Outcome, Reply};
+use crate::ledger::Ledger;
+use crate::outbox::OutboxWaker;
+use crate::store::{NewOutbox, WriteSet};
+
+use super::slack::{op, view, SlackConfig, PLATFORM};
+
+/// Input Slack sent that cannot be acted on (answered 400 over HTTP).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// The Slack handlers: the ledger, Slack's settings and the outbox.
+#[derive(Clone)]
+pub struct SlackHandlers {
+    pub ledger: Ledger,
+    pub config: Arc<SlackConfig>,
+    pub outbox: Option<OutboxWaker>,
+}
+
+impl std::fmt::Debug for SlackHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlackHandlers")
+    }
+}
+
+fn person(user_id: &str) -> Result<Actor, BadInput> {
+    Actor::parse_person(&format!("slack:{user_id}")).map_err(|e| BadInput(e.to_string()))
+}
+
+/// Refusals, usage help and read-only answers go to the sender alone; changes to the channel.
+fn ephemeral(reply: &Reply, changed: bool) -> bool {
+    reply.outcome != Outcome::Ok || !changed
+}
+
+impl SlackHandlers {
+    /// A slash command: runs it and returns the response body (in the channel or ephemeral).
+    pub async fn command(&self, cmd: opsledger_slack::SlashCommand) -> Result<Value, BadInput> {
+        let actor = person(&cmd.user_id)?;
+        let handled = self.ledger.handle_text(actor, &cmd.text).await;
+        let eph = ephemeral(&handled.reply, !handled.events.is_empty());
+        Ok(opsledger_slack::command_response(
+            &view(&handled.reply),
+            eph,
+        ))
+    }
+
+    /// A button press or a modal submission. `Some(body)` is an answer for Slack (modal errors);
+    /// `None` is a plain acknowledgement.
+    pub async fn interaction(
+        &self,
+        interaction: opsledger_slack::Interaction,
+    ) -> Result<Option<Value>, BadInput> {
+        match interaction {
+            opsledger_slack::Interaction::Button {
+                user_id,
+                action_id,
+                value,
+                response_url,
+                channel_id,
+                trigger_id,
+                ..
+            } => {
+                let actor = person(&user_id)?;
+                // Resolving and rejecting ask for text first: a modal, opened while the trigger lives.
+                if let Some(modal) = modal_for(&action_id, &value) {
+                    if let Err(e) = self.config.api.open_modal(&trigger_id, &modal).await {
+                        tracing::warn!(error = %e, "could not open a Slack modal");
+                        if let Some(url) = response_url {
+                            let hint = Reply::refused(
+                                Some(value.clone()),
+                                "slack",
+                                format!("could not open the form; type `/ops {action_id} {value} <text>` instead"),
+                            );
+                            let payload = json!({ "reply": hint, "response_url": url });
+                            self.enqueue(
+                                &channel_id.unwrap_or_default(),
+                                op::RESPOND,
+                                Some(value),
+                                payload,
+                            )
+                            .await;
+                        }
+                    }
+                    return Ok(None);
+                }
+                // Acknowledge at once; the vote or transition runs after, and its result reaches
+                // Slack through the outbox: an updated card, or an explanation to the presser alone.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let handled = this
+                        .ledger
+                        .handle_text(actor, &format!("{action_id} {value}"))
+                        .await;
+                    if handled.reply.outcome != Outcome::Ok {
+                        if let Some(url) = response_url {
+                            let channel = channel_id.unwrap_or_else(|| "response_url".into());
+                            let payload = json!({ "reply": handled.reply, "response_url": url });
+                            this.enqueue(&channel, op::RESPOND, Some(value), payload)
+                                .await;
+                        }
+                    }
+                });
+                Ok(None)
+            }
+            opsledger_slack::Interaction::ModalSubmit {
+                user_id,
+                callback_id,
+                private_metadata,
+                text,
+            } => {
+                let actor = person(&user_id)?;
+                let command = modal_command(&callback_id, &private_metadata, &text)
+                    .ok_or_else(|| BadInput(format!("unknown modal `{callback_id}`")))?;
+                // Fast enough to answer in the submission's own response: a refusal shows in the form.
+                let handled = self.ledger.handle(actor, command).await;
+                if handled.reply.outcome == Outcome::Ok {
+                    Ok(None)
+                } else {
+                    Ok(Some(json!({
+                        "response_action": "errors",
+                        "errors": { opsledger_slack::MODAL_TEXT_BLOCK: handled.reply.text },
+                    })))
+                }
+            }
+            opsledger_slack::Interaction::Other { .. } => Ok(None),
+        }
+    }
+
+    /// An Events API push. `Some(body)` answers it (URL verification).
+    pub async fn event(&self, push: opsledger_slack::Push) -> Result<Option<Value>, BadInput> {
+        match push {
+            opsledger_slack::Push::UrlVerification { challenge } => {
+                Ok(Some(json!({ "challenge": challenge })))
+            }
+            opsledger_slack::Push::AppMention {
+                event_id,
+                user_id,
+                channel_id,
+                text,
+            } => {
+                // Slack redelivers an event it thinks we missed (X-Slack-Retry-Num, same
+                // event_id): the first delivery wins, retries are acknowledged and dropped.
+                let now = crate::domain::audit::format_time(chrono::Utc::now());
+                let first = self
+                    .ledger
+                    .store()
+                    .first_delivery(PLATFORM, &event_id, &now)
+                    .await
+                    .map_err(|e| BadInput(format!("cannot record the delivery: {e}")))?;
+                if !first {
+                    tracing::debug!(%event_id, "dropped a redelivered Slack event");
+                    return Ok(None);
+                }
+                let actor = person(&user_id)?;
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let handled = this.ledger.handle_text(actor, strip_mentions(&text)).await;
+                    let payload = json!({ "reply": handled.reply });
+                    this.enqueue(
+                        &channel_id,
+                        op::REPLY,
+                        handled.reply.record.clone(),
+                        payload,
+                    )
+                    .await;
+                });
+                Ok(None)
+            }
+            opsledger_slack::Push::Other { .. } => Ok(None),
+        }
+    }
+
+    /// Queues one message outside a command (a reply to a mention, an explanation to one person).
+    async fn enqueue(&self, channel: &str, op: &str, record: Option<String>, payload: Value) {
+        let item = NewOutbox {
+            platform: PLATFORM.into(),
+            channel: channel.into(),
+            op: op.into(),
+            record,
+            payload,
+        };
+        let now = crate::domain::audit::format_time(chrono::Utc::now());
+        let store = self.ledger.store().clone();
+        let result = async {
+            let mut tx = store.begin().await?;
+            tx.write(WriteSet {
+                outbox: vec![(item, now)],
+                ..WriteSet::default()
+            })
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                if let Some(w) = &self.outbox {
+                    w.wake();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not queue a Slack reply"),
+        }
+    }
+}
+
+/// The form a button opens before its command runs, if it needs text.
+fn modal_for(action_id: &str, record: &str) -> Option<opsledger_slack::TextModal> {
+    let (title, label, submit) = match action_id {
+        "incident resolve" => ("Resolve incident", "How was it resolved?", "Resolve"),
+        "change reject" => ("Reject change", "Why is it rejected?", "Reject"),
+        _ => return None,
+    };
+    Some(opsledger_slack::TextModal {
+        callback_id: action_id.to_string(),
+        private_metadata: record.to_string(),
+        title: title.to_string(),
+        label: format!("{label} ({record})"),
+        submit: submit.to_string(),
+    })
+}
+
+/// The typed command a submitted form runs; built directly so the free text is never re-parsed.
+fn modal_command(callback_id: &str, record: &str, text: &str) -> Option<Command> {
+    let id: RecordId = record.parse().ok()?;
+    let text = Some(text.trim().to_string()).filter(|t| !t.is_empty());
+    match (callback_id, id.kind) {
+        ("incident resolve", Kind::Incident) => Some(Command::Incident(IncidentCmd::Act {
+            action: IncidentAction::Resolve,
+            id,
+            text,
+        })),
+        ("change reject", Kind::Change) => Some(Command::Change(ChangeCmd::Act {
+            action: ChangeAction::Reject,
+            id,
+            text,
+        })),
+        _ => None,
+    }
+}
+
+/// `<@UBOT> incident list` → `incident list`.
+fn strip_mentions(text: &str) -> &str {
+    let mut rest = text.trim_start();
+    while let Some(after) = rest.strip_prefix("<@") {
+        match after.find('>') {
+            Some(end) => rest = after[end + 1..].trim_start(),
+            None => break,
+        }
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn leading_mentions_are_stripped() {
+        assert_eq!(
+            super::strip_mentions("<@U123> incident list"),
+            "incident list"
+        );
+        assert_eq!(super::strip_mentions("  <@U1> <@U2>help"), "help");
+        assert_eq!(super::strip_mentions("<@U1 broken"), "<@U1 broken");
+    }
+
+    #[test]
+    fn only_known_forms_become_commands() {
+        assert!(super::modal_command("incident resolve", "INC-1", "fixed").is_some());
+        assert!(super::modal_command("incident resolve", "CHG-1", "fixed").is_none());
+        assert!(super::modal_command("role grant", "INC-1", "x").is_none());
+    }
+}
