@@ -103,9 +103,12 @@ pub fn start_ledger_with(
 
 /// The Slack settings when both the signing secret and the bot token are set.
 pub fn slack_config(i: &Integrations) -> anyhow::Result<Option<SlackConfig>> {
-    let (Some(secret), Some(token)) = (&i.slack_signing_secret, &i.slack_bot_token) else {
+    let Some(token) = &i.slack_bot_token else {
         return Ok(None);
     };
+    if i.slack_signing_secret.is_none() && i.slack_app_token.is_none() {
+        return Ok(None);
+    }
     let api =
         opsledger_slack::SlackApi::new(token.expose_secret(), &i.slack_api_url).map_err(|e| {
             anyhow::anyhow!(
@@ -114,7 +117,7 @@ pub fn slack_config(i: &Integrations) -> anyhow::Result<Option<SlackConfig>> {
             )
         })?;
     Ok(Some(SlackConfig {
-        signing_secret: secret.clone(),
+        signing_secret: i.slack_signing_secret.clone(),
         api,
         incident_channel: i.slack_incident_channel.clone(),
         cab_channel: i.slack_cab_channel.clone(),
@@ -132,6 +135,7 @@ pub struct Running {
     pub sla_clock: SlaClock,
     outbox: OutboxWorker,
     outbox_waker: JoinHandle<()>,
+    socket_mode: Option<opsledger_slack::SocketMode>,
 }
 
 impl Running {
@@ -145,8 +149,12 @@ impl Running {
             sla_clock,
             outbox,
             outbox_waker,
+            socket_mode,
             ..
         } = self;
+        if let Some(s) = socket_mode {
+            s.stop().await;
+        }
         let _ = stop.send(());
         server.await.context("server task panicked")??;
         sla_clock.stop().await;
@@ -220,14 +228,29 @@ pub async fn serve(
             }
         }
     });
+    let slack = slack.map(|config| SlackHandlers {
+        ledger: ledger.clone(),
+        config: Arc::new(config),
+        outbox: Some(outbox.waker()),
+    });
+    let socket_mode = match (&slack, &args.integrations.slack_app_token) {
+        (Some(handlers), Some(app_token)) => Some(
+            opsledger_slack::SocketMode::start(
+                &args.integrations.slack_api_url,
+                app_token.expose_secret(),
+                Arc::new(handlers.clone()),
+            )
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("cannot start Slack Socket Mode with SLACK_APP_TOKEN: {e}")
+            })?,
+        ),
+        _ => None,
+    };
     let state = AppState {
         ledger: ledger.clone(),
         api_token: args.api_token.clone().map(Arc::new),
-        slack: slack.map(|config| SlackHandlers {
-            ledger: ledger.clone(),
-            config: Arc::new(config),
-            outbox: Some(outbox.waker()),
-        }),
+        slack,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);
@@ -248,6 +271,7 @@ pub async fn serve(
         sla_clock,
         outbox,
         outbox_waker,
+        socket_mode,
     })
 }
 

@@ -182,14 +182,16 @@ impl Integrations {
             ("SLACK_BOT_TOKEN", self.slack_bot_token.is_some()),
         ];
         let channel = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".into());
-        let slack = if unset(&slack_vars).is_empty() {
-            let socket = if self.slack_app_token.is_some() {
-                "; SLACK_APP_TOKEN is set but Socket Mode is not in this build, so Slack must reach /slack/* over HTTP"
-            } else {
-                ""
+        let http = self.slack_signing_secret.is_some();
+        let socket = self.slack_app_token.is_some();
+        let slack = if self.slack_bot_token.is_some() && (http || socket) {
+            let transports = match (http, socket) {
+                (true, true) => "Socket Mode, and HTTP endpoints /slack/*",
+                (false, true) => "Socket Mode",
+                _ => "HTTP endpoints /slack/commands, /slack/interactions, /slack/events",
             };
             format!(
-                "slack: on (HTTP endpoints /slack/commands, /slack/interactions, /slack/events; API {}; incident channel {}, CAB channel {}{socket})",
+                "slack: on ({transports}; API {}; incident channel {}, CAB channel {})",
                 self.slack_api_url,
                 channel(&self.slack_incident_channel),
                 channel(&self.slack_cab_channel)

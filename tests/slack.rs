@@ -773,3 +773,136 @@ async fn a_p1_incident_gets_its_own_channel_with_the_reporter_updates_and_escala
         .await;
     app.stop().await;
 }
+
+/// A local stand-in for Slack's Socket Mode: `apps.connections.open` hands out a ws:// URL whose
+/// server says hello, sends one slash command envelope and reports the acknowledgement.
+async fn fake_socket_mode(command_text: &str) -> (String, tokio::sync::mpsc::Receiver<Value>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_url = format!("ws://{}/link", ws_listener.local_addr().unwrap());
+    let (acks, acks_rx) = tokio::sync::mpsc::channel(8);
+    let text = command_text.to_string();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((stream, _)) = ws_listener.accept().await {
+            let acks = acks.clone();
+            let send_command = std::mem::take(&mut first);
+            let text = text.clone();
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                let hello = json!({"type": "hello", "num_connections": 1,
+                    "debug_info": {"host": "fake", "build_number": 1, "approximate_connection_time": 3600},
+                    "connection_info": {"app_id": "A1"}});
+                ws.send(Message::text(hello.to_string())).await.unwrap();
+                if send_command {
+                    let envelope = json!({"envelope_id": "env-1", "type": "slash_commands", "accepts_response_payload": true,
+                        "payload": {"token": "x", "team_id": "T1", "team_domain": "acme", "channel_id": "CWORK", "channel_name": "work",
+                            "user_id": "U1", "user_name": "u1", "command": "/ops", "text": text,
+                            "response_url": "https://hooks.slack.com/commands/1", "trigger_id": "13.9.z", "api_app_id": "A1"}});
+                    ws.send(Message::text(envelope.to_string())).await.unwrap();
+                }
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let Message::Text(t) = msg {
+                        if let Ok(v) = serde_json::from_str::<Value>(t.as_str()) {
+                            if v["envelope_id"] == "env-1" {
+                                let _ = acks.send(v).await;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (ws_url, acks_rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url() {
+    // Arrange: Slack reachable only through Socket Mode (no signing secret, an app token).
+    let (ws_url, mut acks) = fake_socket_mode("incident raise Socket outage").await;
+    let opened = Arc::new(Mutex::new(Vec::<String>::new()));
+    let api = Router::new().route(
+        "/api/apps.connections.open",
+        post({
+            let (opened, ws_url) = (opened.clone(), ws_url.clone());
+            move |headers: HeaderMap| async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                opened.lock().unwrap().push(auth);
+                Json(json!({"ok": true, "url": ws_url}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_base = format!("http://{}/api", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    let db = common::sqlite_db();
+    let args = ServeArgs {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        api_token: None,
+        public_url: None,
+        integrations: Integrations {
+            slack_bot_token: Some("xoxb-test".to_string().into()),
+            slack_app_token: Some("xapp-test".to_string().into()),
+            slack_api_url: api_base,
+            ..Integrations::default()
+        },
+    };
+
+    // Act
+    let running = app::serve(
+        &args,
+        db.store().await,
+        Policy::from_toml(RULES).unwrap(),
+        app::system_clock(),
+    )
+    .await
+    .expect("serve");
+    let ack = tokio::time::timeout(Duration::from_secs(15), acks.recv())
+        .await
+        .expect("no acknowledgement")
+        .unwrap();
+
+    // Assert: the command ran through the same handlers and was answered on the socket.
+    assert!(
+        opened
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a == "Bearer xapp-test"),
+        "{:?}",
+        opened.lock().unwrap()
+    );
+    assert!(
+        ack["payload"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("INC-1 raised: Socket outage"),
+        "{ack}"
+    );
+    assert_eq!(ack["payload"]["response_type"], "in_channel");
+    let Some(Record::Incident(inc)) = running
+        .ledger
+        .store()
+        .get(Kind::Incident, "INC-1")
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(inc.reporter.as_str(), "slack:U1");
+    // Over HTTP, Slack is off without a signing secret.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/slack/commands", running.addr))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    running.stop().await.unwrap();
+}

@@ -39,8 +39,13 @@ fn verified<'b>(
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let text =
         std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
+    let secret = slack.config.signing_secret.as_ref().ok_or_else(|| {
+        ApiError::NotFound(
+            "Slack over HTTP is off: SLACK_SIGNING_SECRET is unset (Socket Mode only)".into(),
+        )
+    })?;
     opsledger_slack::verify_request(
-        slack.config.signing_secret.expose_secret(),
+        secret.expose_secret(),
         header(opsledger_slack::TIMESTAMP_HEADER),
         header(opsledger_slack::SIGNATURE_HEADER),
         text,

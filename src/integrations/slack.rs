@@ -46,7 +46,8 @@ fn own_channel_key(id: &str) -> String {
 
 #[derive(Clone)]
 pub struct SlackConfig {
-    pub signing_secret: SecretString,
+    /// Set for Slack over HTTP; Socket Mode alone needs none.
+    pub signing_secret: Option<SecretString>,
     pub api: SlackApi,
     pub incident_channel: Option<String>,
     pub cab_channel: Option<String>,

@@ -212,6 +212,35 @@ impl SlackHandlers {
     }
 }
 
+/// Socket Mode delivers the same payloads over a WebSocket: the same handlers answer them.
+#[async_trait::async_trait]
+impl opsledger_slack::SocketHandler for SlackHandlers {
+    async fn command(&self, command: opsledger_slack::SlashCommand) -> Value {
+        match SlackHandlers::command(self, command).await {
+            Ok(body) => body,
+            Err(BadInput(e)) => json!({ "response_type": "ephemeral", "text": e }),
+        }
+    }
+
+    async fn interaction(&self, interaction: opsledger_slack::Interaction) {
+        match SlackHandlers::interaction(self, interaction).await {
+            Ok(Some(answer)) => {
+                tracing::info!(%answer, "a refused form submission over Socket Mode (Slack shows no form errors there)")
+            }
+            Ok(None) => {}
+            Err(BadInput(e)) => {
+                tracing::warn!(error = %e, "bad Slack interaction over Socket Mode")
+            }
+        }
+    }
+
+    async fn event(&self, push: opsledger_slack::Push) {
+        if let Err(BadInput(e)) = SlackHandlers::event(self, push).await {
+            tracing::warn!(error = %e, "bad Slack event over Socket Mode");
+        }
+    }
+}
+
 /// The form a button opens before its command runs, if it needs text.
 fn modal_for(action_id: &str, record: &str) -> Option<opsledger_slack::TextModal> {
     let (title, label, submit) = match action_id {

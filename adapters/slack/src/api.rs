@@ -8,7 +8,7 @@ use slack_morphism::prelude::*;
 
 use crate::blocks::{content, View};
 
-type Connector = SlackClientHyperConnector<
+pub(crate) type Connector = SlackClientHyperConnector<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
 >;
 
@@ -81,13 +81,7 @@ fn classify(e: SlackClientError) -> SlackApiError {
 impl SlackApi {
     /// `base_url` is the Web API base, normally `https://slack.com/api`.
     pub fn new(token: &str, base_url: &str) -> Result<SlackApi, SlackApiError> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| SlackApiError::Permanent(format!("no TLS root certificates: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let connector = SlackClientHyperConnector::with_connector(https)
+        let connector = SlackClientHyperConnector::with_connector(https_connector()?)
             .with_slack_api_url(base_url.trim_end_matches('/'));
         Ok(SlackApi {
             client: std::sync::Arc::new(SlackClient::new(connector)),
@@ -133,6 +127,19 @@ impl SlackApi {
             .map_err(classify)?;
         Ok(())
     }
+}
+
+/// HTTPS with the system's roots, and plain HTTP for local test servers.
+pub(crate) fn https_connector() -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    SlackApiError,
+> {
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| SlackApiError::Permanent(format!("no TLS root certificates: {e}")))?
+        .https_or_http()
+        .enable_http1()
+        .build())
 }
 
 /// A one-field modal asking for text before a command runs (a resolution, a reason to reject).

@@ -4,7 +4,7 @@
 
 use slack_morphism::prelude::{
     SlackCommandEvent, SlackEventCallbackBody, SlackInteractionActionContainer,
-    SlackInteractionEvent, SlackPushEvent,
+    SlackInteractionEvent, SlackPushEvent, SlackPushEventCallback,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,14 +31,19 @@ pub struct SlashCommand {
 pub fn parse_command(body: &str) -> Result<SlashCommand, ParseError> {
     let c: SlackCommandEvent =
         serde_urlencoded::from_str(body).map_err(|e| ParseError::Command(e.to_string()))?;
-    Ok(SlashCommand {
+    Ok(command_from(c))
+}
+
+/// The plain command from slack-morphism's model (HTTP form or Socket Mode envelope).
+pub(crate) fn command_from(c: SlackCommandEvent) -> SlashCommand {
+    SlashCommand {
         team_id: c.team_id.to_string(),
         user_id: c.user_id.to_string(),
         channel_id: c.channel_id.to_string(),
         text: c.text.unwrap_or_default(),
         response_url: c.response_url.0.to_string(),
         trigger_id: c.trigger_id.to_string(),
-    })
+    }
 }
 
 /// What a person did in a message or modal.
@@ -77,6 +82,12 @@ pub fn parse_interaction(body: &str) -> Result<Interaction, ParseError> {
         .ok_or_else(|| bad("no payload field".into()))?;
     let event: SlackInteractionEvent =
         serde_json::from_str(&payload).map_err(|e| bad(e.to_string()))?;
+    interaction_from(event)
+}
+
+/// The plain interaction from slack-morphism's model (HTTP form or Socket Mode envelope).
+pub(crate) fn interaction_from(event: SlackInteractionEvent) -> Result<Interaction, ParseError> {
+    let bad = |e: String| ParseError::Interaction(e);
     Ok(match event {
         SlackInteractionEvent::BlockActions(b) => {
             let user_id = b
@@ -176,22 +187,25 @@ pub fn parse_event(body: &str) -> Result<Push, ParseError> {
         SlackPushEvent::UrlVerification(v) => Push::UrlVerification {
             challenge: v.challenge,
         },
-        SlackPushEvent::EventCallback(cb) => {
-            let event_id = cb.event_id.to_string();
-            match cb.event {
-                SlackEventCallbackBody::AppMention(m) => Push::AppMention {
-                    event_id,
-                    user_id: m.user.to_string(),
-                    channel_id: m.channel.to_string(),
-                    text: m.content.text.unwrap_or_default(),
-                },
-                _ => Push::Other {
-                    event_id: Some(event_id),
-                },
-            }
-        }
+        SlackPushEvent::EventCallback(cb) => push_from_callback(cb),
         _ => Push::Other { event_id: None },
     })
+}
+
+/// The plain push from slack-morphism's model (HTTP body or Socket Mode envelope).
+pub(crate) fn push_from_callback(cb: SlackPushEventCallback) -> Push {
+    let event_id = cb.event_id.to_string();
+    match cb.event {
+        SlackEventCallbackBody::AppMention(m) => Push::AppMention {
+            event_id,
+            user_id: m.user.to_string(),
+            channel_id: m.channel.to_string(),
+            text: m.content.text.unwrap_or_default(),
+        },
+        _ => Push::Other {
+            event_id: Some(event_id),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod api;
 mod blocks;
 mod inbound;
+mod socket;
 mod verify;
 
 pub use api::{incident_channel_name, SlackApi, SlackApiError, TextModal, MODAL_TEXT_BLOCK};
@@ -14,4 +15,5 @@ pub use blocks::{command_response, render_blocks, View, ViewButton};
 pub use inbound::{
     parse_command, parse_event, parse_interaction, Interaction, ParseError, Push, SlashCommand,
 };
+pub use socket::{SocketHandler, SocketMode};
 pub use verify::{verify_request, VerifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
