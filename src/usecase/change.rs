@@ -147,15 +147,7 @@ pub(crate) async fn run(
         }
         ChangeCmd::Show { id } => {
             let chg: Change = uow.load_id(*id).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(id.to_string()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(id.to_string()), action);
             Ok(Handled::reply(render::change(
                 &chg,
                 format!("{id}: {}", chg.title),
@@ -267,15 +259,7 @@ pub(crate) async fn release(
         }
         ReleaseCmd::Show { id } => {
             let rel: Release = uow.load_id(*id).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(id.to_string()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(id.to_string()), action);
             Ok(Handled::reply(render::release(
                 &rel,
                 format!("{id}: release {}", rel.version),

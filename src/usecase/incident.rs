@@ -188,15 +188,7 @@ pub(crate) async fn run(
         }
         IncidentCmd::Show { id } => {
             let inc: Incident = uow.load_id(*id).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(id.to_string()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(id.to_string()), action);
             Ok(Handled::reply(render::incident(
                 &inc,
                 ctx.now,

@@ -155,6 +155,17 @@ impl UnitOfWork {
         self.load(&id.to_string()).await
     }
 
+    /// Files a successful read (`show`, `sla`, `audit`) in the audit trail.
+    pub(crate) fn audit_read(
+        &mut self,
+        ctx: &Ctx<'_>,
+        actor: &Actor,
+        record: Option<String>,
+        action: &str,
+    ) {
+        self.audit(ctx.now, actor, record, action, None, None, "ok".to_string());
+    }
+
     /// Stages a record's new state and its audit entry (before and after as stored JSON).
     pub(crate) fn save<T: Typed>(
         &mut self,

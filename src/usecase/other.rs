@@ -52,15 +52,7 @@ pub(crate) async fn request(
         }
         RequestCmd::Show { id } => {
             let req: ServiceRequest = uow.load_id(*id).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(id.to_string()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(id.to_string()), action);
             Ok(Handled::reply(render::request(
                 &req,
                 format!("{id}: {}", req.title),
@@ -139,15 +131,7 @@ pub(crate) async fn problem(
         }
         ProblemCmd::Show { id } => {
             let prb: Problem = uow.load_id(*id).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(id.to_string()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(id.to_string()), action);
             Ok(Handled::reply(render::problem(
                 &prb,
                 format!("{id}: {}", prb.title),
@@ -224,15 +208,7 @@ pub(crate) async fn nc(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, cmd: 
         }
         NcCmd::Show { id } => {
             let nc: Nonconformity = uow.load_id(*id).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(id.to_string()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(id.to_string()), action);
             Ok(Handled::reply(render::nonconformity(
                 &nc,
                 format!("{id}: {}", nc.title),
@@ -270,15 +246,7 @@ pub(crate) async fn service(
         }
         ServiceCmd::Show { name } => {
             let svc: Service = uow.load(name).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(name.clone()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(name.clone()), action);
             Ok(Handled::reply(render::service(
                 &svc,
                 format!("service {name}"),
@@ -339,15 +307,7 @@ pub(crate) async fn ci(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, cmd: 
         }
         CiCmd::Show { name } => {
             let item: ConfigItem = uow.load(name).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                Some(name.clone()),
-                action,
-                None,
-                None,
-                "ok".into(),
-            );
+            uow.audit_read(ctx, actor, Some(name.clone()), action);
             Ok(Handled::reply(render::ci(
                 &item,
                 format!("configuration item {name}"),
