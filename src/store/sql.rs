@@ -83,6 +83,15 @@ pub(crate) const AUDIT_COLUMNS: &str =
 /// Splits rows into multi-row INSERTs of a few fixed sizes. Few distinct statement texts means
 /// each is prepared once and then served from the statement cache, whatever the batch size;
 /// 256 rows keep every statement under SQLite's and PostgreSQL's bind limits.
+/// `fixed_chunks` for owned rows, so their strings move into the statement instead of being copied.
+pub(crate) fn fixed_chunks_owned<T>(mut rows: Vec<T>) -> Vec<Vec<T>> {
+    let sizes: Vec<usize> = fixed_chunks(&rows).iter().map(|c| c.len()).collect();
+    sizes
+        .into_iter()
+        .map(|n| rows.drain(..n).collect())
+        .collect()
+}
+
 pub(crate) fn fixed_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
     let mut out = Vec::new();
@@ -106,7 +115,7 @@ macro_rules! sql_store {
         use $crate::domain::ids::{Actor, Kind};
         use $crate::domain::records::Record;
         use $crate::store::sql::{
-            audit_from_row, fixed_chunks, key_number, outbox_from_row, AuditRow, OutboxRow, AUDIT_COLUMNS, OUTBOX_COLUMNS,
+            audit_from_row, fixed_chunks_owned, fixed_chunks, key_number, outbox_from_row, AuditRow, OutboxRow, AUDIT_COLUMNS, OUTBOX_COLUMNS,
             OUTBOX_HEADS,
         };
         use $crate::store::{
@@ -421,13 +430,14 @@ macro_rules! sql_store {
             }
 
             async fn write(&mut self, w: WriteSet) -> Result<()> {
-                for chunk in fixed_chunks(&w.records) {
+                let WriteSet { records, counters, audit, grants, outbox } = w;
+                for chunk in fixed_chunks_owned(records) {
                     let mut qb = QueryBuilder::<$db>::new(
                         "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data, due_at) ",
                     );
                     qb.push_values(chunk, |mut b, (r, json)| {
                         let key = r.key();
-                        let (priority, assignee, reporter, breached) = match r {
+                        let (priority, assignee, reporter, breached) = match &r {
                             Record::Incident(i) => (
                                 Some(i.priority.as_str().to_string()),
                                 i.assignee.as_ref().map(|a| a.to_string()),
@@ -448,7 +458,7 @@ macro_rules! sql_store {
                             .push_bind(breached)
                             .push_bind($crate::domain::audit::format_time(r.created_at()))
                             .push_bind($crate::domain::audit::format_time(r.updated_at()))
-                            .push_bind(json.clone())
+                            .push_bind(json)
                             .push_bind(r.next_deadline().map($crate::domain::audit::format_time));
                     });
                     qb.push(
@@ -459,38 +469,39 @@ macro_rules! sql_store {
                     );
                     qb.build().execute(&mut *self.tx).await?;
                 }
-                for (kind, last) in &w.counters {
+                for (kind, last) in &counters {
                     sqlx::query("INSERT INTO counters (kind, last) VALUES ($1, $2) ON CONFLICT (kind) DO UPDATE SET last = excluded.last")
                         .bind(kind.as_str())
                         .bind(i64::try_from(*last).map_err(|_| StoreError::Invalid("counter overflow".into()))?)
                         .execute(&mut *self.tx)
                         .await?;
                 }
-                for chunk in fixed_chunks(&w.audit) {
+                let last = audit.last().map(|e| (e.seq, e.hash.clone()));
+                for chunk in fixed_chunks_owned(audit) {
                     let mut qb = QueryBuilder::<$db>::new(format!("INSERT INTO audit ({AUDIT_COLUMNS}) "));
                     qb.push_values(chunk, |mut b, e| {
                         b.push_bind(e.seq)
-                            .push_bind(e.at.clone())
-                            .push_bind(e.actor.clone())
-                            .push_bind(e.record.clone())
-                            .push_bind(e.action.clone())
-                            .push_bind(e.before.clone())
-                            .push_bind(e.after.clone())
-                            .push_bind(e.outcome.clone())
-                            .push_bind(e.prev_hash.clone())
-                            .push_bind(e.hash.clone());
+                            .push_bind(e.at)
+                            .push_bind(e.actor)
+                            .push_bind(e.record)
+                            .push_bind(e.action)
+                            .push_bind(e.before)
+                            .push_bind(e.after)
+                            .push_bind(e.outcome)
+                            .push_bind(e.prev_hash)
+                            .push_bind(e.hash);
                     });
                     qb.build().execute(&mut *self.tx).await?;
                 }
-                if let Some(last) = w.audit.last() {
+                if let Some((seq, hash)) = last {
                     sqlx::query("UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1")
-                        .bind(last.seq)
-                        .bind(&last.hash)
+                        .bind(seq)
+                        .bind(&hash)
                         .execute(&mut *self.tx)
                         .await?;
-                    self.head = (last.seq, last.hash.clone());
+                    self.head = (seq, hash);
                 }
-                for g in &w.grants {
+                for g in &grants {
                     match g {
                         GrantChange::Add(g) => {
                             sqlx::query("INSERT INTO role_grants (actor, role, granted_by, granted_at) VALUES ($1, $2, $3, $4) ON CONFLICT (actor, role) DO NOTHING")
@@ -511,7 +522,7 @@ macro_rules! sql_store {
                     }
                 }
                 // In enqueue order, so ids (and with them each channel's delivery order) follow it.
-                for chunk in fixed_chunks(&w.outbox) {
+                for chunk in fixed_chunks(&outbox) {
                     let mut qb = QueryBuilder::<$db>::new(
                         "INSERT INTO outbox (platform, channel, op, record, payload, created_at, attempts, next_attempt_at) ",
                     );
