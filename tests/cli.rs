@@ -2,65 +2,11 @@
 //! `audit verify`, start-up errors that name the variable at fault, and `serve` start-up and
 //! graceful shutdown on SIGTERM.
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A scratch directory with its own database, where every process runs (so no `.env` leaks in).
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        Scratch {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn db_url(&self) -> String {
-        format!("sqlite://{}", self.path("x.db").display())
-    }
-
-    /// `opsledger ARGS` with this directory's database and none of the host's settings.
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsledger"));
-        cmd.args(args).current_dir(self.dir.path());
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy().into_owned();
-            if ["OPSLEDGER_", "SLACK_", "DISCORD_", "GITHUB_"]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                cmd.env_remove(&name);
-            }
-        }
-        cmd.env("OPSLEDGER_DATABASE_URL", self.db_url())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run opsledger")
-    }
-
-    fn exec(&self, actor: &str, text: &str) -> Output {
-        self.run(&["exec", "--as", actor, text])
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::scratch::{stderr, stdout, Scratch};
 
 /// Asserts the exit code, showing both streams when it is wrong.
 fn assert_exit(o: &Output, code: i32) {

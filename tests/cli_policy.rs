@@ -1,7 +1,8 @@
 //! `opsledger policy check FILE` and `opsledger policy show` as a user runs them: what they print,
 //! their exit codes, and that neither opens or creates the database.
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+mod common;
 
 /// The example from the contract's "Process rules file" section, verbatim.
 const CONTRACT_EXAMPLE: &str = r#"[roles]                      # who may do what; `role grant` adds at run time (audited)
@@ -39,69 +40,13 @@ protected = ["acme/shop:main"]   # merges here need an approved change
 change_pattern = "CHG-(\\d+)"
 "#;
 
-/// A scratch working directory with its own (never created) database, where every process runs.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
+use common::scratch::{stderr, stdout, Scratch};
 
-impl Scratch {
-    fn new() -> Self {
-        Scratch {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+/// Asserts the database was neither opened nor created, nor its WAL files.
+fn assert_no_database(s: &Scratch) {
+    for name in ["x.db", "x.db-wal", "x.db-shm", "opsledger.db"] {
+        assert!(!s.path(name).exists(), "{name} was created");
     }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path("x.db")
-    }
-
-    /// Writes `text` to `name` in the scratch directory.
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.path(name), text).expect("write file");
-    }
-
-    /// `opsledger ARGS` in this directory, with this directory's database and none of the host's
-    /// `OPSLEDGER_*` settings.
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsledger"));
-        cmd.args(args).current_dir(self.dir.path());
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy().into_owned();
-            if name.starts_with("OPSLEDGER_") {
-                cmd.env_remove(&name);
-            }
-        }
-        cmd.env(
-            "OPSLEDGER_DATABASE_URL",
-            format!("sqlite://{}", self.db().display()),
-        )
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("run opsledger")
-    }
-
-    /// Asserts the database was neither opened nor created, nor its WAL files.
-    fn assert_no_database(&self) {
-        for name in ["x.db", "x.db-wal", "x.db-shm", "opsledger.db"] {
-            assert!(!self.path(name).exists(), "{name} was created");
-        }
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts the exit code, showing both streams when it is wrong.
@@ -137,7 +82,7 @@ fn check_of_the_contract_example_says_ok_with_a_summary() {
     );
     assert!(lines[1].contains("1 freeze"), "{text}");
     assert_eq!(stderr(&out), "");
-    s.assert_no_database();
+    assert_no_database(&s);
 }
 
 #[test]
@@ -156,7 +101,7 @@ fn check_of_zero_approvals_names_the_key_and_the_rule() {
         "policy.toml: change.normal.approvals must be at least 1\n"
     );
     assert_eq!(stdout(&out), "");
-    s.assert_no_database();
+    assert_no_database(&s);
 }
 
 #[test]
@@ -207,7 +152,7 @@ fn check_of_a_missing_file_says_it_cannot_be_read() {
     assert_exit(&out, 1);
     let err = stderr(&out);
     assert!(err.starts_with("nowhere.toml: cannot be read: "), "{err}");
-    s.assert_no_database();
+    assert_no_database(&s);
 }
 
 #[test]
@@ -256,7 +201,7 @@ fn show_without_a_policy_prints_the_defaults_as_a_valid_rules_file() {
     assert!(text.contains("[change.normal]\napprovals = 2\n"), "{text}");
     assert_exit(&check, 0);
     assert!(stdout(&check).starts_with("shown.toml: ok\n"));
-    s.assert_no_database();
+    assert_no_database(&s);
 }
 
 #[test]
@@ -290,7 +235,7 @@ fn show_with_opsledger_policy_reflects_the_file_and_says_where_it_came_from() {
         text.contains("[sla.P2]\nrespond = \"30m\"\nresolve = \"72h\"\n"),
         "{text}"
     );
-    s.assert_no_database();
+    assert_no_database(&s);
 }
 
 #[test]
@@ -335,7 +280,7 @@ fn show_with_a_broken_opsledger_policy_exits_1_naming_the_variable_and_key() {
         "{err}"
     );
     assert_eq!(stdout(&out), "");
-    s.assert_no_database();
+    assert_no_database(&s);
 }
 
 #[test]
@@ -379,5 +324,5 @@ fn policy_commands_do_not_create_the_default_database_either() {
     // Assert
     assert_exit(&check, 0);
     assert_exit(&show, 0);
-    s.assert_no_database();
+    assert_no_database(&s);
 }

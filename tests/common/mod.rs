@@ -13,6 +13,8 @@ use opsledger::ledger::{Clock, Ledger};
 use opsledger::store::Store;
 use tokio::task::JoinHandle;
 
+pub mod scratch;
+
 /// The variable naming the PostgreSQL server the conformance tests use.
 pub const PG_ENV: &str = "OPSLEDGER_TEST_POSTGRES_URL";
 
