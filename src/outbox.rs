@@ -53,7 +53,9 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a claim holds an item for one attempt; longer than `DELIVERY_TIMEOUT`.
 pub const LEASE: Duration = Duration::from_secs(120);
 /// The longest the worker sleeps without looking (another replica may have enqueued).
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// The same cap as the SLA clock's, whose `until` the worker shares.
+const MAX_SLEEP: Duration = crate::sla_clock::MAX_SLEEP;
+use crate::sla_clock::until;
 /// After a store failure, wait this long before trying again.
 const STORE_RETRY: Duration = Duration::from_secs(2);
 /// How long `stop` lets deliveries in flight finish.
@@ -326,17 +328,6 @@ fn later(now: DateTime<Utc>, d: Duration) -> String {
         now.checked_add_signed(d)
             .unwrap_or(DateTime::<Utc>::MAX_UTC),
     )
-}
-
-/// How long to sleep until `next` (an RFC 3339 time), at most `MAX_SLEEP`.
-fn until(next: Option<&str>, now: DateTime<Utc>) -> Duration {
-    let Some(next) = next.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
-        return MAX_SLEEP;
-    };
-    match (next.with_timezone(&Utc) - now).to_std() {
-        Ok(d) => d.min(MAX_SLEEP),
-        Err(_) => Duration::ZERO, // already due
-    }
 }
 
 #[cfg(test)]

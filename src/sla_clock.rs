@@ -20,7 +20,7 @@ use crate::domain::reply::Outcome;
 use crate::ledger::{Clock, Ledger};
 
 /// The longest the clock sleeps without looking.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// After a failure (database down), wait this long before trying again.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -87,7 +87,7 @@ async fn run(ledger: Ledger, clock: Arc<dyn Clock>, wake: Arc<Notify>) {
 }
 
 /// How long to sleep until `next` (an RFC 3339 time), at most `MAX_SLEEP`.
-fn until(next: Option<&str>, now: DateTime<Utc>) -> Duration {
+pub(crate) fn until(next: Option<&str>, now: DateTime<Utc>) -> Duration {
     let Some(next) = next.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) else {
         return MAX_SLEEP;
     };
