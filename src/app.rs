@@ -13,6 +13,8 @@ use crate::config::{Integrations, ServeArgs};
 use crate::domain::audit::ChainVerifier;
 use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
+use crate::integrations::discord::{DiscordConfig, DiscordDeliverer};
+use crate::integrations::discord_handlers::DiscordHandlers;
 use crate::integrations::slack::{SlackConfig, SlackDeliverer};
 use crate::integrations::slack_handlers::SlackHandlers;
 use crate::ledger::{Clock, Ledger, LedgerConfig, Router, SystemClock};
@@ -124,6 +126,36 @@ pub fn slack_config(i: &Integrations) -> anyhow::Result<Option<SlackConfig>> {
     }))
 }
 
+/// The Discord REST client when the bot token and application ID are set (enough for
+/// `discord register`; serving interactions also needs the public key).
+pub fn discord_api(i: &Integrations) -> anyhow::Result<Option<opsledger_discord::DiscordApi>> {
+    let (Some(token), Some(app)) = (&i.discord_bot_token, &i.discord_application_id) else {
+        return Ok(None);
+    };
+    opsledger_discord::DiscordApi::new(token.expose_secret(), app, &i.discord_api_url)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cannot set up the Discord client: {e}"))
+}
+
+/// The Discord settings when the public key, bot token and application ID are all set.
+pub fn discord_config(i: &Integrations) -> anyhow::Result<Option<DiscordConfig>> {
+    let Some(key) = &i.discord_public_key else {
+        return Ok(None);
+    };
+    let Some(api) = discord_api(i)? else {
+        return Ok(None);
+    };
+    let verifier = opsledger_discord::Verifier::new(key)
+        .map_err(|e| anyhow::anyhow!("{e} (check DISCORD_PUBLIC_KEY)"))?;
+    Ok(Some(DiscordConfig {
+        verifier,
+        api,
+        incident_channel: i.discord_incident_channel.clone(),
+        cab_channel: i.discord_cab_channel.clone(),
+        defer_after: crate::integrations::discord::DEFAULT_DEFER_AFTER,
+    }))
+}
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
@@ -204,11 +236,25 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let slack = slack_config(&args.integrations)?;
+    let discord = discord_config(&args.integrations)?.map(|mut cfg| {
+        if let Some(d) = args.discord_defer_after {
+            cfg.defer_after = d;
+        }
+        cfg
+    });
     let mut routers: Vec<Arc<dyn Router>> = Vec::new();
     let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
     if let Some(cfg) = &slack {
         routers.push(Arc::new(cfg.clone()));
         deliverers.push(Arc::new(SlackDeliverer {
+            config: cfg.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+        }));
+    }
+    if let Some(cfg) = &discord {
+        routers.push(Arc::new(cfg.clone()));
+        deliverers.push(Arc::new(DiscordDeliverer {
             config: cfg.clone(),
             store: store.clone(),
             clock: clock.clone(),
@@ -233,6 +279,11 @@ pub async fn serve(
         config: Arc::new(config),
         outbox: Some(outbox.waker()),
     });
+    let discord = discord.map(|config| DiscordHandlers {
+        ledger: ledger.clone(),
+        config: Arc::new(config),
+        outbox: Some(outbox.waker()),
+    });
     let socket_mode = match (&slack, &args.integrations.slack_app_token) {
         (Some(handlers), Some(app_token)) => Some(
             opsledger_slack::SocketMode::start(
@@ -251,6 +302,7 @@ pub async fn serve(
         ledger: ledger.clone(),
         api_token: args.api_token.clone().map(Arc::new),
         slack,
+        discord,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);

@@ -36,7 +36,7 @@ pub struct StoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum CliCommand {
-    /// Run the HTTP server: the read API, health and metrics (chat and GitHub endpoints are not in this build yet).
+    /// Run the HTTP server: Slack and Discord endpoints, the read API, health and metrics.
     // Boxed: the platform settings make it far larger than the other variants.
     Serve(Box<ServeArgs>),
     /// Run one command (or, with `-`, one per line from stdin) and print the reply.
@@ -47,6 +47,11 @@ pub enum CliCommand {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Discord set-up: register the slash commands with Discord.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
     },
     /// Check a process-rules file, or show the rules in force; neither touches the database.
     Policy {
@@ -65,6 +70,20 @@ pub enum PolicyCommand {
     },
     /// Print the rules in force (OPSLEDGER_POLICY, or the built-in defaults) as a rules file.
     Show,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiscordCommand {
+    /// Register (replace) the slash commands /ops, /incident, /change and /release; needs
+    /// DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID.
+    Register {
+        /// Register in this server only, where they appear at once (global commands can take
+        /// up to an hour to show).
+        #[arg(long, value_name = "ID")]
+        guild: Option<String>,
+        #[command(flatten)]
+        integrations: Box<Integrations>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +134,9 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub integrations: Integrations,
+    /// How long a Discord command may run before its answer is deferred; tests shorten it.
+    #[arg(skip)]
+    pub discord_defer_after: Option<std::time::Duration>,
 }
 
 /// The platform settings. The adapters read them; `serve` reports which are on and why.
@@ -199,19 +221,27 @@ impl Integrations {
         } else {
             line("slack", &slack_vars)
         };
+        let discord_vars = [
+            ("DISCORD_PUBLIC_KEY", self.discord_public_key.is_some()),
+            ("DISCORD_BOT_TOKEN", self.discord_bot_token.is_some()),
+            (
+                "DISCORD_APPLICATION_ID",
+                self.discord_application_id.is_some(),
+            ),
+        ];
+        let discord = if discord_vars.iter().all(|(_, set)| *set) {
+            format!(
+                "discord: on (HTTP endpoint /discord/interactions; API {}; incident channel {}, CAB channel {})",
+                self.discord_api_url,
+                channel(&self.discord_incident_channel),
+                channel(&self.discord_cab_channel)
+            )
+        } else {
+            line("discord", &discord_vars)
+        };
         vec![
             slack,
-            line(
-                "discord",
-                &[
-                    ("DISCORD_PUBLIC_KEY", self.discord_public_key.is_some()),
-                    ("DISCORD_BOT_TOKEN", self.discord_bot_token.is_some()),
-                    (
-                        "DISCORD_APPLICATION_ID",
-                        self.discord_application_id.is_some(),
-                    ),
-                ],
-            ),
+            discord,
             line(
                 "github",
                 &[(

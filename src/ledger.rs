@@ -49,6 +49,7 @@ pub struct Ledger {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
     metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
     bus: Arc<Bus>,
 }
 
@@ -91,6 +92,7 @@ impl Ledger {
             store: cfg.store.clone(),
             policy: cfg.policy.clone(),
             metrics: cfg.metrics.clone(),
+            clock: cfg.clock.clone(),
             bus: bus.clone(),
         };
         let writer = tokio::spawn(run_writer(rx, cfg, bus));
@@ -113,6 +115,11 @@ impl Ledger {
         &self.store
     }
 
+    /// The clock commands are stamped with (a test clock in tests).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     pub fn policy(&self) -> &Arc<Policy> {
         &self.policy
     }
@@ -123,7 +130,17 @@ impl Ledger {
 
     /// Parses chat text and runs it. Usage errors and help are answered here: they touch no record.
     pub async fn handle_text(&self, actor: Actor, text: &str) -> Handled {
-        match parser::parse(text) {
+        self.handle_parsed(actor, parser::parse(text)).await
+    }
+
+    /// Runs what a parser made of a command (the text grammar, or Discord's structured
+    /// commands): a usage error is answered with the command's usage line, `help` at once.
+    pub async fn handle_parsed(
+        &self,
+        actor: Actor,
+        parsed: Result<Command, parser::UsageError>,
+    ) -> Handled {
+        match parsed {
             Ok(Command::Help { topic }) => {
                 self.metrics.command("help", "ok");
                 usecase::help(topic.as_deref())

@@ -9,7 +9,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use opsledger::app;
-use opsledger::config::{AuditCommand, Cli, CliCommand, ExecArgs, PolicyCommand, StoreArgs};
+use opsledger::config::{
+    AuditCommand, Cli, CliCommand, DiscordCommand, ExecArgs, PolicyCommand, StoreArgs,
+};
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
 use opsledger::domain::reply::Outcome;
@@ -108,6 +110,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         CliCommand::Exec(args) => {
             let (policy, store) = open(&cli.store).await?;
             exec(args, store, policy).await
+        }
+        // Registration talks to Discord only: it neither opens nor creates the database.
+        CliCommand::Discord {
+            command:
+                DiscordCommand::Register {
+                    guild,
+                    integrations,
+                },
+        } => {
+            let Some(api) = app::discord_api(&integrations)? else {
+                anyhow::bail!(
+                    "discord register needs DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID"
+                );
+            };
+            let specs = opsledger::integrations::discord::command_specs();
+            let names = api
+                .register_commands(guild.as_deref(), &specs)
+                .await
+                .context("cannot register the Discord commands")?;
+            let scope = match &guild {
+                Some(g) => format!("in server {g}"),
+                None => "globally (they can take up to an hour to appear)".to_string(),
+            };
+            println!(
+                "registered {} commands {scope}: /{}",
+                names.len(),
+                names.join(", /")
+            );
+            Ok(ExitCode::SUCCESS)
         }
         CliCommand::Serve(args) => {
             let (policy, store) = open(&cli.store).await?;

@@ -2,7 +2,6 @@
 #[macro_use]
 mod common;
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,7 +10,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
-use hmac::{Hmac, Mac};
 use opsledger::app::{self, Running};
 use opsledger::config::{Integrations, ServeArgs};
 use opsledger::domain::ids::Kind;
@@ -31,9 +29,15 @@ struct Call {
 /// A fake Slack Web API: records calls; answers the queued failure statuses first.
 #[derive(Clone, Default)]
 struct FakeSlack {
-    calls: Arc<Mutex<Vec<Call>>>,
-    failures: Arc<Mutex<VecDeque<u16>>>,
+    rec: common::Recorder<Call>,
     ts: Arc<Mutex<u64>>,
+}
+
+impl std::ops::Deref for FakeSlack {
+    type Target = common::Recorder<Call>;
+    fn deref(&self) -> &Self::Target {
+        &self.rec
+    }
 }
 
 async fn fake_method(
@@ -42,7 +46,7 @@ async fn fake_method(
     body: String,
 ) -> axum::response::Response {
     let (fake, method) = fake;
-    if let Some(status) = fake.failures.lock().unwrap().pop_front() {
+    if let Some(status) = fake.next_failure() {
         let mut resp = (StatusCode::from_u16(status).unwrap(), "failure").into_response();
         if status == 429 {
             resp.headers_mut()
@@ -59,7 +63,7 @@ async fn fake_method(
         );
     }
     let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    fake.calls.lock().unwrap().push(Call {
+    fake.push(Call {
         method: method.to_string(),
         body: body.clone(),
     });
@@ -115,26 +119,6 @@ impl FakeSlack {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         (fake, base)
     }
-
-    fn calls(&self) -> Vec<Call> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    /// Waits until `pred` holds for the calls so far (the outbox delivers asynchronously).
-    async fn wait_for(&self, what: &str, pred: impl Fn(&[Call]) -> bool) -> Vec<Call> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let calls = self.calls();
-            if pred(&calls) {
-                return calls;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; calls: {calls:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
 }
 
 struct SlackApp {
@@ -158,30 +142,15 @@ resolve = "4h"
 
 async fn spawn_slack_app() -> SlackApp {
     let (fake, fake_base) = FakeSlack::start().await;
-    let db = common::sqlite_db();
-    let store = db.store().await;
-    let args = ServeArgs {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        api_token: None,
-        public_url: None,
-        integrations: Integrations {
-            slack_signing_secret: Some(SECRET.to_string().into()),
-            slack_bot_token: Some("xoxb-test".to_string().into()),
-            slack_api_url: format!("{fake_base}/api"),
-            slack_incident_channel: Some("CINC".into()),
-            slack_cab_channel: Some("CCAB".into()),
-            ..Integrations::default()
-        },
+    let integrations = Integrations {
+        slack_signing_secret: Some(SECRET.to_string().into()),
+        slack_bot_token: Some("xoxb-test".to_string().into()),
+        slack_api_url: format!("{fake_base}/api"),
+        slack_incident_channel: Some("CINC".into()),
+        slack_cab_channel: Some("CCAB".into()),
+        ..Integrations::default()
     };
-    let running = app::serve(
-        &args,
-        store,
-        Policy::from_toml(RULES).unwrap(),
-        app::system_clock(),
-    )
-    .await
-    .expect("serve");
-    let base = format!("http://{}", running.addr);
+    let (running, base, db) = common::serve_platforms(integrations, RULES, None).await;
     SlackApp {
         running: Some(running),
         base,
@@ -192,19 +161,7 @@ async fn spawn_slack_app() -> SlackApp {
     }
 }
 
-fn now_ts() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// Signs exactly as Slack does: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}").
-fn sign(secret: &str, ts: i64, body: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(format!("v0:{ts}:{body}").as_bytes());
-    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
-}
+use common::{now_ts, slack_signature as sign};
 
 impl SlackApp {
     async fn post_signed(
@@ -498,7 +455,7 @@ async fn a_cab_vote_by_buttons_updates_the_message_each_time_and_refuses_a_self_
 async fn messages_survive_500s_and_429s_and_arrive_in_order() {
     let app = spawn_slack_app().await;
     // Slack is down for a while: two 500s, then a 429 with Retry-After: 1.
-    app.fake.failures.lock().unwrap().extend([500, 500, 429]);
+    app.fake.fail_next(&[500, 500, 429]);
     for i in 1..=3 {
         app.slash("U1", &format!("incident raise Outage {i}")).await;
     }
@@ -519,7 +476,7 @@ async fn messages_survive_500s_and_429s_and_arrive_in_order() {
             "out of order: {texts:?}"
         );
     }
-    assert!(app.fake.failures.lock().unwrap().is_empty());
+    assert_eq!(app.fake.failures_left(), 0);
     app.stop().await;
 }
 
@@ -852,6 +809,7 @@ async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url()
             slack_api_url: api_base,
             ..Integrations::default()
         },
+        discord_defer_after: None,
     };
 
     // Act

@@ -1,5 +1,6 @@
 //! The chat command parser: text in, a typed `Command` or a usage error for that one command out.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -538,6 +539,86 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         return Err(early_error(text, message));
     }
     let toks = tokenize(text).map_err(|m| early_error(text, m))?;
+    parse_toks(&toks)
+}
+
+/// One piece of a command given in parts (Discord's structured commands): a plain word such as a
+/// record ID, a `key:value` option, or free text taken literally (never read as options or quotes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// Read as an unquoted word of the text, so it may also be a flag such as `security`.
+    Word(&'a str),
+    /// Read as the unquoted word `key:value`; an unknown key leaves it a plain word, as in text.
+    Opt(&'a str, &'a str),
+    /// Blank text is left out, so an empty optional field means the same as an absent one.
+    Literal(&'a str),
+}
+
+impl Part<'_> {
+    /// Characters as typed, to apply the same `MAX_CHARS` bound as `parse`.
+    fn chars(&self) -> usize {
+        match self {
+            Part::Word(s) | Part::Literal(s) => s.chars().count(),
+            Part::Opt(k, v) => k.chars().count() + 1 + v.chars().count(),
+        }
+    }
+}
+
+/// Parses a command given as its name (`"incident raise"`, `"change approve"`) and parts; the
+/// result and the errors are exactly those of `parse` for the equivalent text.
+///
+/// Only `name` names the command, so a part is never taken for its verb. Parts that text could
+/// not express (a word or option value containing whitespace) are refused rather than split.
+pub fn parse_parts(name: &str, parts: &[Part<'_>]) -> Result<Command, UsageError> {
+    let chars = name.chars().count() + parts.iter().map(Part::chars).sum::<usize>();
+    if chars > MAX_CHARS {
+        let message = format!("command too long: {chars} characters, at most {MAX_CHARS}");
+        return Err(early_error(name, message));
+    }
+    let mut words = name.split_whitespace();
+    let Some(top) = words.next() else {
+        return parse_toks(&[]);
+    };
+    let c = resolve(top, words.next())?.ctx;
+    // The same whitespace as the tokeniser's `\s`, which is Unicode's White_Space.
+    let spaced = |s: &str| s.chars().any(char::is_whitespace);
+    // Options are joined into owned `key:value` words first, so the tokens can borrow them.
+    let mut owned: Vec<(Cow<'_, str>, bool)> = name
+        .split_whitespace()
+        .map(|w| (Cow::Borrowed(w), false))
+        .collect();
+    for part in parts {
+        match *part {
+            Part::Word("") => return Err(c.err("empty value: give one word")),
+            // Splitting would shift every later word, e.g. turn an ID's tail into a note.
+            Part::Word(w) if spaced(w) => {
+                return Err(c.err(format!("`{}` must be one word", shown(w))))
+            }
+            Part::Word(w) => owned.push((Cow::Borrowed(w), false)),
+            Part::Opt(k, _) if k.is_empty() || k.contains(':') || spaced(k) => {
+                return Err(c.err(format!("`{}` is not an option name", shown(k))))
+            }
+            // Some checks trim (lists such as `depends:db, cache`), so refuse rather than mend.
+            Part::Opt(k, v) if spaced(v) => {
+                return Err(c.err(format!("`{}` must be one word", shown(&format!("{k}:{v}")))))
+            }
+            Part::Opt(k, v) => owned.push((Cow::Owned(format!("{k}:{v}")), false)),
+            Part::Literal(t) if t.trim().is_empty() => {}
+            Part::Literal(t) => owned.push((Cow::Borrowed(t), true)),
+        }
+    }
+    let toks: Vec<Tok<'_>> = owned
+        .iter()
+        .map(|(text, quoted)| Tok {
+            text,
+            quoted: *quoted,
+        })
+        .collect();
+    parse_toks(&toks)
+}
+
+/// The grammar after tokenising, shared by `parse` and `parse_parts`.
+fn parse_toks(toks: &[Tok]) -> Result<Command, UsageError> {
     let Some(top) = toks.first() else {
         return Err(UsageError {
             command: "",
@@ -2553,6 +2634,215 @@ mod tests {
         assert!(cmd.is_ok(), "{cmd:?}");
     }
 
+    // ---- commands given in parts ----
+
+    fn ok_parts(name: &str, parts: &[Part<'_>]) -> Command {
+        parse_parts(name, parts).unwrap_or_else(|e| panic!("`{name}` {parts:?} should parse: {e}"))
+    }
+
+    fn err_parts(name: &str, parts: &[Part<'_>]) -> UsageError {
+        match parse_parts(name, parts) {
+            Err(e) => e,
+            Ok(cmd) => panic!("`{name}` {parts:?} should be refused, got {cmd:?}"),
+        }
+    }
+
+    #[test]
+    fn parts_literal_title_keeps_option_like_words_while_options_apply() {
+        let parts = [
+            Part::Literal("DB slow impact:high"),
+            Part::Opt("impact", "low"),
+            Part::Opt("service", "db"),
+        ];
+
+        let cmd = ok_parts("incident raise", &parts);
+
+        assert_eq!(
+            cmd,
+            Command::Incident(IncidentCmd::Raise {
+                title: "DB slow impact:high".into(),
+                impact: Some(Level::Low),
+                urgency: None,
+                service: Some("db".into()),
+                ci: None,
+                security: false,
+            })
+        );
+    }
+
+    #[test]
+    fn parts_literal_with_quotes_and_flags_is_taken_verbatim() {
+        let title = r#"Checkout down impact:high "x" security 'y"#;
+
+        let cmd = ok_parts("incident raise", &[Part::Literal(title)]);
+
+        assert_eq!(cmd, Command::Incident(raise(title)));
+    }
+
+    #[test]
+    fn parts_change_approve_with_id_and_quoted_text() {
+        let parts = [Part::Word("CHG-3"), Part::Literal("looks \"fine\"")];
+
+        let cmd = ok_parts("change approve", &parts);
+
+        assert_eq!(
+            cmd,
+            Command::Change(ChangeCmd::Act {
+                action: ChangeAction::Approve,
+                id: id("CHG-3"),
+                text: Some("looks \"fine\"".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn parts_give_the_same_command_as_the_equivalent_text() {
+        let cases: [(&str, &str, &[Part<'_>]); 5] = [
+            (
+                r#"change request "Upgrade DB" type:normal risk:high window:2026-12-01T22:00Z..2026-12-01T23:00Z"#,
+                "change request",
+                &[
+                    Part::Literal("Upgrade DB"),
+                    Part::Opt("type", "normal"),
+                    Part::Opt("risk", "high"),
+                    Part::Opt("window", "2026-12-01T22:00Z..2026-12-01T23:00Z"),
+                ],
+            ),
+            (
+                "release create 1.2.0 repo:acme/shop CHG-1 CHG-2",
+                "release create",
+                &[
+                    Part::Word("1.2.0"),
+                    Part::Opt("repo", "acme/shop"),
+                    Part::Word("CHG-1"),
+                    Part::Word("CHG-2"),
+                ],
+            ),
+            (
+                "incident raise \"Login fails\" security urgency:high",
+                "incident raise",
+                &[
+                    Part::Literal("Login fails"),
+                    Part::Word("security"),
+                    Part::Opt("urgency", "high"),
+                ],
+            ),
+            (
+                "role grant @alice cab",
+                "role grant",
+                &[Part::Word("@alice"), Part::Word("cab")],
+            ),
+            ("help incident", "help", &[Part::Word("incident")]),
+        ];
+
+        for (text, name, parts) in cases {
+            let from_text = ok(text);
+
+            let from_parts = ok_parts(name, parts);
+
+            assert_eq!(from_parts, from_text, "{text}");
+        }
+    }
+
+    #[test]
+    fn parts_give_the_same_errors_as_the_equivalent_text() {
+        let cases: [(&str, &str, &[Part<'_>]); 5] = [
+            (
+                "incident raise Outage impact:huge",
+                "incident raise",
+                &[Part::Literal("Outage"), Part::Opt("impact", "huge")],
+            ),
+            (
+                "change approve INC-3",
+                "change approve",
+                &[Part::Word("INC-3")],
+            ),
+            (
+                "release create 1.2.0 repo:nope",
+                "release create",
+                &[Part::Word("1.2.0"), Part::Opt("repo", "nope")],
+            ),
+            ("incident frobnicate", "incident frobnicate", &[]),
+            ("", "", &[]),
+        ];
+
+        for (text, name, parts) in cases {
+            let from_text = err(text);
+
+            let from_parts = err_parts(name, parts);
+
+            assert_eq!(from_parts, from_text, "{text}");
+        }
+    }
+
+    #[test]
+    fn parts_word_must_be_one_nonempty_word() {
+        for word in ["CHG 3", "CHG-3\n", ""] {
+            let e = err_parts("change show", &[Part::Word(word)]);
+
+            assert_eq!(e.command, "change show", "{word:?}");
+            assert!(e.message.contains("one word"), "{word:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn parts_option_value_with_a_space_is_refused_naming_the_option() {
+        let parts = [Part::Word("my-ci"), Part::Opt("depends", "db, cache")];
+
+        let e = err_parts("ci add", &parts);
+
+        assert_eq!(e.command, "ci add");
+        assert_eq!(e.message, "`depends:db, cache` must be one word");
+    }
+
+    #[test]
+    fn parts_option_with_a_malformed_key_is_refused() {
+        for key in ["", "impact:x", "imp act"] {
+            let parts = [Part::Literal("Outage"), Part::Opt(key, "low")];
+
+            let e = err_parts("incident raise", &parts);
+
+            assert!(e.message.contains("not an option name"), "{key:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn parts_blank_literal_counts_as_absent() {
+        let act = ok_parts(
+            "change approve",
+            &[Part::Word("CHG-3"), Part::Literal("  ")],
+        );
+        let missing = err_parts("incident raise", &[Part::Literal("")]);
+
+        assert_eq!(
+            act,
+            Command::Change(ChangeCmd::Act {
+                action: ChangeAction::Approve,
+                id: id("CHG-3"),
+                text: None,
+            })
+        );
+        assert_eq!(missing, err("incident raise"));
+    }
+
+    #[test]
+    fn parts_name_alone_names_the_command() {
+        let e = err_parts("incident", &[Part::Word("raise"), Part::Literal("Outage")]);
+
+        assert_eq!(e.command, "incident");
+        assert!(e.message.starts_with("missing incident command"), "{e}");
+    }
+
+    #[test]
+    fn parts_longer_than_the_text_limit_are_refused() {
+        let long = "x".repeat(MAX_CHARS);
+
+        let e = err_parts("incident raise", &[Part::Literal(&long)]);
+
+        assert_eq!(e.command, "incident raise");
+        assert!(e.message.starts_with("command too long"), "{e}");
+    }
+
     // ---- properties ----
 
     const GRAMMARISH: &[&str] = &[
@@ -2670,6 +2960,20 @@ mod tests {
         #[test]
         fn parse_never_panics_on_grammarish_text(text in grammarish()) {
             check_invariants(&text);
+        }
+
+        #[test]
+        fn literal_titles_survive_parts(title in "\\PC{0,60}") {
+            let cmd = parse_parts("incident raise", &[Part::Literal(&title), Part::Opt("impact", "low")]);
+            if title.trim().is_empty() {
+                proptest::prop_assert!(cmd.is_err(), "{title:?}: {cmd:?}");
+            } else {
+                let Ok(Command::Incident(IncidentCmd::Raise { title: got, impact, .. })) = cmd else {
+                    panic!("{title:?}: {cmd:?}");
+                };
+                proptest::prop_assert_eq!(got, title.trim());
+                proptest::prop_assert_eq!(impact, Some(Level::Low));
+            }
         }
 
         #[test]

@@ -10,6 +10,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token: send `Authorization: Bearer <OPSLEDGER_API_TOKEN>`")]
     Unauthorized,
+    /// A platform request (Slack, Discord, GitHub) whose signature did not verify.
+    #[error("the request signature is missing, stale or wrong")]
+    BadSignature,
     #[error("{0}")]
     NotFound(String),
     #[error("the request body is larger than the {} KiB limit", .0 / 1024)]
@@ -30,7 +33,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

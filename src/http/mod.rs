@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::ledger::Ledger;
 
 mod api;
+mod discord;
 pub mod error;
 mod slack;
 
@@ -34,6 +35,8 @@ pub struct AppState {
     pub api_token: Option<Arc<SecretString>>,
     /// The Slack handlers when Slack is on.
     pub slack: Option<crate::integrations::slack_handlers::SlackHandlers>,
+    /// The Discord handlers when Discord is on.
+    pub discord: Option<crate::integrations::discord_handlers::DiscordHandlers>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api)
         .merge(slack::routes())
+        .merge(discord::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Router layers wrap every route, the 405 answers and the fallback, so the body limit
         // holds for unknown paths and wrong methods too; observe sees (and counts) its 413s.

@@ -52,7 +52,7 @@ fn verified<'b>(
     )
     .map_err(|e| {
         tracing::warn!(error = %e, "rejected a Slack request");
-        ApiError::Unauthorized
+        ApiError::BadSignature
     })?;
     Ok(text)
 }

@@ -1,7 +1,122 @@
 //! Integrations: the glue between the ledger and each platform adapter crate.
 //!
 //! Each integration routes committed events to outbox messages, delivers them through its
-//! adapter, and turns the adapter's plain inbound values into ledger commands.
+//! adapter, and turns the adapter's plain inbound values into ledger commands. What every chat
+//! platform does the same way (forms, record cards, queueing a message outside a command) lives
+//! here once.
 
+pub mod discord;
+pub mod discord_handlers;
+pub mod forms;
 pub mod slack;
 pub mod slack_handlers;
+
+use std::sync::Arc;
+
+use opsledger_view::{ButtonStyle, View, ViewButton};
+
+use crate::domain::ids::RecordId;
+use crate::domain::records::Record;
+use crate::domain::reply::{Outcome, Reply};
+use crate::ledger::Clock;
+use crate::outbox::{DeliveryError, OutboxWaker};
+use crate::store::{NewOutbox, OutboxItem, Store, StoreError, WriteSet};
+use crate::usecase::render;
+
+/// Maps a neutral reply to the view every chat adapter renders. A refusal names the rule that
+/// refused it, so the person knows what would satisfy it.
+pub fn view(reply: &Reply) -> View {
+    let rule = match &reply.outcome {
+        Outcome::Refused { rule } => Some(("Refused by rule".to_string(), rule.clone())),
+        _ => None,
+    };
+    View {
+        text: reply.text.clone(),
+        fields: reply
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.value.clone()))
+            .chain(rule)
+            .collect(),
+        buttons: reply
+            .buttons
+            .iter()
+            .map(|b| ViewButton {
+                label: b.label.clone(),
+                action: b.action.clone(),
+                record: b.record.clone(),
+                style: match b.style {
+                    crate::domain::reply::ButtonStyle::Primary => ButtonStyle::Primary,
+                    crate::domain::reply::ButtonStyle::Danger => ButtonStyle::Danger,
+                    crate::domain::reply::ButtonStyle::Default => ButtonStyle::Default,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// A store failure during delivery: the store may be back soon, so try again.
+pub(crate) fn store_retry(e: StoreError) -> DeliveryError {
+    DeliveryError::Retry {
+        after: None,
+        reason: e.to_string(),
+    }
+}
+
+/// The record as it is now.
+pub(crate) async fn load(store: &dyn Store, record: &str) -> Result<Record, DeliveryError> {
+    let kind = record
+        .parse::<RecordId>()
+        .map(|id| id.kind)
+        .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+    store
+        .get(kind, record)
+        .await
+        .map_err(store_retry)?
+        .ok_or_else(|| DeliveryError::Permanent(format!("no such {} {record}", kind.noun())))
+}
+
+/// The record's card as it is now: messages are rendered when sent, so a late delivery is right.
+pub(crate) async fn card(
+    store: &dyn Store,
+    clock: &Arc<dyn Clock>,
+    record: &str,
+) -> Result<Reply, DeliveryError> {
+    Ok(render::record(&load(store, record).await?, clock.now()))
+}
+
+/// The reply an outbox item carries in `payload.reply`.
+pub(crate) fn payload_reply(item: &OutboxItem) -> Result<Reply, DeliveryError> {
+    serde_json::from_value(item.payload.get("reply").cloned().unwrap_or_default())
+        .map_err(|e| DeliveryError::Permanent(format!("outbox item {} has no reply: {e}", item.id)))
+}
+
+/// Refusals, usage help and read-only answers go to the sender alone; changes to the channel.
+pub(crate) fn ephemeral(reply: &Reply, changed: bool) -> bool {
+    reply.outcome != Outcome::Ok || !changed
+}
+
+/// Queues one message outside a command (a reply to a mention, a deferred answer) and wakes the
+/// outbox worker.
+pub(crate) async fn enqueue(store: &Arc<dyn Store>, waker: Option<&OutboxWaker>, item: NewOutbox) {
+    let now = crate::domain::audit::format_time(chrono::Utc::now());
+    let platform = item.platform.clone();
+    let result = async {
+        let mut tx = store.begin().await?;
+        tx.write(WriteSet {
+            outbox: vec![(item, now)],
+            ..WriteSet::default()
+        })
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+        Err(e) => tracing::error!(error = %e, %platform, "could not queue a message"),
+    }
+}

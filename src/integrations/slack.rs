@@ -5,15 +5,17 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use opsledger_slack::{SlackApi, SlackApiError, View, ViewButton};
+use opsledger_slack::{SlackApi, SlackApiError, View};
 use secrecy::SecretString;
 
 use crate::domain::ids::Kind;
-use crate::domain::reply::{ButtonStyle, Event, Reply};
+use crate::domain::reply::{Event, Reply};
 use crate::ledger::{Clock, Router};
 use crate::outbox::{Deliver, DeliveryError};
 use crate::store::{NewOutbox, OutboxItem, Store};
-use crate::usecase::render;
+
+pub use super::view;
+use super::{payload_reply, store_retry};
 
 pub const PLATFORM: &str = "slack";
 
@@ -59,32 +61,6 @@ impl std::fmt::Debug for SlackConfig {
             .field("incident_channel", &self.incident_channel)
             .field("cab_channel", &self.cab_channel)
             .finish_non_exhaustive()
-    }
-}
-
-/// Maps a neutral reply to the adapter's view.
-pub fn view(reply: &Reply) -> View {
-    View {
-        text: reply.text.clone(),
-        fields: reply
-            .fields
-            .iter()
-            .map(|f| (f.name.clone(), f.value.clone()))
-            .collect(),
-        buttons: reply
-            .buttons
-            .iter()
-            .map(|b| ViewButton {
-                label: b.label.clone(),
-                action_id: b.action.clone(),
-                value: b.record.clone(),
-                style: match b.style {
-                    ButtonStyle::Primary => Some("primary".into()),
-                    ButtonStyle::Danger => Some("danger".into()),
-                    ButtonStyle::Default => None,
-                },
-            })
-            .collect(),
     }
 }
 
@@ -172,20 +148,7 @@ fn retry(e: SlackApiError) -> DeliveryError {
 
 impl SlackDeliverer {
     async fn card(&self, record: &str) -> Result<View, DeliveryError> {
-        let kind = record
-            .parse::<crate::domain::ids::RecordId>()
-            .map(|id| id.kind)
-            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-        let found = self
-            .store
-            .get(kind, record)
-            .await
-            .map_err(|e| DeliveryError::Retry {
-                after: None,
-                reason: e.to_string(),
-            })?
-            .ok_or_else(|| DeliveryError::Permanent(format!("no such {} {record}", kind.noun())))?;
-        Ok(view(&render::record(&found, self.clock.now())))
+        Ok(view(&super::card(&*self.store, &self.clock, record).await?))
     }
 
     async fn post_card(&self, channel: &str, record: &str) -> Result<(), DeliveryError> {
@@ -199,10 +162,7 @@ impl SlackDeliverer {
         self.store
             .set_message_ref(record, PLATFORM, channel, &ts)
             .await
-            .map_err(|e| DeliveryError::Retry {
-                after: None,
-                reason: e.to_string(),
-            })
+            .map_err(store_retry)
     }
 }
 
@@ -211,10 +171,7 @@ impl SlackDeliverer {
         self.store
             .message_ref(record, OWN_CHANNEL, "")
             .await
-            .map_err(|e| DeliveryError::Retry {
-                after: None,
-                reason: e.to_string(),
-            })
+            .map_err(store_retry)
     }
 
     /// Creates `inc-<n>-<slug>`, invites the reporter when they are a Slack user, posts the card.
@@ -226,10 +183,7 @@ impl SlackDeliverer {
             .store
             .get(Kind::Incident, record)
             .await
-            .map_err(|e| DeliveryError::Retry {
-                after: None,
-                reason: e.to_string(),
-            })?
+            .map_err(store_retry)?
         else {
             return Err(DeliveryError::Permanent(format!(
                 "no such incident {record}"
@@ -241,10 +195,7 @@ impl SlackDeliverer {
         self.store
             .set_message_ref(record, OWN_CHANNEL, "", &channel)
             .await
-            .map_err(|e| DeliveryError::Retry {
-                after: None,
-                reason: e.to_string(),
-            })?;
+            .map_err(store_retry)?;
         if inc.reporter.platform() == PLATFORM {
             let user = inc
                 .reporter
@@ -257,11 +208,6 @@ impl SlackDeliverer {
         }
         self.post_card(&channel, record).await
     }
-}
-
-fn payload_reply(item: &OutboxItem) -> Result<Reply, DeliveryError> {
-    serde_json::from_value(item.payload.get("reply").cloned().unwrap_or_default())
-        .map_err(|e| DeliveryError::Permanent(format!("outbox item {} has no reply: {e}", item.id)))
 }
 
 #[async_trait]
@@ -279,10 +225,7 @@ impl Deliver for SlackDeliverer {
                     .store
                     .message_ref(&record, PLATFORM, &item.channel)
                     .await
-                    .map_err(|e| DeliveryError::Retry {
-                        after: None,
-                        reason: e.to_string(),
-                    })?;
+                    .map_err(store_retry)?;
                 match existing {
                     Some(ts) => {
                         let card = self.card(&record).await?;

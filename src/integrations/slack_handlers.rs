@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::domain::command::{ChangeAction, ChangeCmd, Command, IncidentAction, IncidentCmd};
-use crate::domain::ids::{Actor, Kind, RecordId};
+use crate::domain::ids::Actor;
 use crate::domain::reply::{Outcome, Reply};
 use crate::ledger::Ledger;
 use crate::outbox::OutboxWaker;
-use crate::store::{NewOutbox, WriteSet};
+use crate::store::NewOutbox;
 
+use super::ephemeral;
+use super::forms::{form_command, form_for};
 use super::slack::{op, view, SlackConfig, PLATFORM};
 
 /// Input Slack sent that cannot be acted on (answered 400 over HTTP).
@@ -35,11 +36,6 @@ impl std::fmt::Debug for SlackHandlers {
 
 fn person(user_id: &str) -> Result<Actor, BadInput> {
     Actor::parse_person(&format!("slack:{user_id}")).map_err(|e| BadInput(e.to_string()))
-}
-
-/// Refusals, usage help and read-only answers go to the sender alone; changes to the channel.
-fn ephemeral(reply: &Reply, changed: bool) -> bool {
-    reply.outcome != Outcome::Ok || !changed
 }
 
 impl SlackHandlers {
@@ -119,7 +115,7 @@ impl SlackHandlers {
                 text,
             } => {
                 let actor = person(&user_id)?;
-                let command = modal_command(&callback_id, &private_metadata, &text)
+                let command = form_command(&callback_id, &private_metadata, &text)
                     .ok_or_else(|| BadInput(format!("unknown modal `{callback_id}`")))?;
                 // Fast enough to answer in the submission's own response: a refusal shows in the form.
                 let handled = self.ledger.handle(actor, command).await;
@@ -189,26 +185,7 @@ impl SlackHandlers {
             record,
             payload,
         };
-        let now = crate::domain::audit::format_time(chrono::Utc::now());
-        let store = self.ledger.store().clone();
-        let result = async {
-            let mut tx = store.begin().await?;
-            tx.write(WriteSet {
-                outbox: vec![(item, now)],
-                ..WriteSet::default()
-            })
-            .await?;
-            tx.commit().await
-        }
-        .await;
-        match result {
-            Ok(()) => {
-                if let Some(w) = &self.outbox {
-                    w.wake();
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "could not queue a Slack reply"),
-        }
+        super::enqueue(self.ledger.store(), self.outbox.as_ref(), item).await;
     }
 }
 
@@ -241,39 +218,16 @@ impl opsledger_slack::SocketHandler for SlackHandlers {
     }
 }
 
-/// The form a button opens before its command runs, if it needs text.
+/// The Slack modal for a button's form, if it needs one.
 fn modal_for(action_id: &str, record: &str) -> Option<opsledger_slack::TextModal> {
-    let (title, label, submit) = match action_id {
-        "incident resolve" => ("Resolve incident", "How was it resolved?", "Resolve"),
-        "change reject" => ("Reject change", "Why is it rejected?", "Reject"),
-        _ => return None,
-    };
+    let form = form_for(action_id, record)?;
     Some(opsledger_slack::TextModal {
         callback_id: action_id.to_string(),
         private_metadata: record.to_string(),
-        title: title.to_string(),
-        label: format!("{label} ({record})"),
-        submit: submit.to_string(),
+        title: form.title.to_string(),
+        label: form.label,
+        submit: form.submit.to_string(),
     })
-}
-
-/// The typed command a submitted form runs; built directly so the free text is never re-parsed.
-fn modal_command(callback_id: &str, record: &str, text: &str) -> Option<Command> {
-    let id: RecordId = record.parse().ok()?;
-    let text = Some(text.trim().to_string()).filter(|t| !t.is_empty());
-    match (callback_id, id.kind) {
-        ("incident resolve", Kind::Incident) => Some(Command::Incident(IncidentCmd::Act {
-            action: IncidentAction::Resolve,
-            id,
-            text,
-        })),
-        ("change reject", Kind::Change) => Some(Command::Change(ChangeCmd::Act {
-            action: ChangeAction::Reject,
-            id,
-            text,
-        })),
-        _ => None,
-    }
 }
 
 /// `<@UBOT> incident list` → `incident list`.
@@ -298,12 +252,5 @@ mod tests {
         );
         assert_eq!(super::strip_mentions("  <@U1> <@U2>help"), "help");
         assert_eq!(super::strip_mentions("<@U1 broken"), "<@U1 broken");
-    }
-
-    #[test]
-    fn only_known_forms_become_commands() {
-        assert!(super::modal_command("incident resolve", "INC-1", "fixed").is_some());
-        assert!(super::modal_command("incident resolve", "CHG-1", "fixed").is_none());
-        assert!(super::modal_command("role grant", "INC-1", "x").is_none());
     }
 }

@@ -150,6 +150,105 @@ pub fn ledger_on(
     app::start_ledger(store, policy, clock, "http://opsledger.test".into())
 }
 
+/// What a fake platform API received, and the failure statuses it is to answer first; shared
+/// between the fake's handlers and the test that waits on it.
+#[derive(Clone)]
+pub struct Recorder<T> {
+    calls: Arc<Mutex<Vec<T>>>,
+    failures: Arc<Mutex<std::collections::VecDeque<u16>>>,
+}
+
+impl<T> Default for Recorder<T> {
+    fn default() -> Self {
+        Recorder {
+            calls: Arc::default(),
+            failures: Arc::default(),
+        }
+    }
+}
+
+impl<T: Clone + std::fmt::Debug> Recorder<T> {
+    pub fn push(&self, call: T) {
+        self.calls.lock().unwrap().push(call);
+    }
+
+    pub fn calls(&self) -> Vec<T> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    /// Queues statuses to answer instead of the next calls.
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.failures.lock().unwrap().extend(statuses);
+    }
+
+    /// The next queued failure, if any (the fake answers it and records nothing).
+    pub fn next_failure(&self) -> Option<u16> {
+        self.failures.lock().unwrap().pop_front()
+    }
+
+    pub fn failures_left(&self) -> usize {
+        self.failures.lock().unwrap().len()
+    }
+
+    /// Waits until `pred` holds for the calls so far (the outbox delivers asynchronously).
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[T]) -> bool) -> Vec<T> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let calls = self.calls();
+            if pred(&calls) {
+                return calls;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; calls: {calls:#?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Serves on 127.0.0.1:0 with a fresh SQLite database, these platform settings and rules, and
+/// the system clock (platform signatures carry real time); returns the server and its base URL.
+pub async fn serve_platforms(
+    integrations: Integrations,
+    rules: &str,
+    discord_defer_after: Option<std::time::Duration>,
+) -> (Running, String, TestDb) {
+    let db = sqlite_db();
+    let store = db.store().await;
+    let args = ServeArgs {
+        integrations,
+        discord_defer_after,
+        ..serve_args(None)
+    };
+    let running = app::serve(
+        &args,
+        store,
+        Policy::from_toml(rules).expect("test rules"),
+        app::system_clock(),
+    )
+    .await
+    .expect("serve");
+    let base = format!("http://{}", running.addr);
+    (running, base, db)
+}
+
+/// The current Unix time in seconds, as platforms stamp signed requests.
+pub fn now_ts() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// Signs exactly as Slack does: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}").
+pub fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
 /// A server on 127.0.0.1:0 with a fresh database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -187,6 +286,7 @@ pub fn serve_args(token: Option<&str>) -> ServeArgs {
         api_token: token.map(|t| t.to_string().into()),
         public_url: None,
         integrations: Integrations::default(),
+        discord_defer_after: None,
     }
 }
 

@@ -1,26 +1,9 @@
-//! Block Kit rendering of a neutral view: a headline, fields, and buttons whose `action_id` is the
-//! command verb and whose `value` is the record ID.
+//! Block Kit rendering of the neutral view: a headline, fields, and buttons whose `action_id` is
+//! the command verb and whose `value` is the record ID.
 
 use slack_morphism::prelude::*;
 
-/// What to show, in platform-neutral terms.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct View {
-    pub text: String,
-    pub fields: Vec<(String, String)>,
-    pub buttons: Vec<ViewButton>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ViewButton {
-    pub label: String,
-    /// The command verb the button runs, such as `incident ack`.
-    pub action_id: String,
-    /// The record it runs on, such as `INC-3`.
-    pub value: String,
-    /// `primary`, `danger`, or none.
-    pub style: Option<String>,
-}
+pub use opsledger_view::{ButtonStyle, View, ViewButton};
 
 /// Slack allows at most 10 fields per section and 3,000 characters per text.
 const MAX_FIELDS: usize = 10;
@@ -51,12 +34,16 @@ fn blocks(view: &View) -> Vec<SlackBlock> {
             .iter()
             .map(|b| {
                 let mut button = SlackBlockButtonElement::new(b.label.clone().into())
-                    .with_action_id(SlackActionId(b.action_id.clone()))
-                    .with_value(b.value.clone());
-                match b.style.as_deref() {
-                    Some("primary") => button = button.with_style(SlackBlockButtonStyle::Primary),
-                    Some("danger") => button = button.with_style(SlackBlockButtonStyle::Danger),
-                    _ => {}
+                    .with_action_id(SlackActionId(b.action.clone()))
+                    .with_value(b.record.clone());
+                match b.style {
+                    ButtonStyle::Primary => {
+                        button = button.with_style(SlackBlockButtonStyle::Primary)
+                    }
+                    ButtonStyle::Danger => {
+                        button = button.with_style(SlackBlockButtonStyle::Danger)
+                    }
+                    ButtonStyle::Default => {}
                 }
                 SlackActionBlockElement::Button(button)
             })
@@ -98,9 +85,9 @@ mod tests {
             fields: vec![("Status".into(), "new".into())],
             buttons: vec![ViewButton {
                 label: "Acknowledge".into(),
-                action_id: "incident ack".into(),
-                value: "INC-1".into(),
-                style: Some("primary".into()),
+                action: "incident ack".into(),
+                record: "INC-1".into(),
+                style: ButtonStyle::Primary,
             }],
         };
         let json = command_response(&view, true);

@@ -11,7 +11,7 @@ mod socket;
 mod verify;
 
 pub use api::{incident_channel_name, SlackApi, SlackApiError, TextModal, MODAL_TEXT_BLOCK};
-pub use blocks::{command_response, render_blocks, View, ViewButton};
+pub use blocks::{command_response, render_blocks, ButtonStyle, View, ViewButton};
 pub use inbound::{
     parse_command, parse_event, parse_interaction, Interaction, ParseError, Push, SlashCommand,
 };

@@ -1,0 +1,273 @@
+//! What opsledger does with a verified Discord interaction: runs slash commands (text and
+//! structured), offers record IDs as you type, runs buttons and forms, and answers within
+//! Discord's 3 seconds, deferring what takes longer and finishing it through the outbox.
+
+use std::sync::Arc;
+
+use opsledger_discord::{Interaction, TextModal};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+use crate::domain::ids::Actor;
+use crate::domain::reply::{Outcome, Reply};
+use crate::ledger::Ledger;
+use crate::outbox::OutboxWaker;
+use crate::store::ListQuery;
+use crate::usecase::{render, Handled};
+
+use super::discord::{self, item, op, view, DiscordConfig};
+use super::ephemeral;
+use super::forms::{form_command, form_for};
+
+/// Input Discord sent that cannot be acted on (answered 400).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+#[derive(Clone)]
+pub struct DiscordHandlers {
+    pub ledger: Ledger,
+    pub config: Arc<DiscordConfig>,
+    pub outbox: Option<OutboxWaker>,
+}
+
+impl std::fmt::Debug for DiscordHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DiscordHandlers")
+    }
+}
+
+fn person(user_id: &str) -> Result<Actor, BadInput> {
+    Actor::parse_person(&format!("discord:{user_id}")).map_err(|e| BadInput(e.to_string()))
+}
+
+/// The most open records read to offer 25 of them as you type.
+const OFFER_SCAN: i64 = 2000;
+const OFFERED: usize = 25;
+
+/// How a finished command is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A new message: in the channel for a change, to the sender alone otherwise.
+    Message,
+    /// The message the button sat on, redrawn.
+    Card,
+}
+
+impl DiscordHandlers {
+    /// Answers one interaction with the JSON body Discord expects.
+    pub async fn interaction(&self, interaction: Interaction) -> Result<Value, BadInput> {
+        match interaction {
+            Interaction::Ping => Ok(opsledger_discord::pong()),
+            Interaction::Command {
+                token,
+                user_id,
+                name,
+                subcommand,
+                options,
+                ..
+            } => {
+                let actor = person(&user_id)?;
+                let Some(parsed) = discord::slash_command(&name, subcommand.as_deref(), &options)
+                else {
+                    let reply = Reply::usage(format!(
+                        "`/{name}` is not an opsledger command in this version; run `opsledger discord register` again"
+                    ));
+                    return Ok(opsledger_discord::message_response(&view(&reply), true));
+                };
+                let slow = parsed.as_ref().is_ok_and(discord::known_slow);
+                let ledger = self.ledger.clone();
+                let work = tokio::spawn(async move { ledger.handle_parsed(actor, parsed).await });
+                Ok(self
+                    .answer_within(work, &token, slow, Answer::Message)
+                    .await)
+            }
+            Interaction::Autocomplete {
+                name,
+                subcommand,
+                focused,
+                value,
+                ..
+            } => {
+                let choices = self
+                    .offers(&name, subcommand.as_deref(), &focused, &value)
+                    .await;
+                Ok(opsledger_discord::autocomplete(&choices))
+            }
+            Interaction::Button {
+                token,
+                user_id,
+                custom_id,
+                ..
+            } => {
+                let actor = person(&user_id)?;
+                let (action, record) = opsledger_discord::split_custom_id(&custom_id)
+                    .ok_or_else(|| BadInput(format!("unknown button `{custom_id}`")))?;
+                // Resolving and rejecting ask for text first, in a form.
+                if let Some(form) = form_for(action, record) {
+                    return Ok(opsledger_discord::modal(&TextModal {
+                        custom_id: opsledger_discord::custom_id(action, record),
+                        title: form.title.to_string(),
+                        label: form.label,
+                    }));
+                }
+                let ledger = self.ledger.clone();
+                let text = format!("{action} {record}");
+                let work = tokio::spawn(async move { ledger.handle_text(actor, &text).await });
+                Ok(self.answer_within(work, &token, false, Answer::Card).await)
+            }
+            Interaction::ModalSubmit {
+                token,
+                user_id,
+                message_id,
+                custom_id,
+                text,
+                ..
+            } => {
+                let actor = person(&user_id)?;
+                let command = opsledger_discord::split_custom_id(&custom_id)
+                    .and_then(|(action, record)| form_command(action, record, &text))
+                    .ok_or_else(|| BadInput(format!("unknown form `{custom_id}`")))?;
+                let ledger = self.ledger.clone();
+                let work = tokio::spawn(async move { ledger.handle(actor, command).await });
+                let answer = if message_id.is_some() {
+                    Answer::Card
+                } else {
+                    Answer::Message
+                };
+                Ok(self.answer_within(work, &token, false, answer).await)
+            }
+        }
+    }
+
+    /// The answer to a finished command. A button's (or its form's) answer is the card it was
+    /// pressed on, redrawn with the new state (a vote shows the tally and the decision); a
+    /// refusal goes to the presser alone.
+    fn answer(kind: Answer, handled: &Handled) -> Value {
+        let eph = ephemeral(&handled.reply, !handled.events.is_empty());
+        match kind {
+            Answer::Card if handled.reply.outcome == Outcome::Ok => {
+                opsledger_discord::update_response(&view(&handled.reply))
+            }
+            _ => opsledger_discord::message_response(&view(&handled.reply), eph),
+        }
+    }
+
+    /// Answers with the command's result when it finishes within the budget (at once when it
+    /// is known to be slow); otherwise answers "deferred" and lets the outbox deliver the result
+    /// by editing the original response when the command is done.
+    async fn answer_within(
+        &self,
+        mut work: JoinHandle<Handled>,
+        token: &str,
+        slow: bool,
+        answer: Answer,
+    ) -> Value {
+        let budget = if slow {
+            std::time::Duration::ZERO
+        } else {
+            self.config.defer_after
+        };
+        match tokio::time::timeout(budget, &mut work).await {
+            Ok(Ok(handled)) => Self::answer(answer, &self.refreshed(handled).await),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a Discord command task failed");
+                let reply = Reply::failed("something went wrong; nothing was changed");
+                opsledger_discord::message_response(&view(&reply), true)
+            }
+            Err(_) => {
+                let this = self.clone();
+                let token = token.to_string();
+                tokio::spawn(async move {
+                    let handled = match work.await {
+                        Ok(h) => this.refreshed(h).await,
+                        Err(_) => Handled::reply(Reply::failed("something went wrong")),
+                    };
+                    let record = handled.reply.record.clone();
+                    let payload = json!({ "reply": handled.reply, "token": token });
+                    // Each interaction is its own outbox channel; the token itself (a
+                    // credential for 15 minutes) stays out of the channel key and the logs.
+                    let key = format!("interaction:{}", &token_digest(&token)[..16]);
+                    let op = if answer == Answer::Card && handled.reply.outcome != Outcome::Ok {
+                        op::INTERACTION_FOLLOWUP
+                    } else {
+                        op::INTERACTION_EDIT
+                    };
+                    super::enqueue(
+                        this.ledger.store(),
+                        this.outbox.as_ref(),
+                        item(&key, op, record.as_deref(), payload),
+                    )
+                    .await;
+                });
+                if answer == Answer::Card {
+                    opsledger_discord::deferred_update()
+                } else {
+                    opsledger_discord::deferred(slow)
+                }
+            }
+        }
+    }
+
+    /// After a successful change, the reply shows the record's card as it now is, so the
+    /// message a button sat on carries the current state and the right buttons.
+    async fn refreshed(&self, handled: Handled) -> Handled {
+        if handled.reply.outcome != Outcome::Ok || handled.events.is_empty() {
+            return handled;
+        }
+        let Some(id) = handled.reply.record.clone() else {
+            return handled;
+        };
+        match super::load(&**self.ledger.store(), &id).await {
+            Ok(record) => {
+                let mut card = render::record(&record, self.ledger.clock().now());
+                card.text = format!("{}\n{}", handled.reply.text, card.text);
+                Handled {
+                    reply: card,
+                    events: handled.events,
+                }
+            }
+            Err(_) => handled,
+        }
+    }
+
+    /// Open records of the option's kind and statuses that match what was typed, newest first.
+    async fn offers(
+        &self,
+        name: &str,
+        sub: Option<&str>,
+        option: &str,
+        typed: &str,
+    ) -> Vec<(String, String)> {
+        let Some((kind, statuses)) = discord::offer(name, sub, option) else {
+            return Vec::new();
+        };
+        let mut q = ListQuery::new(kind, OFFER_SCAN);
+        q.statuses = statuses.iter().map(|s| s.to_string()).collect();
+        let records = match self.ledger.store().list(&q).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read records to offer");
+                return Vec::new();
+            }
+        };
+        let typed = typed.trim().to_lowercase();
+        records
+            .iter()
+            .rev()
+            .filter_map(|r| {
+                let id = r.key();
+                let title = r.title();
+                let shown = format!("{id} · {title}");
+                (typed.is_empty() || shown.to_lowercase().contains(&typed))
+                    .then(|| (shown, id.to_string()))
+            })
+            .take(OFFERED)
+            .collect()
+    }
+}
+
+fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
