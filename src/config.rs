@@ -297,6 +297,34 @@ mod tests {
             lines[0],
             "slack: off (SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN unset)"
         );
+        assert_eq!(
+            lines[1],
+            "discord: off (DISCORD_PUBLIC_KEY and DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID unset)"
+        );
         assert_eq!(lines[2], "github: off (GITHUB_WEBHOOK_SECRET unset)");
+    }
+
+    #[test]
+    fn discord_is_on_when_its_three_variables_are_set() {
+        let on = Integrations {
+            discord_public_key: Some("k".into()),
+            discord_bot_token: Some("t".to_string().into()),
+            discord_application_id: Some("1".into()),
+            discord_incident_channel: Some("10".into()),
+            discord_api_url: "https://discord.com".into(),
+            ..Integrations::default()
+        };
+        let half = Integrations {
+            discord_public_key: Some("k".into()),
+            ..Integrations::default()
+        };
+        assert_eq!(
+            on.status_lines()[1],
+            "discord: on (HTTP endpoint /discord/interactions; API https://discord.com; incident channel 10, CAB channel none)"
+        );
+        assert_eq!(
+            half.status_lines()[1],
+            "discord: off (DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID unset)"
+        );
     }
 }

@@ -180,6 +180,8 @@ const RULES: &str = r#"
 admin = ["console:root"]
 cab = ["slack:UCAB1", "discord:4242", "discord:4343"]
 
+incident-manager = ["discord:4444"]
+
 [people]
 alice = ["slack:U0ALICE", "discord:4141"]
 
@@ -587,6 +589,87 @@ async fn a_text_command_raises_an_incident_posts_it_with_buttons_and_opens_a_thr
         .starts_with(&format!("/api/v10/channels/{INCIDENTS}/messages/")));
     assert_eq!(thread_call.body["name"], "INC-1 Checkout down");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_incident_declared_major_later_gets_its_thread_then_updates_in_it() {
+    // Arrange: a P4 gets no thread.
+    let app = spawn_discord_app().await;
+    app.ops(
+        "4141",
+        "incident raise \"Slow search\" impact:low urgency:low",
+    )
+    .await;
+    app.posted_card(INCIDENTS, "INC-1").await;
+    let threads = |calls: &[Call]| {
+        calls
+            .iter()
+            .filter(|c| c.path.ends_with("/threads"))
+            .count()
+    };
+
+    // Act
+    let major = app.ops("4444", "incident major INC-1").await;
+    let calls = app
+        .fake
+        .wait_for("a thread for the major incident", |calls| {
+            threads(calls) == 1
+        })
+        .await;
+    let thread_id = app
+        .ledger()
+        .store()
+        .message_ref("INC-1", "discord-thread", "")
+        .await
+        .unwrap()
+        .expect("the thread is remembered");
+    app.ops("4141", "incident ack INC-1").await;
+
+    // Assert
+    assert_eq!(major["type"], 4, "{major}");
+    assert_eq!(threads(&calls), 1);
+    app.fake
+        .wait_for("the acknowledgement posted in the thread", |calls| {
+            posts_to(calls, &thread_id)
+                .iter()
+                .any(|c| c.body.to_string().contains("acknowledged"))
+        })
+        .await;
+    assert_eq!(
+        threads(&app.fake.calls()),
+        1,
+        "one thread, however many updates"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_malformed_public_key_stops_serve_with_a_message_naming_the_variable() {
+    // Arrange
+    let integrations = Integrations {
+        discord_public_key: Some("not-a-key".into()),
+        discord_bot_token: Some(BOT_TOKEN.to_string().into()),
+        discord_application_id: Some(APP_ID.into()),
+        ..Integrations::default()
+    };
+    let db = common::sqlite_db();
+    let args = opsledger::config::ServeArgs {
+        integrations,
+        ..common::serve_args(None)
+    };
+
+    // Act
+    let result = opsledger::app::serve(
+        &args,
+        db.store().await,
+        common::team_policy(),
+        opsledger::app::system_clock(),
+    )
+    .await;
+
+    // Assert
+    let err = result.err().expect("serve refuses to start").to_string();
+    assert!(err.contains("DISCORD_PUBLIC_KEY"), "{err}");
 }
 
 #[tokio::test]
