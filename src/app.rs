@@ -15,6 +15,7 @@ use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
 use crate::integrations::discord::{DiscordConfig, DiscordDeliverer};
 use crate::integrations::discord_handlers::DiscordHandlers;
+use crate::integrations::github::{GithubConfig, GithubDeliverer, GithubHandlers};
 use crate::integrations::slack::{SlackConfig, SlackDeliverer};
 use crate::integrations::slack_handlers::SlackHandlers;
 use crate::ledger::{Clock, Ledger, LedgerConfig, Router, SystemClock};
@@ -156,6 +157,47 @@ pub fn discord_config(i: &Integrations) -> anyhow::Result<Option<DiscordConfig>>
     }))
 }
 
+/// The GitHub API client from `GITHUB_TOKEN`, or from `GITHUB_APP_ID` and
+/// `GITHUB_APP_PRIVATE_KEY` (the PEM itself, or the path of a PEM file).
+pub fn github_api(i: &Integrations) -> anyhow::Result<Option<opsledger_github::GithubApi>> {
+    let auth = match (&i.github_token, &i.github_app_id, &i.github_app_private_key) {
+        (_, Some(app_id), Some(key)) => {
+            let app_id = app_id
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| anyhow::anyhow!("GITHUB_APP_ID must be the App's numeric ID"))?;
+            let key = key.expose_secret();
+            let pem = if key.trim_start().starts_with("-----BEGIN") {
+                key.to_string()
+            } else {
+                std::fs::read_to_string(key.trim())
+                    .with_context(|| "cannot read the GITHUB_APP_PRIVATE_KEY file".to_string())?
+            };
+            opsledger_github::Auth::App {
+                app_id,
+                private_key_pem: pem,
+            }
+        }
+        (Some(token), _, _) => opsledger_github::Auth::Token(token.expose_secret().to_string()),
+        _ => return Ok(None),
+    };
+    opsledger_github::GithubApi::new(auth, &i.github_api_url)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cannot set up the GitHub client: {e}"))
+}
+
+/// The GitHub settings when the webhook secret is set.
+pub fn github_config(i: &Integrations, public_url: &str) -> anyhow::Result<Option<GithubConfig>> {
+    let Some(secret) = &i.github_webhook_secret else {
+        return Ok(None);
+    };
+    Ok(Some(GithubConfig {
+        webhook_secret: secret.clone(),
+        api: github_api(i)?.map(Arc::new),
+        public_url: public_url.to_string(),
+    }))
+}
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
@@ -260,8 +302,23 @@ pub async fn serve(
             clock: clock.clone(),
         }));
     }
+    let github = github_config(&args.integrations, &public_url)?;
+    if let Some(cfg) = &github {
+        routers.push(Arc::new(cfg.clone()));
+    }
     let (ledger, writer) =
         start_ledger_with(store.clone(), policy, clock.clone(), public_url, routers);
+    // GitHub's deliverer runs commands (a release's commits, a synced pull request), so it
+    // needs the ledger, which needs the routers first.
+    if let Some(cfg) = &github {
+        if let Some(api) = cfg.api.clone() {
+            deliverers.push(Arc::new(GithubDeliverer {
+                config: cfg.clone(),
+                api,
+                ledger: ledger.clone(),
+            }));
+        }
+    }
     let sla_clock = SlaClock::spawn(ledger.clone(), clock.clone());
     let outbox = OutboxWorker::spawn(store, deliverers, clock, Some(ledger.metrics().clone()));
     // Every commit may have queued messages: tell the worker (a stored permit, so none is missed).
@@ -280,6 +337,11 @@ pub async fn serve(
         outbox: Some(outbox.waker()),
     });
     let discord = discord.map(|config| DiscordHandlers {
+        ledger: ledger.clone(),
+        config: Arc::new(config),
+        outbox: Some(outbox.waker()),
+    });
+    let github = github.map(|config| GithubHandlers {
         ledger: ledger.clone(),
         config: Arc::new(config),
         outbox: Some(outbox.waker()),
@@ -303,6 +365,7 @@ pub async fn serve(
         api_token: args.api_token.clone().map(Arc::new),
         slack,
         discord,
+        github,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);

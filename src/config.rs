@@ -189,16 +189,9 @@ impl Integrations {
                 .collect::<Vec<_>>()
                 .join(" and ")
         };
-        // The adapters arrive in later milestones; until then a configured platform is reported
-        // as such rather than silently claimed to work.
-        let line = |name: &str, vars: &[(&str, bool)]| {
-            let missing = unset(vars);
-            if missing.is_empty() {
-                format!("{name}: off (configured, but this build has no {name} adapter yet)")
-            } else {
-                format!("{name}: off ({missing} unset)")
-            }
-        };
+        // Only called for a platform that is off, so something it needs is unset.
+        let line =
+            |name: &str, vars: &[(&str, bool)]| format!("{name}: off ({} unset)", unset(vars));
         let slack_vars = [
             ("SLACK_SIGNING_SECRET", self.slack_signing_secret.is_some()),
             ("SLACK_BOT_TOKEN", self.slack_bot_token.is_some()),
@@ -239,17 +232,27 @@ impl Integrations {
         } else {
             line("discord", &discord_vars)
         };
-        vec![
-            slack,
-            discord,
+        let github = if self.github_webhook_secret.is_some() {
+            let api = match (
+                &self.github_token,
+                &self.github_app_id,
+                &self.github_app_private_key,
+            ) {
+                (_, Some(id), Some(_)) => format!("API {} as GitHub App {id}", self.github_api_url),
+                (Some(_), _, _) => format!("API {} with GITHUB_TOKEN", self.github_api_url),
+                _ => "no API credentials (GITHUB_TOKEN or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY unset): deliveries are recorded, nothing is sent to GitHub".to_string(),
+            };
+            format!("github: on (webhook /github/webhook; {api})")
+        } else {
             line(
                 "github",
                 &[(
                     "GITHUB_WEBHOOK_SECRET",
                     self.github_webhook_secret.is_some(),
                 )],
-            ),
-        ]
+            )
+        };
+        vec![slack, discord, github]
     }
 }
 

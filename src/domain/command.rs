@@ -131,6 +131,77 @@ pub enum Command {
     },
     /// Not typed by people: the SLA clock asks the ledger to act on every deadline now due.
     Tick,
+    /// Not typed by people: what a GitHub webhook (or an API answer it led to) reports.
+    Github(GithubCmd),
+}
+
+/// A pull request as GitHub describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    /// `owner/name`.
+    pub repo: String,
+    pub number: u64,
+    pub title: String,
+    pub body: String,
+    pub branch: String,
+    pub base: String,
+    pub head_sha: String,
+    /// The author's GitHub login.
+    pub author: String,
+    pub url: String,
+    pub merged: bool,
+    pub merge_sha: Option<String>,
+}
+
+/// A commit: its SHA and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitRef {
+    pub sha: String,
+    pub message: String,
+}
+
+/// What GitHub reported, as commands of the ledger (audited like any other).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubCmd {
+    /// A pull request was opened, edited, pushed to, closed or merged: link it to the changes it
+    /// names, set its status, and record a merge into a protected branch without approval.
+    PullRequest {
+        pr: PullRequestRef,
+        installation: Option<u64>,
+    },
+    /// Commits pushed to a branch: a protected branch's commits need an approved change.
+    Push {
+        repo: String,
+        branch: String,
+        commits: Vec<CommitRef>,
+    },
+    /// A published release or a pushed tag: a release record, whose commits are then collected.
+    Release {
+        repo: String,
+        tag: String,
+        installation: Option<u64>,
+    },
+    /// The commits of a release, collected from the compare API.
+    ReleaseCommits {
+        id: RecordId,
+        commits: Vec<CommitRef>,
+    },
+    /// A successful deployment of a commit or ref to an environment.
+    Deployed {
+        repo: String,
+        sha: String,
+        reference: String,
+        environment: String,
+    },
+    /// A deployment waiting on opsledger's protection rule.
+    DeploymentGate {
+        repo: String,
+        sha: String,
+        reference: String,
+        environment: String,
+        callback_url: String,
+        installation: Option<u64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -447,6 +518,14 @@ impl Command {
             Command::Report { .. } => "report",
             Command::Audit { .. } => "audit",
             Command::Tick => "sla check",
+            Command::Github(c) => match c {
+                GithubCmd::PullRequest { .. } => "github pull_request",
+                GithubCmd::Push { .. } => "github push",
+                GithubCmd::Release { .. } => "github release",
+                GithubCmd::ReleaseCommits { .. } => "github release commits",
+                GithubCmd::Deployed { .. } => "github deployment_status",
+                GithubCmd::DeploymentGate { .. } => "github deployment_protection_rule",
+            },
         }
     }
 }
@@ -494,6 +573,7 @@ impl Command {
             Command::Ci(CiCmd::Add { name, .. } | CiCmd::Show { name }) => Some(name.clone()),
             Command::Sla { id: i } => id(i),
             Command::Audit { record } => Some(record.clone()),
+            Command::Github(GithubCmd::ReleaseCommits { id: i, .. }) => id(i),
             _ => None,
         }
     }

@@ -431,7 +431,7 @@ impl Problem {
 }
 
 /// "the year-end freeze (until 2027-01-04T00:00Z) allows only emergency changes".
-fn freeze_message(what: &str, f: &Freeze, change_type: ChangeType) -> String {
+pub fn freeze_message(what: &str, f: &Freeze, change_type: ChangeType) -> String {
     let allowed = if f.allow.is_empty() {
         "no changes".to_string()
     } else {
@@ -821,6 +821,7 @@ impl Release {
             repo,
             changes,
             commits: Vec::new(),
+            unapproved_commits: Vec::new(),
             deployments: Vec::new(),
             created_by: actor.clone(),
             notes: Vec::new(),

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod command;
+pub mod gitflow;
 pub mod ids;
 pub mod lifecycle;
 pub mod parser;

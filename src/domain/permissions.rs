@@ -72,6 +72,17 @@ pub fn check(command: &Command, actor: &Actor, policy: &Policy) -> Result<(), Re
             ))
         };
     }
+    // GitHub's reports come from the webhook alone, as the GitHub user who acted or the system.
+    if matches!(command, Command::Github(_)) {
+        return if actor.platform() == "github" || *actor == Actor::system() {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                "role",
+                "only GitHub's webhook reports pull requests, pushes, releases and deployments",
+            ))
+        };
+    }
     if roles.is_empty() || policy.has_any_role(actor, roles) {
         Ok(())
     } else {

@@ -122,6 +122,9 @@ pub struct Link {
     /// Who wrote the pull request or commit, when known: they may not vote on the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<Actor>,
+    /// Every change the pull request names: its status is the worst of theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<RecordId>,
 }
 
 impl Link {
@@ -133,6 +136,7 @@ impl Link {
             sha: None,
             url: format!("https://github.com/{repo}/pull/{number}"),
             author: None,
+            changes: Vec::new(),
         }
     }
 }
@@ -187,6 +191,9 @@ pub struct Release {
     pub repo: Option<String>,
     pub changes: Vec<RecordId>,
     pub commits: Vec<String>,
+    /// Commits that belong to no approved change: flagged, and a nonconformity raised.
+    #[serde(default)]
+    pub unapproved_commits: Vec<String>,
     pub deployments: Vec<Deployment>,
     pub created_by: Actor,
     pub notes: Vec<Note>,

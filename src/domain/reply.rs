@@ -195,4 +195,28 @@ pub enum Event {
     RecordUpdated {
         id: String,
     },
+    /// A pull request was linked to changes (or names none on a protected branch): its status
+    /// and comment are due.
+    PullRequestLinked {
+        repo: String,
+        number: u64,
+        sha: String,
+        changes: Vec<String>,
+        protected: bool,
+        installation: Option<u64>,
+    },
+    /// A release from a repository whose commits are to be collected from GitHub.
+    ReleaseNeedsCommits {
+        id: String,
+        installation: Option<u64>,
+    },
+    /// A deployment protection rule was decided: GitHub is to be told on its callback URL.
+    DeploymentGateDecided {
+        repo: String,
+        callback_url: String,
+        environment: String,
+        approved: bool,
+        comment: String,
+        installation: Option<u64>,
+    },
 }

@@ -22,6 +22,7 @@ use crate::ledger::Ledger;
 mod api;
 mod discord;
 pub mod error;
+mod github;
 mod slack;
 
 use error::ApiError;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub slack: Option<crate::integrations::slack_handlers::SlackHandlers>,
     /// The Discord handlers when Discord is on.
     pub discord: Option<crate::integrations::discord_handlers::DiscordHandlers>,
+    /// The GitHub webhook's handlers when GitHub is on.
+    pub github: Option<crate::integrations::github::GithubHandlers>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -52,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(slack::routes())
         .merge(discord::routes())
+        .merge(github::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Router layers wrap every route, the 405 answers and the fallback, so the body limit
         // holds for unknown paths and wrong methods too; observe sees (and counts) its 413s.

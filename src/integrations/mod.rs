@@ -8,6 +8,7 @@
 pub mod discord;
 pub mod discord_handlers;
 pub mod forms;
+pub mod github;
 pub mod slack;
 pub mod slack_handlers;
 

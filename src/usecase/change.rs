@@ -227,7 +227,14 @@ pub(crate) async fn release(
                 ctx.now,
             );
             uow.save(ctx, actor, action, None, rel.clone());
-            let events = vec![Event::ReleaseCreated { id: id.to_string() }];
+            let mut events = vec![Event::ReleaseCreated { id: id.to_string() }];
+            // With a repository named, GitHub's integration collects its commits.
+            if repo.is_some() {
+                events.push(Event::ReleaseNeedsCommits {
+                    id: id.to_string(),
+                    installation: None,
+                });
+            }
             Ok(Handled::with(
                 render::release(&rel, format!("{id} created: release {version}")),
                 events,

@@ -19,6 +19,7 @@ use crate::store::StoreError;
 
 mod change;
 mod clock;
+mod github;
 mod incident;
 mod other;
 mod query;
@@ -215,6 +216,7 @@ async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Comma
     match command {
         Command::Help { topic } => Ok(query::help(topic.as_deref())),
         Command::Tick => clock::tick(uow, ctx).await,
+        Command::Github(c) => github::run(uow, ctx, actor, c).await,
         Command::Incident(c) => incident::run(uow, ctx, actor, c).await,
         Command::Change(c) => change::run(uow, ctx, actor, c).await,
         Command::Release(c) => change::release(uow, ctx, actor, c).await,

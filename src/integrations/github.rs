@@ -1,0 +1,687 @@
+//! GitHub integration: turns verified webhook deliveries into ledger commands (each delivery
+//! once), routes the events they raise to outbox items, and delivers those with the
+//! `opsledger-github` adapter: commit statuses and check runs, one comment per pull request,
+//! release commits from the compare API, and deployment protection answers.
+//!
+//! Statuses and comments are computed when they are sent, from the changes as they are then, so
+//! one delivered late is still right. Every API call about one pull request goes through that
+//! pull request's outbox channel, so they happen in order and its comment is created once.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opsledger_github::{CommitStatus, GithubApi, GithubApiError, GithubEvent};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+use crate::domain::command::{Command, CommitRef, GithubCmd, PullRequestRef};
+use crate::domain::gitflow::{pr_status, GateChange, STATUS_CONTEXT};
+use crate::domain::ids::{Actor, Kind, RecordId};
+use crate::domain::records::{LinkKind, Record};
+use crate::domain::reply::Event;
+use crate::ledger::{Ledger, Router};
+use crate::outbox::{Deliver, DeliveryError, OutboxWaker};
+use crate::store::{ListQuery, NewOutbox, OutboxItem, Store};
+
+use super::{load, store_retry};
+
+pub const PLATFORM: &str = "github";
+
+/// Outbox operations the GitHub deliverer knows.
+pub mod op {
+    /// Set `opsledger/change` (and, as an App, a check run) on a pull request's head.
+    pub const PR_STATUS: &str = "pr_status";
+    /// Create or edit opsledger's one comment on a pull request.
+    pub const PR_COMMENT: &str = "pr_comment";
+    /// A change's state moved: queue status and comment updates for each pull request it links.
+    pub const REFRESH_CHANGE: &str = "refresh_change";
+    /// Read a pull request from the API and run it through the ledger (a chat link, a re-run
+    /// check suite).
+    pub const SYNC_PULL_REQUEST: &str = "sync_pull_request";
+    /// Collect a release's commits with the compare API and record them.
+    pub const COLLECT_RELEASE: &str = "collect_release";
+    /// Answer a deployment protection rule on its callback URL.
+    pub const ANSWER_DEPLOYMENT: &str = "answer_deployment";
+}
+
+/// The `message_refs` platform under which a pull request's comment ID is kept.
+const COMMENT: &str = "github-comment";
+/// The most commits read for a repository's first release (no earlier tag to compare with).
+const FIRST_RELEASE_COMMITS: usize = 1000;
+
+#[derive(Clone)]
+pub struct GithubConfig {
+    pub webhook_secret: SecretString,
+    /// Without API credentials, deliveries are still recorded but nothing is sent to GitHub.
+    pub api: Option<Arc<GithubApi>>,
+    /// Base URL for the links in statuses and comments.
+    pub public_url: String,
+}
+
+impl std::fmt::Debug for GithubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GithubConfig")
+            .field("api", &self.api.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn item(channel: &str, op: &str, record: Option<&str>, payload: Value) -> NewOutbox {
+    NewOutbox {
+        platform: PLATFORM.to_string(),
+        channel: channel.to_string(),
+        op: op.to_string(),
+        record: record.map(String::from),
+        payload,
+    }
+}
+
+/// One outbox channel per pull request.
+fn pr_channel(repo: &str, number: u64) -> String {
+    format!("{repo}#{number}")
+}
+
+/// The status and comment items for one pull request.
+fn pr_items(
+    repo: &str,
+    number: u64,
+    sha: &str,
+    changes: &[String],
+    protected: bool,
+    installation: Option<u64>,
+) -> Vec<NewOutbox> {
+    let payload = json!({
+        "repo": repo, "number": number, "sha": sha, "changes": changes,
+        "protected": protected, "installation": installation,
+    });
+    let channel = pr_channel(repo, number);
+    let record = changes.first().map(String::as_str);
+    let mut out = vec![item(&channel, op::PR_STATUS, record, payload.clone())];
+    if !changes.is_empty() || protected {
+        out.push(item(&channel, op::PR_COMMENT, record, payload));
+    }
+    out
+}
+
+impl Router for GithubConfig {
+    fn route(&self, event: &Event) -> Vec<NewOutbox> {
+        if self.api.is_none() {
+            return Vec::new();
+        }
+        match event {
+            Event::PullRequestLinked {
+                repo,
+                number,
+                sha,
+                changes,
+                protected,
+                installation,
+            } => pr_items(repo, *number, sha, changes, *protected, *installation),
+            Event::ChangeSubmitted { id }
+            | Event::ChangeVoted { id }
+            | Event::ChangeDecided { id, .. }
+            | Event::ChangeUpdated { id, .. } => vec![item(
+                &format!("change:{id}"),
+                op::REFRESH_CHANGE,
+                Some(id),
+                Value::Null,
+            )],
+            Event::RecordUpdated { id } if id.starts_with("CHG-") => vec![item(
+                &format!("change:{id}"),
+                op::REFRESH_CHANGE,
+                Some(id),
+                Value::Null,
+            )],
+            Event::ReleaseNeedsCommits { id, installation } => vec![item(
+                &format!("release:{id}"),
+                op::COLLECT_RELEASE,
+                Some(id),
+                json!({ "installation": installation }),
+            )],
+            Event::DeploymentGateDecided {
+                repo,
+                callback_url,
+                environment,
+                approved,
+                comment,
+                installation,
+            } => vec![item(
+                &format!("deployment:{repo}:{environment}"),
+                op::ANSWER_DEPLOYMENT,
+                None,
+                json!({
+                    "repo": repo, "callback_url": callback_url, "environment": environment,
+                    "approved": approved, "comment": comment, "installation": installation,
+                }),
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Sends GitHub outbox items.
+pub struct GithubDeliverer {
+    pub config: GithubConfig,
+    pub api: Arc<GithubApi>,
+    pub ledger: Ledger,
+}
+
+fn retry(e: GithubApiError) -> DeliveryError {
+    match e {
+        GithubApiError::Retry { after, reason } => DeliveryError::Retry { after, reason },
+        GithubApiError::Permanent(p) => DeliveryError::Permanent(p),
+    }
+}
+
+fn field<'a>(item: &'a OutboxItem, name: &str) -> Result<&'a Value, DeliveryError> {
+    item.payload
+        .get(name)
+        .ok_or_else(|| DeliveryError::Permanent(format!("outbox item {} has no {name}", item.id)))
+}
+
+fn text(item: &OutboxItem, name: &str) -> Result<String, DeliveryError> {
+    Ok(field(item, name)?.as_str().unwrap_or_default().to_string())
+}
+
+fn installation(item: &OutboxItem) -> Option<u64> {
+    item.payload.get("installation").and_then(Value::as_u64)
+}
+
+impl GithubDeliverer {
+    fn store(&self) -> &Arc<dyn Store> {
+        self.ledger.store()
+    }
+
+    /// The named changes as the status sees them now; ones that no longer exist are left out.
+    async fn gate_changes(&self, ids: &[String]) -> Result<Vec<GateChange>, DeliveryError> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Ok(Record::Change(c)) = load(&**self.store(), id).await {
+                out.push(GateChange {
+                    id: c.id,
+                    status: c.status,
+                    approvals: c.approval_count(),
+                    required: c.required_approvals,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn link(&self, change: Option<&str>) -> Option<String> {
+        change.map(|c| {
+            format!(
+                "{}/api/v1/changes/{c}",
+                self.config.public_url.trim_end_matches('/')
+            )
+        })
+    }
+
+    async fn pr_status(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        let repo = text(item, "repo")?;
+        let sha = text(item, "sha")?;
+        let ids: Vec<String> = serde_json::from_value(field(item, "changes")?.clone())
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let protected = field(item, "protected")?.as_bool().unwrap_or(false);
+        let changes = self.gate_changes(&ids).await?;
+        let Some(status) = pr_status(protected, &changes) else {
+            return Ok(());
+        };
+        let status = CommitStatus {
+            state: status.state.to_string(),
+            description: status.description,
+            target_url: self.link(ids.first().map(String::as_str)),
+            context: STATUS_CONTEXT.to_string(),
+        };
+        let inst = installation(item);
+        self.api
+            .set_status(&repo, &sha, &status, inst)
+            .await
+            .map_err(retry)?;
+        if self.api.is_app() {
+            self.api
+                .check_run(&repo, &sha, &status, inst)
+                .await
+                .map_err(retry)?;
+        }
+        Ok(())
+    }
+
+    async fn pr_comment(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        let repo = text(item, "repo")?;
+        let number = field(item, "number")?.as_u64().unwrap_or_default();
+        let ids: Vec<String> = serde_json::from_value(field(item, "changes")?.clone())
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let protected = field(item, "protected")?.as_bool().unwrap_or(false);
+        let mut lines = vec!["**opsledger** change control".to_string(), String::new()];
+        for id in &ids {
+            if let Ok(Record::Change(c)) = load(&**self.store(), id).await {
+                let tally = if c.required_approvals > 0 {
+                    format!(
+                        ", {}/{} approvals",
+                        c.approval_count(),
+                        c.required_approvals
+                    )
+                } else {
+                    String::new()
+                };
+                let link = self.link(Some(id)).unwrap_or_default();
+                lines.push(format!(
+                    "- [{id}]({link}) {}: **{}**{tally}",
+                    c.title, c.status
+                ));
+            }
+        }
+        let changes = self.gate_changes(&ids).await?;
+        if let Some(status) = pr_status(protected, &changes) {
+            lines.push(String::new());
+            lines.push(format!(
+                "`{STATUS_CONTEXT}`: {} ({})",
+                status.state, status.description
+            ));
+        }
+        let body = lines.join("\n");
+        let key = pr_channel(&repo, number);
+        let existing = self
+            .store()
+            .message_ref(&key, COMMENT, "")
+            .await
+            .map_err(store_retry)?
+            .and_then(|id| id.parse::<u64>().ok());
+        let id = self
+            .api
+            .upsert_comment(&repo, number, existing, &body, installation(item))
+            .await
+            .map_err(retry)?;
+        if existing != Some(id) {
+            self.store()
+                .set_message_ref(&key, COMMENT, "", &id.to_string())
+                .await
+                .map_err(store_retry)?;
+        }
+        Ok(())
+    }
+
+    /// Queues status and comment updates for each pull request the change links, in each
+    /// pull request's own channel; a link made from chat (no head commit known yet) is synced
+    /// from the API first.
+    async fn refresh_change(&self, record: &str) -> Result<(), DeliveryError> {
+        let Record::Change(chg) = load(&**self.store(), record).await? else {
+            return Ok(());
+        };
+        let mut items = Vec::new();
+        for l in chg.links.iter().filter(|l| l.kind == LinkKind::PullRequest) {
+            let Some(number) = l.number else { continue };
+            match &l.sha {
+                Some(sha) => {
+                    let mut ids: Vec<String> = l.changes.iter().map(|c| c.to_string()).collect();
+                    if ids.is_empty() {
+                        ids.push(chg.id.to_string());
+                    }
+                    items.extend(pr_items(&l.repo, number, sha, &ids, false, None));
+                }
+                None => items.push(item(
+                    &pr_channel(&l.repo, number),
+                    op::SYNC_PULL_REQUEST,
+                    Some(record),
+                    json!({ "repo": l.repo, "number": number }),
+                )),
+            }
+        }
+        // No wake-up needed: the worker looks for due items again after every pass.
+        for i in items {
+            super::enqueue(self.store(), None, i).await;
+        }
+        Ok(())
+    }
+
+    /// Runs a GitHub command; a store failure (or shutdown) is worth retrying.
+    async fn run(&self, actor: Actor, cmd: GithubCmd) -> Result<(), DeliveryError> {
+        let handled = self.ledger.handle(actor, Command::Github(cmd)).await;
+        match handled.reply.outcome {
+            crate::domain::reply::Outcome::Failed => Err(DeliveryError::Retry {
+                after: None,
+                reason: handled.reply.text,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn sync_pull_request(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        let repo = text(item, "repo")?;
+        let number = field(item, "number")?.as_u64().unwrap_or_default();
+        let inst = installation(item);
+        let pr = self
+            .api
+            .pull_request(&repo, number, inst)
+            .await
+            .map_err(retry)?
+            .pull_request;
+        let actor =
+            Actor::parse(&format!("github:{}", pr.author)).unwrap_or_else(|_| Actor::system());
+        self.run(
+            actor,
+            GithubCmd::PullRequest {
+                pr: pull_request_ref(pr),
+                installation: inst,
+            },
+        )
+        .await
+    }
+
+    async fn collect_release(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        let id = item.record.clone().unwrap_or_default();
+        let Record::Release(rel) = load(&**self.store(), &id).await? else {
+            return Ok(());
+        };
+        if !rel.commits.is_empty() {
+            return Ok(());
+        }
+        let Some(repo) = rel.repo.clone() else {
+            return Ok(());
+        };
+        let inst = installation(item);
+        // The previous release of the same repository is the compare base.
+        let mut q = ListQuery::new(Kind::Release, 10_000);
+        q.after = None;
+        let previous = self
+            .store()
+            .list(&q)
+            .await
+            .map_err(store_retry)?
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Release(r) if r.repo.as_deref() == Some(&repo) && r.id.n < rel.id.n => {
+                    Some(r)
+                }
+                _ => None,
+            })
+            .next_back();
+        let commits = match previous {
+            Some(p) => {
+                self.api
+                    .compare(&repo, &p.version, &rel.version, inst)
+                    .await
+            }
+            None => {
+                self.api
+                    .list_commits(&repo, &rel.version, FIRST_RELEASE_COMMITS, inst)
+                    .await
+            }
+        }
+        .map_err(retry)?;
+        let id: RecordId = id
+            .parse()
+            .map_err(|_| DeliveryError::Permanent(format!("bad record {id}")))?;
+        self.run(
+            Actor::system(),
+            GithubCmd::ReleaseCommits {
+                id,
+                commits: commits
+                    .into_iter()
+                    .map(|c| CommitRef {
+                        sha: c.sha,
+                        message: c.message,
+                    })
+                    .collect(),
+            },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl Deliver for GithubDeliverer {
+    fn platform(&self) -> &'static str {
+        PLATFORM
+    }
+
+    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
+        match item.op.as_str() {
+            op::PR_STATUS => self.pr_status(item).await,
+            op::PR_COMMENT => self.pr_comment(item).await,
+            op::REFRESH_CHANGE => {
+                self.refresh_change(item.record.as_deref().unwrap_or_default())
+                    .await
+            }
+            op::SYNC_PULL_REQUEST => self.sync_pull_request(item).await,
+            op::COLLECT_RELEASE => self.collect_release(item).await,
+            op::ANSWER_DEPLOYMENT => self
+                .api
+                .answer_deployment(
+                    &text(item, "repo")?,
+                    &text(item, "callback_url")?,
+                    &text(item, "environment")?,
+                    field(item, "approved")?.as_bool().unwrap_or(false),
+                    &text(item, "comment")?,
+                    installation(item),
+                )
+                .await
+                .map_err(retry),
+            other => Err(DeliveryError::Permanent(format!(
+                "unknown github outbox op `{other}`"
+            ))),
+        }
+    }
+}
+
+fn pull_request_ref(pr: opsledger_github::PullRequest) -> PullRequestRef {
+    PullRequestRef {
+        repo: pr.repo,
+        number: pr.number,
+        title: pr.title,
+        body: pr.body,
+        branch: pr.branch,
+        base: pr.base,
+        head_sha: pr.head_sha,
+        author: pr.author,
+        url: pr.url,
+        merged: pr.merged,
+        merge_sha: pr.merge_sha,
+    }
+}
+
+fn github_actor(login: &str) -> Actor {
+    Actor::parse(&format!("github:{login}")).unwrap_or_else(|_| Actor::system())
+}
+
+/// What a delivery asks of the ledger, and as whom; `None` for events only logged.
+pub fn command_for(event: GithubEvent) -> Option<(Actor, GithubCmd)> {
+    match event {
+        GithubEvent::PullRequest {
+            pull_request,
+            sender,
+            installation,
+            ..
+        } => Some((
+            github_actor(&sender),
+            GithubCmd::PullRequest {
+                pr: pull_request_ref(pull_request),
+                installation,
+            },
+        )),
+        GithubEvent::Push {
+            repo,
+            branch: Some(branch),
+            after,
+            commits,
+            pusher,
+            ..
+        } if !after.trim_matches('0').is_empty() => Some((
+            github_actor(&pusher),
+            GithubCmd::Push {
+                repo,
+                branch,
+                commits: commits
+                    .into_iter()
+                    .map(|c| CommitRef {
+                        sha: c.sha,
+                        message: c.message,
+                    })
+                    .collect(),
+            },
+        )),
+        GithubEvent::Push {
+            repo,
+            tag: Some(tag),
+            after,
+            pusher,
+            installation,
+            ..
+        } if !after.trim_matches('0').is_empty() => Some((
+            github_actor(&pusher),
+            GithubCmd::Release {
+                repo,
+                tag,
+                installation,
+            },
+        )),
+        GithubEvent::Create {
+            repo,
+            ref_type,
+            name,
+            sender,
+            installation,
+        } if ref_type == "tag" => Some((
+            github_actor(&sender),
+            GithubCmd::Release {
+                repo,
+                tag: name,
+                installation,
+            },
+        )),
+        GithubEvent::Release {
+            action,
+            repo,
+            tag,
+            sender,
+            installation,
+            ..
+        } if action == "published" => Some((
+            github_actor(&sender),
+            GithubCmd::Release {
+                repo,
+                tag,
+                installation,
+            },
+        )),
+        GithubEvent::DeploymentStatus {
+            repo,
+            sha,
+            reference,
+            environment,
+            state,
+            creator,
+        } if state == "success" => Some((
+            github_actor(&creator),
+            GithubCmd::Deployed {
+                repo,
+                sha,
+                reference,
+                environment,
+            },
+        )),
+        GithubEvent::DeploymentProtectionRule {
+            repo,
+            sender,
+            environment,
+            sha,
+            reference,
+            callback_url,
+            installation,
+        } => Some((
+            github_actor(&sender),
+            GithubCmd::DeploymentGate {
+                repo,
+                sha,
+                reference,
+                environment,
+                callback_url,
+                installation,
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// The work a check suite asks for: its pull requests' statuses again, read fresh.
+pub fn resync_items(event: &GithubEvent) -> Vec<NewOutbox> {
+    match event {
+        GithubEvent::CheckSuite {
+            action,
+            repo,
+            pull_requests,
+            installation,
+            ..
+        } if action != "completed" => pull_requests
+            .iter()
+            .map(|n| {
+                item(
+                    &pr_channel(repo, *n),
+                    op::SYNC_PULL_REQUEST,
+                    None,
+                    json!({ "repo": repo, "number": n, "installation": installation }),
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The webhook's handlers: the ledger, the settings and the outbox.
+#[derive(Clone)]
+pub struct GithubHandlers {
+    pub ledger: Ledger,
+    pub config: Arc<GithubConfig>,
+    pub outbox: Option<OutboxWaker>,
+}
+
+impl std::fmt::Debug for GithubHandlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GithubHandlers")
+    }
+}
+
+impl GithubHandlers {
+    /// Acts on one verified, parsed delivery, once per `X-GitHub-Delivery`; returns the body of
+    /// the 200 answer.
+    pub async fn delivery(
+        &self,
+        event_name: &str,
+        delivery_id: &str,
+        event: GithubEvent,
+    ) -> Result<Value, crate::store::StoreError> {
+        if event == GithubEvent::Ping {
+            return Ok(json!({ "ok": "pong" }));
+        }
+        let now = crate::domain::audit::format_time(chrono::Utc::now());
+        if !self
+            .ledger
+            .store()
+            .first_delivery(PLATFORM, delivery_id, &now)
+            .await?
+        {
+            tracing::debug!(%delivery_id, "dropped a redelivered GitHub delivery");
+            return Ok(json!({ "ok": "already processed", "delivery": delivery_id }));
+        }
+        let resync = resync_items(&event);
+        if !resync.is_empty() {
+            if self.config.api.is_some() {
+                for i in resync {
+                    super::enqueue(self.ledger.store(), self.outbox.as_ref(), i).await;
+                }
+            }
+            return Ok(json!({ "ok": "statuses will be sent again" }));
+        }
+        let Some((actor, cmd)) = command_for(event) else {
+            tracing::debug!(event = %event_name, %delivery_id, "ignored a GitHub event opsledger does not use");
+            return Ok(json!({ "ok": format!("`{event_name}` is not used") }));
+        };
+        let handled = self.ledger.handle(actor, Command::Github(cmd)).await;
+        Ok(json!({
+            "ok": handled.reply.text,
+            "record": handled.reply.record,
+            "outcome": handled.reply.outcome.label(),
+        }))
+    }
+}
