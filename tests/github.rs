@@ -375,13 +375,18 @@ impl GithubApp {
     }
 }
 
-fn has_status(calls: &[Call], head: &str, state: &str) -> bool {
-    calls.iter().any(|c| {
+/// The first `opsledger/change` status with `state` set on `head`.
+fn status_call<'a>(calls: &'a [Call], head: &str, state: &str) -> Option<&'a Call> {
+    calls.iter().find(|c| {
         c.method == "POST"
             && c.path.ends_with(&format!("/statuses/{head}"))
             && c.body["state"] == state
             && c.body["context"] == "opsledger/change"
     })
+}
+
+fn has_status(calls: &[Call], head: &str, state: &str) -> bool {
+    status_call(calls, head, state).is_some()
 }
 
 #[tokio::test]
@@ -471,10 +476,7 @@ async fn the_change_gates_the_merge_the_release_and_the_deployment() {
                 && c.iter().any(|c| c.path.ends_with("/issues/12/comments"))
         })
         .await;
-    let pending = calls
-        .iter()
-        .find(|c| has_status(std::slice::from_ref(c), &head, "pending"))
-        .unwrap();
+    let pending = status_call(&calls, &head, "pending").unwrap();
     assert!(pending.body["description"]
         .as_str()
         .unwrap()
@@ -683,10 +685,7 @@ async fn a_pull_request_to_a_protected_branch_naming_no_change_fails_with_how_to
         .fake
         .wait_for("a failure status", |c| has_status(c, &head, "failure"))
         .await;
-    let failure = calls
-        .iter()
-        .find(|c| has_status(std::slice::from_ref(c), &head, "failure"))
-        .unwrap();
+    let failure = status_call(&calls, &head, "failure").unwrap();
     assert!(failure.body["description"]
         .as_str()
         .unwrap()
@@ -726,11 +725,7 @@ async fn new_commits_and_a_rejection_update_the_status() {
             has_status(c, &second, "failure")
         })
         .await;
-    let failure = calls
-        .iter()
-        .rev()
-        .find(|c| has_status(std::slice::from_ref(c), &second, "failure"))
-        .unwrap();
+    let failure = status_call(&calls, &second, "failure").unwrap();
     assert!(failure.body["description"]
         .as_str()
         .unwrap()
@@ -1066,5 +1061,44 @@ async fn a_status_delivered_late_says_what_is_true_when_it_arrives() {
         .find(|c| c.path.ends_with(&format!("/statuses/{head}")))
         .unwrap();
     assert_eq!(first.body["state"], "success", "{}", first.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_requested_check_suite_sends_its_pull_requests_status_again_and_a_deployment_is_only_logged(
+) {
+    // Arrange
+    let app = spawn_github_app("", false).await;
+    app.submitted_change("Checked again").await;
+    let head = sha(0xc5);
+    let mut pr =
+        pull_request("opened", 12, "CHG-1 checks", "checks", &head, false)["pull_request"].clone();
+    pr["number"] = json!(12);
+    *app.fake.pull.lock().unwrap() = pr;
+    let mut suite = fixture("check_suite_requested.json");
+    suite["check_suite"]["head_sha"] = json!(head);
+
+    // Act
+    let answer = app.deliver("check_suite", &suite).await;
+    let deployment = app
+        .deliver("deployment", &fixture("deployment_created.json"))
+        .await;
+
+    // Assert
+    assert!(
+        answer["ok"].as_str().unwrap().contains("sent again"),
+        "{answer}"
+    );
+    app.fake
+        .wait_for("the pull request read and its status set", |c| {
+            c.iter()
+                .any(|c| c.method == "GET" && c.path.ends_with("/pulls/12"))
+                && has_status(c, &head, "pending")
+        })
+        .await;
+    assert!(
+        deployment["ok"].as_str().unwrap().contains("not used"),
+        "{deployment}"
+    );
     app.stop().await;
 }

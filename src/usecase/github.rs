@@ -40,6 +40,27 @@ fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
 
+/// Nothing to change: files the outcome in the audit trail and answers with it.
+fn noted(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    action: &str,
+    record: Option<String>,
+    text: String,
+) -> Handled {
+    uow.audit(
+        ctx.now,
+        actor,
+        record.clone(),
+        action,
+        None,
+        None,
+        format!("ok: {text}"),
+    );
+    Handled::reply(Reply::ok(record, text))
+}
+
 /// Files a nonconformity and returns its event.
 fn raise(
     uow: &mut UnitOfWork,
@@ -240,15 +261,8 @@ async fn pull_request(
         (true, false) => format!("{name} names no change"),
     };
     if found.is_empty() {
-        uow.audit(
-            ctx.now,
-            actor,
-            None,
-            action,
-            None,
-            None,
-            format!("ok: {text}"),
-        );
+        let noted = noted(uow, ctx, actor, action, None, text);
+        return Ok(Handled::with(noted.reply, events));
     }
     Ok(Handled::with(Reply::ok(first, text), events))
 }
@@ -275,19 +289,8 @@ async fn push(
     commits: &[CommitRef],
 ) -> Outcome {
     if !is_protected(ctx.policy, repo, branch) || commits.is_empty() {
-        uow.audit(
-            ctx.now,
-            actor,
-            None,
-            action,
-            None,
-            None,
-            "ok: nothing to check".into(),
-        );
-        return Ok(Handled::reply(Reply::ok(
-            None,
-            format!("{repo}:{branch}: nothing to check"),
-        )));
+        let text = format!("{repo}:{branch}: nothing to check");
+        return Ok(noted(uow, ctx, actor, action, None, text));
     }
     let mut escaped = Vec::new();
     for c in commits {
@@ -300,19 +303,8 @@ async fn push(
         }
     }
     if escaped.is_empty() {
-        uow.audit(
-            ctx.now,
-            actor,
-            None,
-            action,
-            None,
-            None,
-            "ok: every commit is approved".into(),
-        );
-        return Ok(Handled::reply(Reply::ok(
-            None,
-            format!("{repo}:{branch}: every commit belongs to an approved change"),
-        )));
+        let text = format!("{repo}:{branch}: every commit belongs to an approved change");
+        return Ok(noted(uow, ctx, actor, action, None, text));
     }
     let nid = uow.next_id(Kind::Nonconformity).await?;
     let title = format!(
@@ -370,19 +362,8 @@ async fn release(
     // A published release and its tag's push both arrive: the first makes the record.
     if let Some(existing) = release_for(uow, repo, "", tag).await? {
         let text = format!("{repo} {tag} is already recorded as {}", existing.id);
-        uow.audit(
-            ctx.now,
-            actor,
-            Some(existing.id.to_string()),
-            action,
-            None,
-            None,
-            format!("ok: {text}"),
-        );
-        return Ok(Handled::reply(Reply::ok(
-            Some(existing.id.to_string()),
-            text,
-        )));
+        let record = Some(existing.id.to_string());
+        return Ok(noted(uow, ctx, actor, action, record, text));
     }
     let id = uow.next_id(Kind::Release).await?;
     let rel = Release::create(
@@ -438,16 +419,7 @@ async fn release_commits(
     let mut rel: Release = uow.load_id(id).await?;
     if !rel.commits.is_empty() {
         let text = format!("{id} already holds its commits");
-        uow.audit(
-            ctx.now,
-            actor,
-            Some(id.to_string()),
-            action,
-            None,
-            None,
-            format!("ok: {text}"),
-        );
-        return Ok(Handled::reply(Reply::ok(Some(id.to_string()), text)));
+        return Ok(noted(uow, ctx, actor, action, Some(id.to_string()), text));
     }
     let before = Record::Release(rel.clone());
     let repo = rel.repo.clone().unwrap_or_default();
@@ -517,16 +489,7 @@ async fn deployed(
 ) -> Outcome {
     let Some(mut rel) = release_for(uow, repo, sha, reference).await? else {
         let text = format!("no release of {repo} holds {}", short(sha));
-        uow.audit(
-            ctx.now,
-            actor,
-            None,
-            action,
-            None,
-            None,
-            format!("ok: {text}"),
-        );
-        return Ok(Handled::reply(Reply::ok(None, text)));
+        return Ok(noted(uow, ctx, actor, action, None, text));
     };
     let id = rel.id;
     let before = Record::Release(rel.clone());
