@@ -204,6 +204,9 @@ async fn run_writer(mut rx: mpsc::Receiver<Job>, cfg: LedgerConfig, bus: Arc<Bus
             Ok(replies) => {
                 for handled in &replies {
                     for e in &handled.events {
+                        if let Event::SlaBreached { target, .. } = e {
+                            cfg.metrics.sla_breach(target);
+                        }
                         // No subscriber is fine: nothing listens until the adapters do.
                         let _ = bus.events.send(e.clone());
                     }

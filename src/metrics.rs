@@ -1,4 +1,5 @@
-//! Prometheus metrics: commands by kind and outcome, write batches, HTTP request latency.
+//! Prometheus metrics: commands by kind and outcome, write batches, platform deliveries in and
+//! out, the outbox's depth, SLA breaches, and HTTP request latency.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -22,6 +24,18 @@ struct HttpLabels {
     status: String,
 }
 
+/// A platform and what became of one delivery (webhook or interaction in, outbox item out).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    platform: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreachLabels {
+    target: String,
+}
+
 /// One registry per process (tests run several apps in one process, so no globals).
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -29,6 +43,10 @@ pub struct Metrics {
     batch_size: Histogram,
     batch_seconds: Histogram,
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    inbound: Family<DeliveryLabels, Counter>,
+    outbound: Family<DeliveryLabels, Counter>,
+    outbox_depth: Gauge,
+    sla_breaches: Family<BreachLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -70,12 +88,40 @@ impl Default for Metrics {
             "HTTP request latency by route and status",
             http.clone(),
         );
+        let inbound = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "inbound_deliveries",
+            "Webhook and interaction requests from Slack, Discord and GitHub, by result",
+            inbound.clone(),
+        );
+        let outbound = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "outbox_deliveries",
+            "Outbox delivery attempts by platform and result (delivered, retry, failed)",
+            outbound.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "outbox_pending",
+            "Outgoing messages not yet delivered (read when scraped)",
+            outbox_depth.clone(),
+        );
+        let sla_breaches = Family::<BreachLabels, Counter>::default();
+        registry.register(
+            "sla_breaches",
+            "SLA targets missed, by target (response, resolution)",
+            sla_breaches.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             commands,
             batch_size,
             batch_seconds,
             http,
+            inbound,
+            outbound,
+            outbox_depth,
+            sla_breaches,
         }
     }
 }
@@ -102,6 +148,38 @@ impl Metrics {
                 status: status.to_string(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// One request from a platform: `ok`, `duplicate`, `bad_signature`, `bad_request`, `off`, ...
+    pub fn inbound(&self, platform: &str, result: &str) {
+        self.inbound
+            .get_or_create(&DeliveryLabels {
+                platform: platform.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    /// One outbox delivery attempt: `delivered`, `retry` or `failed`.
+    pub fn outbound(&self, platform: &str, result: &str) {
+        self.outbound
+            .get_or_create(&DeliveryLabels {
+                platform: platform.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn set_outbox_pending(&self, n: i64) {
+        self.outbox_depth.set(n);
+    }
+
+    pub fn sla_breach(&self, target: &str) {
+        self.sla_breaches
+            .get_or_create(&BreachLabels {
+                target: target.to_string(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

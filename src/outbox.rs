@@ -118,8 +118,7 @@ pub struct OutboxWorker {
 impl OutboxWorker {
     /// Starts the worker with the production backoff (`DEFAULT_BASE_BACKOFF`).
     ///
-    /// `metrics` is accepted for the outbox-depth and delivery series, which `Metrics` does not
-    /// have yet; until it does, the worker records none.
+    /// With `metrics`, each attempt is counted by platform and result.
     pub fn spawn(
         store: Arc<dyn Store>,
         deliverers: Vec<Arc<dyn Deliver>>,
@@ -137,7 +136,6 @@ impl OutboxWorker {
         metrics: Option<Arc<Metrics>>,
         base_backoff: Duration,
     ) -> OutboxWorker {
-        let _ = metrics;
         let mut by_platform: HashMap<&'static str, Arc<dyn Deliver>> = HashMap::new();
         for d in deliverers {
             if by_platform.insert(d.platform(), d.clone()).is_some() {
@@ -153,6 +151,7 @@ impl OutboxWorker {
             clock,
             base_backoff,
             missing: Mutex::new(HashSet::new()),
+            metrics,
         });
         let wake = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
@@ -189,6 +188,7 @@ struct Worker {
     base_backoff: Duration,
     /// Platforms with items but no deliverer here, already logged.
     missing: Mutex<HashSet<String>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 async fn run(worker: Arc<Worker>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
@@ -287,6 +287,14 @@ impl Worker {
             }),
         };
         let now = self.clock.now();
+        if let Some(m) = &self.metrics {
+            let outcome = match &result {
+                Ok(()) => "delivered",
+                Err(DeliveryError::Retry { .. }) => "retry",
+                Err(DeliveryError::Permanent(_)) => "failed",
+            };
+            m.outbound(&item.platform, outcome);
+        }
         match result {
             Ok(()) => {
                 self.store

@@ -1102,3 +1102,58 @@ async fn a_requested_check_suite_sends_its_pull_requests_status_again_and_a_depl
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_deliveries_in_and_out_and_show_the_outbox_depth() {
+    // Arrange
+    let app = spawn_github_app("", false).await;
+    app.submitted_change("Metered").await;
+    app.fake.fail_next(&[502]);
+    let head = sha(0x3e7);
+    let opened = pull_request("opened", 60, "CHG-1 metered", "m", &head, false);
+
+    // Act
+    app.deliver_as("pull_request", "m-1", &opened).await;
+    app.deliver_as("pull_request", "m-1", &opened).await;
+    let forged = app
+        .post("push", "m-2", b"{}", Some("sha256=00".into()))
+        .await;
+    app.fake
+        .wait_for("the status", |c| has_status(c, &head, "pending"))
+        .await;
+    let comment_sent = |c: &[Call]| c.iter().any(|c| c.path.ends_with("/issues/60/comments"));
+    app.fake.wait_for("the comment", comment_sent).await;
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(forged.status(), 401);
+    for line in [
+        r#"opsledger_inbound_deliveries_total{platform="github",result="ok"} 1"#,
+        r#"opsledger_inbound_deliveries_total{platform="github",result="duplicate"} 1"#,
+        r#"opsledger_inbound_deliveries_total{platform="github",result="bad_signature"} 1"#,
+        r#"opsledger_outbox_deliveries_total{platform="github",result="retry"} 1"#,
+        "opsledger_outbox_pending 0",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    // The status and the comment, plus the change's own refreshes.
+    let delivered: u64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"opsledger_outbox_deliveries_total{platform="github",result="delivered"} "#,
+            )
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(delivered >= 2, "{text}");
+    app.stop().await;
+}

@@ -577,6 +577,13 @@ async fn sla_clock_detects_a_breach_within_one_second_of_its_due_time() {
     .expect("no escalation within 5 s");
     sla.stop().await;
     assert_eq!(escalated, "INC-1");
+    assert!(
+        ledger
+            .metrics()
+            .render()
+            .contains(r#"opsledger_sla_breaches_total{target="response"} 1"#),
+        "the breach is counted in /metrics"
+    );
     let Some(Record::Incident(inc)) = store.get(Kind::Incident, "INC-1").await.unwrap() else {
         panic!()
     };

@@ -4,6 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
@@ -19,7 +20,7 @@ async fn webhook(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let github = app.github.as_ref().ok_or_else(|| {
         ApiError::NotFound("GitHub is not configured (set GITHUB_WEBHOOK_SECRET)".into())
     })?;
@@ -45,5 +46,10 @@ async fn webhook(
         .delivery(&event, &delivery, parsed)
         .await
         .map_err(|e| ApiError::Unavailable(e.into()))?;
-    Ok(Json(answer))
+    let duplicate = answer["ok"] == "already processed";
+    let mut resp = Json(answer).into_response();
+    if duplicate {
+        resp.extensions_mut().insert(super::Redelivery);
+    }
+    Ok(resp)
 }

@@ -53,9 +53,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api)
-        .merge(slack::routes())
-        .merge(discord::routes())
-        .merge(github::routes())
+        .merge(
+            slack::routes()
+                .merge(discord::routes())
+                .merge(github::routes())
+                .route_layer(middleware::from_fn_with_state(state.clone(), count_inbound)),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Router layers wrap every route, the 405 answers and the fallback, so the body limit
         // holds for unknown paths and wrong methods too; observe sees (and counts) its 413s.
@@ -80,6 +83,11 @@ async fn readyz(State(app): State<AppState>) -> Result<&'static str, ApiError> {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    // The depth is read at scrape time, so it is right whichever replica delivered.
+    match app.ledger.store().outbox_pending().await {
+        Ok(n) => app.ledger.metrics().set_outbox_pending(n),
+        Err(e) => tracing::warn!(error = %e, "cannot read the outbox depth for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -148,6 +156,32 @@ async fn read_limited(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
         }
     }
     Ok(Bytes::from(buf))
+}
+
+/// Marks a response to a delivery already processed, for the inbound count.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Redelivery;
+
+/// Counts each request from a platform by what it got: `ok`, `bad_signature`, `bad_request`,
+/// `duplicate` (a redelivery, answered 200 and ignored), `off` (the platform is not configured),
+/// `too_large` or `error`.
+async fn count_inbound(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let platform = match req.uri().path().split('/').nth(1) {
+        Some(p @ ("slack" | "discord" | "github")) => p.to_string(),
+        _ => "other".to_string(),
+    };
+    let resp = next.run(req).await;
+    let result = match resp.status().as_u16() {
+        _ if resp.extensions().get::<Redelivery>().is_some() => "duplicate",
+        200..=299 => "ok",
+        401 => "bad_signature",
+        400 => "bad_request",
+        404 => "off",
+        413 => "too_large",
+        _ => "error",
+    };
+    app.ledger.metrics().inbound(&platform, result);
+    resp
 }
 
 async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
