@@ -48,6 +48,8 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the service report for a period, by service (ISO/IEC 20000-1 9.1).
+    Report(ReportArgs),
     /// Discord set-up: register the slash commands with Discord.
     Discord {
         #[command(subcommand)]
@@ -70,6 +72,19 @@ pub enum PolicyCommand {
     },
     /// Print the rules in force (OPSLEDGER_POLICY, or the built-in defaults) as a rules file.
     Show,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// First day of the period (UTC), such as 2026-11-01; default 29 days before --to.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last day of the period (UTC), included; default today.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<chrono::NaiveDate>,
+    /// Print JSON (the same document as GET /api/v1/reports) instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ pub mod integrations;
 pub mod ledger;
 pub mod metrics;
 pub mod outbox;
+pub mod reports;
 pub mod sla_clock;
 pub mod store;
 pub mod usecase;

@@ -10,7 +10,7 @@ use clap::Parser;
 
 use opsledger::app;
 use opsledger::config::{
-    AuditCommand, Cli, CliCommand, DiscordCommand, ExecArgs, PolicyCommand, StoreArgs,
+    AuditCommand, Cli, CliCommand, DiscordCommand, ExecArgs, PolicyCommand, ReportArgs, StoreArgs,
 };
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
@@ -140,6 +140,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        CliCommand::Report(args) => {
+            let (_, store) = open(&cli.store).await?;
+            let report = report(&args, &*store).await;
+            store.close().await;
+            println!("{}", report?);
+            Ok(ExitCode::SUCCESS)
+        }
         CliCommand::Serve(args) => {
             let (policy, store) = open(&cli.store).await?;
             let running = app::serve(&args, store, policy, app::system_clock()).await?;
@@ -254,4 +261,19 @@ async fn run_one(ledger: &Ledger, actor: &Actor, text: &str) -> u8 {
         eprintln!("{}", reply.to_plain_text());
     }
     code
+}
+
+/// The report as text or JSON.
+async fn report(args: &ReportArgs, store: &dyn Store) -> anyhow::Result<String> {
+    if let (Some(f), Some(t)) = (args.from, args.to) {
+        anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
+    }
+    let report = opsledger::reports::service_report(store, args.from, args.to, chrono::Utc::now())
+        .await
+        .context("cannot read the records")?;
+    Ok(if args.json {
+        serde_json::to_string_pretty(&report).context("cannot write the report as JSON")?
+    } else {
+        report.to_text()
+    })
 }

@@ -506,6 +506,7 @@ impl Change {
             decided_at: None,
             started_at: None,
             finished_at: None,
+            outcome: None,
             reviewed_at: None,
             review_due: None,
             review_overdue_at: None,
@@ -715,6 +716,7 @@ impl Change {
     ) -> Result<(), Refusal> {
         transition(&self.key(), &mut self.status, to)?;
         self.finished_at = Some(now);
+        self.outcome = Some(to);
         if self.change_type == ChangeType::Emergency {
             self.review_due = policy
                 .emergency

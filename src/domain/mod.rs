@@ -12,4 +12,5 @@ pub mod policy_toml;
 pub mod priority;
 pub mod records;
 pub mod reply;
+pub mod report;
 pub mod status;

@@ -162,6 +162,10 @@ pub struct Change {
     pub decided_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How the implementation ended (completed, failed, rolled_back), kept after the change
+    /// closes, for the change success rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<ChangeStatus>,
     pub reviewed_at: Option<DateTime<Utc>>,
     /// Emergency changes: the post-implementation review is due by then.
     #[serde(default)]

@@ -154,3 +154,39 @@ pub async fn audit(
         json!({ "record": record, "items": entries, "next": next }),
     ))
 }
+
+#[derive(Debug, Deserialize)]
+pub struct ReportParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn date(name: &str, v: Option<String>) -> Result<Option<chrono::NaiveDate>, ApiError> {
+    v.filter(|v| !v.is_empty())
+        .map(|v| {
+            chrono::NaiveDate::parse_from_str(&v, "%Y-%m-%d").map_err(|_| {
+                ApiError::BadRequest(format!("{name}=`{v}` is not a date such as 2026-11-01"))
+            })
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/reports?from=YYYY-MM-DD&to=YYYY-MM-DD`: the service report for the period.
+pub async fn report(
+    State(app): State<AppState>,
+    q: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let p = params(q)?;
+    let (from, to) = (date("from", p.from)?, date("to", p.to)?);
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::BadRequest(format!("from={f} is after to={t}")));
+        }
+    }
+    let report =
+        crate::reports::service_report(&**app.ledger.store(), from, to, app.ledger.clock().now())
+            .await?;
+    Ok(Json(
+        serde_json::to_value(report).map_err(anyhow::Error::from)?,
+    ))
+}

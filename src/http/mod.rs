@@ -45,6 +45,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/audit", get(api::audit))
+        .route("/api/v1/reports", get(api::report))
         .route("/api/v1/{collection}", get(api::list))
         .route("/api/v1/{collection}/{id}", get(api::get))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

@@ -8,7 +8,13 @@ use crate::domain::priority::countdown;
 use crate::domain::records::Incident;
 use crate::domain::reply::Reply;
 
+use crate::domain::report::ReportBuilder;
+use crate::store::ListQuery;
+
 use super::{refuse, Ctx, Fail, Handled, Outcome, UnitOfWork};
+
+/// Records read per page while folding a report.
+const REPORT_PAGE: i64 = 1000;
 
 /// How many entries `audit ID` shows in chat.
 const TIMELINE_LIMIT: i64 = 50;
@@ -122,12 +128,33 @@ pub(crate) async fn audit(
 }
 
 pub(crate) async fn report(
-    _uow: &mut UnitOfWork,
-    _ctx: &Ctx<'_>,
-    _actor: &Actor,
-    _from: Option<NaiveDate>,
-    _to: Option<NaiveDate>,
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
 ) -> Outcome {
-    // The service report (ISO/IEC 20000-1 9.1) is a later milestone; say so rather than guess.
-    refuse(None, "not-available", "the service report is not available in this version yet; the records are at /api/v1 meanwhile")
+    let (from, to) = crate::domain::report::period(from, to, ctx.now);
+    let mut builder = ReportBuilder::new(from, to);
+    for kind in crate::domain::report::KINDS {
+        let mut q = ListQuery::new(kind, REPORT_PAGE);
+        loop {
+            let page = uow.list(&q).await?;
+            let full = page.len() as i64 == REPORT_PAGE;
+            for r in &page {
+                builder.add(r);
+            }
+            q.after = page.last().map(|r| r.key());
+            if !full {
+                break;
+            }
+        }
+    }
+    let report = builder.finish();
+    uow.audit_read(ctx, actor, None, "report");
+    let link = format!(
+        "{}/api/v1/reports?from={from}&to={to}",
+        ctx.public_url.trim_end_matches('/')
+    );
+    Ok(Handled::reply(Reply::ok(None, report.summary(&link))))
 }
