@@ -600,6 +600,14 @@ async fn an_inbound_delivery_is_first_only_once_even_across_replicas(db: TestDb)
         );
         assert!(a.unwrap() ^ b.unwrap(), "{id}: exactly one first delivery");
     }
+
+    // A delivery whose processing failed is forgotten, so the redelivery counts as first.
+    one.forget_delivery("github", "gh-0").await.unwrap();
+    assert!(two.first_delivery("github", "gh-0", &t).await.unwrap());
+    assert!(
+        !one.first_delivery("slack", "Ev01", &t).await.unwrap(),
+        "others are kept"
+    );
 }
 
 async fn message_refs_round_trip_and_are_replaced(db: TestDb) {

@@ -678,6 +678,14 @@ impl GithubHandlers {
             return Ok(json!({ "ok": format!("`{event_name}` is not used") }));
         };
         let handled = self.ledger.handle(actor, Command::Github(cmd)).await;
+        if handled.reply.outcome == crate::domain::reply::Outcome::Failed {
+            // Nothing was recorded: forget the delivery so GitHub's redelivery is processed.
+            self.ledger
+                .store()
+                .forget_delivery(PLATFORM, delivery_id)
+                .await?;
+            return Err(crate::store::StoreError::Invalid(handled.reply.text));
+        }
         Ok(json!({
             "ok": handled.reply.text,
             "record": handled.reply.record,

@@ -206,6 +206,8 @@ pub trait Store: Send + Sync + 'static {
     /// Notes an inbound delivery (a Slack retry, a GitHub redelivery): true the first time a
     /// (platform, delivery id) is seen, false afterwards. Atomic across replicas on one database.
     async fn first_delivery(&self, platform: &str, delivery_id: &str, now: &str) -> Result<bool>;
+    /// Forgets a delivery whose processing failed, so the platform's redelivery is processed.
+    async fn forget_delivery(&self, platform: &str, delivery_id: &str) -> Result<()>;
 
     async fn close(&self);
 }

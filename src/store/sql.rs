@@ -377,6 +377,15 @@ macro_rules! sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn forget_delivery(&self, platform: &str, delivery_id: &str) -> Result<()> {
+                sqlx::query("DELETE FROM inbound_deliveries WHERE platform = $1 AND delivery_id = $2")
+                    .bind(platform)
+                    .bind(delivery_id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn close(&self) {
                 self.pool.close().await;
             }
