@@ -50,6 +50,8 @@ pub enum CliCommand {
     },
     /// Print the service report for a period, by service (ISO/IEC 20000-1 9.1).
     Report(ReportArgs),
+    /// Write the ISO/IEC 20000 evidence pack for a period into a directory.
+    Export(ExportArgs),
     /// Discord set-up: register the slash commands with Discord.
     Discord {
         #[command(subcommand)]
@@ -85,6 +87,19 @@ pub struct ReportArgs {
     /// Print JSON (the same document as GET /api/v1/reports) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// First day of the period (UTC), such as 2026-11-01; default 29 days before --to.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last day of the period (UTC), included; default today.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub to: Option<chrono::NaiveDate>,
+    /// The directory to write (created if missing; it must be empty).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

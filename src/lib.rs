@@ -6,6 +6,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod http;
 pub mod integrations;
 pub mod ledger;

@@ -10,7 +10,8 @@ use clap::Parser;
 
 use opsledger::app;
 use opsledger::config::{
-    AuditCommand, Cli, CliCommand, DiscordCommand, ExecArgs, PolicyCommand, ReportArgs, StoreArgs,
+    AuditCommand, Cli, CliCommand, DiscordCommand, ExecArgs, ExportArgs, PolicyCommand, ReportArgs,
+    StoreArgs,
 };
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
@@ -139,6 +140,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 names.join(", /")
             );
             Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::Export(args) => {
+            let (_, store) = open(&cli.store).await?;
+            let done = export(&args, &*store).await;
+            store.close().await;
+            done
         }
         CliCommand::Report(args) => {
             let (_, store) = open(&cli.store).await?;
@@ -275,5 +282,32 @@ async fn report(args: &ReportArgs, store: &dyn Store) -> anyhow::Result<String> 
         serde_json::to_string_pretty(&report).context("cannot write the report as JSON")?
     } else {
         report.to_text()
+    })
+}
+
+/// Writes the evidence pack; exits 1 when the audit chain does not verify (the pack says why).
+async fn export(args: &ExportArgs, store: &dyn Store) -> anyhow::Result<ExitCode> {
+    let s = opsledger::export::export(
+        store,
+        args.from,
+        args.to,
+        &args.out,
+        chrono::Utc::now(),
+        std::io::stderr().is_terminal(),
+    )
+    .await?;
+    let records: u64 = s.clause_records.iter().map(|(_, n)| n).sum();
+    println!(
+        "wrote the evidence pack to {}: {records} records under {} clauses, {} audit entries of the period; audit chain ({} entries): {}",
+        args.out.display(),
+        s.clause_records.len(),
+        s.timeline_entries,
+        s.audit_entries,
+        s.verify
+    );
+    Ok(if s.verify == "verified" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
