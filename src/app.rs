@@ -370,12 +370,16 @@ pub async fn serve(
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await
-            .context("http server failed")
+        // The peer address lets the dashboard admit this machine without the token.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.await;
+        })
+        .await
+        .context("http server failed")
     });
     Ok(Running {
         addr,

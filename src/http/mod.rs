@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use crate::ledger::Ledger;
 
 mod api;
+mod dashboard;
 mod discord;
 pub mod error;
 mod github;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api)
+        .merge(dashboard::routes(state.clone()))
         .merge(
             slack::routes()
                 .merge(discord::routes())

@@ -1,0 +1,277 @@
+//! The dashboard, loaded in a real browser: Debian's chromium, headless, reads each page's DOM
+//! and takes a screenshot of it (kept under the target directory's `dashboard-screenshots`).
+#[macro_use]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::TestClock;
+use opsledger::app;
+use opsledger::domain::policy::Policy;
+
+/// The browser: CI installs Debian's `chromium`; without it this test fails, it does not skip.
+fn chromium() -> PathBuf {
+    for name in ["chromium", "chromium-browser"] {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let p = Path::new(dir).join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("the dashboard test needs a browser: install Debian's chromium (apt-get install chromium); .ci/run does");
+}
+
+/// Runs chromium headless and returns its exit status and what it printed. Output goes to a
+/// file rather than a pipe: chromium's helper processes outlive it and would hold a pipe open.
+fn browser(args: &[&str], url: &str, profile: &Path) -> (bool, String) {
+    let out = profile.join("stdout.txt");
+    let status = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--window-size=1280,1000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run chromium");
+    (
+        status.success(),
+        std::fs::read_to_string(&out).unwrap_or_default(),
+    )
+}
+
+/// The page's DOM as the browser built it, and its screenshot.
+fn load(url: &str, shot: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let (ok, dom) = browser(&["--dump-dom"], url, profile.path());
+    assert!(ok, "chromium --dump-dom {url} failed");
+    let (ok, _) = browser(
+        &[&format!("--screenshot={}", shot.display())],
+        url,
+        profile.path(),
+    );
+    assert!(ok, "chromium --screenshot {url} failed");
+    let bytes = std::fs::read(shot).unwrap_or_default();
+    assert!(
+        bytes.starts_with(b"\x89PNG"),
+        "{} is a PNG screenshot",
+        shot.display()
+    );
+    dom
+}
+
+const RULES: &str = r#"
+[roles]
+admin = ["console:root"]
+cab = ["console:cab1", "console:cab2"]
+change-manager = ["console:alice"]
+incident-manager = ["console:alice"]
+
+[[freeze]]
+name = "year-end"
+start = "2026-12-03T00:00:00Z"
+end = "2026-12-06T00:00:00Z"
+allow = ["emergency"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
+    // Arrange: a breached P1, an open P3, a change waiting for votes, an approved change with a
+    // window, a deployed release; spread over the last weeks for the charts.
+    let db = common::sqlite_db();
+    let clock = TestClock::at(TestClock::default_start() - Duration::days(14));
+    let running = app::serve(
+        &common::serve_args(None),
+        db.store().await,
+        Policy::from_toml(RULES).unwrap(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let l = running.ledger.clone();
+    let run = |who: &'static str, text: String| {
+        let l = l.clone();
+        async move {
+            let h = l.handle_text(common::actor(who), &text).await;
+            assert_eq!(
+                h.reply.outcome,
+                opsledger::domain::reply::Outcome::Ok,
+                "{text}: {}",
+                h.reply.text
+            );
+        }
+    };
+    run(
+        "console:bob",
+        "incident raise \"Old outage\" impact:high urgency:high service:shop".into(),
+    )
+    .await;
+    clock.advance(Duration::hours(2));
+    run("console:bob", "incident ack INC-1".into()).await;
+    run("console:bob", "incident resolve INC-1 fixed".into()).await;
+    clock.advance(Duration::days(14) - Duration::hours(2));
+    run(
+        "console:bob",
+        "incident raise \"Checkout down\" impact:high urgency:high service:shop".into(),
+    )
+    .await;
+    run(
+        "console:bob",
+        "incident raise \"Slow search\" impact:medium urgency:medium service:search".into(),
+    )
+    .await;
+    clock.advance(Duration::minutes(20));
+    let tick = l
+        .handle(
+            opsledger::domain::ids::Actor::system(),
+            opsledger::domain::command::Command::Tick,
+        )
+        .await;
+    assert!(
+        tick.reply.text.contains("INC-2 breached"),
+        "{}",
+        tick.reply.text
+    );
+    run(
+        "console:bob",
+        "change request \"Upgrade DB\" type:normal window:2026-12-01T22:00Z..2026-12-01T23:00Z"
+            .into(),
+    )
+    .await;
+    run("console:bob", "change submit CHG-1".into()).await;
+    run("console:cab1", "change approve CHG-1".into()).await;
+    run("console:cab2", "change approve CHG-1".into()).await;
+    run(
+        "console:bob",
+        "change request \"Rotate keys\" type:normal".into(),
+    )
+    .await;
+    run("console:bob", "change submit CHG-2".into()).await;
+    run("console:cab1", "change approve CHG-2 fine by me".into()).await;
+    run("console:alice", "release create 3.1 CHG-1".into()).await;
+    run("console:alice", "release deploy REL-1 env:prod".into()).await;
+    let base = format!("http://{}", running.addr);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    // Act
+    let pages: Vec<(&str, String)> = {
+        let (base, shots) = (base.clone(), shots.clone());
+        tokio::task::spawn_blocking(move || {
+            [
+                ("overview", "/"),
+                ("calendar", "/calendar"),
+                ("releases", "/releases"),
+                ("charts", "/charts"),
+                ("record", "/records/CHG-2"),
+            ]
+            .into_iter()
+            .map(|(name, path)| {
+                (
+                    name,
+                    load(&format!("{base}{path}"), &shots.join(format!("{name}.png"))),
+                )
+            })
+            .collect()
+        })
+        .await
+        .unwrap()
+    };
+
+    // Assert
+    let dom = |name: &str| pages.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+    let overview = dom("overview");
+    assert!(overview.contains("Open incidents (2)"), "{overview}");
+    assert!(overview.contains("Checkout down") && overview.contains("Slow search"));
+    assert!(
+        !overview.contains("Old outage"),
+        "resolved incidents are not open"
+    );
+    assert!(
+        overview.contains("class=\"breached\""),
+        "the breach is marked"
+    );
+    assert!(overview.contains("overdue"), "the countdown says overdue");
+    assert!(
+        overview.contains("CAB queue (1)") && overview.contains("1/2"),
+        "votes against the quorum"
+    );
+    let calendar = dom("calendar");
+    assert!(calendar.contains("CHG-1") && calendar.contains("2026-12-01 22:00"));
+    assert!(calendar.contains("year-end") && calendar.contains("<svg"));
+    let releases = dom("releases");
+    assert!(releases.contains("REL-1") && releases.contains("3.1") && releases.contains("prod"));
+    let charts = dom("charts");
+    for title in [
+        "Incidents per week",
+        "Mean time to resolve (hours)",
+        "Change success rate (%)",
+    ] {
+        assert!(charts.contains(title), "{title}");
+    }
+    assert_eq!(charts.matches("<svg").count(), 3);
+    let record = dom("record");
+    assert!(
+        record.contains("Rotate keys") && record.contains("change approve"),
+        "{record}"
+    );
+    for name in ["overview", "calendar", "releases", "charts", "record"] {
+        assert!(shots.join(format!("{name}.png")).exists());
+    }
+    // The ledger's writer ends once every handle to it is gone.
+    drop(l);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
+    // Arrange: the router alone has no peer address, as for a request from elsewhere.
+    use tower::ServiceExt;
+    let db = common::sqlite_db();
+    let clock = TestClock::at(TestClock::default_start());
+    let (ledger, _writer) = common::ledger_on(db.store().await, common::team_policy(), clock);
+    let state = opsledger::http::AppState {
+        ledger,
+        api_token: Some(Arc::new("s3cret".to_string().into())),
+        slack: None,
+        discord: None,
+        github: None,
+    };
+    let router = opsledger::http::router(state);
+    let request = |auth: Option<&str>| {
+        let mut b = axum::http::Request::builder().uri("/");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    };
+
+    // Act
+    let without = router.clone().oneshot(request(None)).await.unwrap();
+    let wrong = router
+        .clone()
+        .oneshot(request(Some("Bearer nope")))
+        .await
+        .unwrap();
+    let with = router
+        .oneshot(request(Some("Bearer s3cret")))
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(without.status(), 401);
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(with.status(), 200);
+}
