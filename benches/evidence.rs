@@ -1,0 +1,217 @@
+//! Evidence at scale: seeds 1,000,000 incidents and 10,000,000 audit entries (SQLite), then
+//! times the service report for a month, the open-incident dashboard page, `audit verify` and
+//! the evidence pack export, and prints the process's resident memory around the export.
+//!
+//! `cargo bench --bench evidence` for the full sizes; `BENCH_INCIDENTS` and `BENCH_AUDIT`
+//! override them. `cargo test --all-targets` runs it as a small smoke test.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use chrono::{Duration, Utc};
+use opsledger::domain::audit::AuditEntry;
+use opsledger::domain::ids::{Actor, Kind, RecordId};
+use opsledger::domain::lifecycle::NewIncident;
+use opsledger::domain::policy::Policy;
+use opsledger::domain::records::{Incident, Record};
+use opsledger::store::WriteSet;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Resident and peak resident memory of this process, in MiB (Linux).
+fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (kib("VmRSS:") / 1024, kib("VmHWM:") / 1024)
+}
+
+/// Writes `incidents` incidents over the 90 days before now (one in ten still open) and
+/// `audit` chained audit entries, in large transactions straight through the store.
+async fn seed(store: &dyn opsledger::store::Store, incidents: u64, audit: u64) {
+    let policy = Policy::default();
+    let now = Utc::now();
+    let reporter = Actor::parse("console:seed").unwrap();
+    const BATCH: u64 = 5_000;
+    let per_incident = audit / incidents.max(1);
+    let mut extra_audit = audit - per_incident * incidents;
+    let mut n = 0;
+    while n < incidents {
+        let mut tx = store.begin().await.unwrap();
+        let (mut seq, mut hash) = tx.head();
+        let mut w = WriteSet::default();
+        let end = (n + BATCH).min(incidents);
+        for i in n + 1..=end {
+            let at = now - Duration::seconds(((incidents - i) * 90 * 86_400 / incidents) as i64);
+            let level = |k: u64| match k % 3 {
+                0 => opsledger::domain::command::Level::High,
+                1 => opsledger::domain::command::Level::Medium,
+                _ => opsledger::domain::command::Level::Low,
+            };
+            let mut inc = Incident::raise(
+                RecordId::new(Kind::Incident, i),
+                NewIncident {
+                    title: format!("Seeded incident {i}"),
+                    impact: Some(level(i)),
+                    urgency: Some(level(i / 3)),
+                    service: Some(format!("svc-{}", i % 20)),
+                    ci: None,
+                    security: i % 97 == 0,
+                },
+                &reporter,
+                at,
+                &policy,
+            );
+            if i % 10 != 0 {
+                let _ = inc.acknowledge(&reporter, at + Duration::minutes(7), None);
+                let _ = inc.resolve(&reporter, at + Duration::minutes(95), Some("fixed"));
+            }
+            let record = Record::Incident(inc);
+            let json = record.to_json_string();
+            let mut entries = per_incident;
+            if extra_audit > 0 {
+                entries += 1;
+                extra_audit -= 1;
+            }
+            for e in 0..entries {
+                let entry = AuditEntry::next(
+                    seq,
+                    &hash,
+                    at + Duration::seconds(e as i64),
+                    "console:seed",
+                    Some(format!("INC-{i}")),
+                    if e == 0 {
+                        "incident raise"
+                    } else {
+                        "incident note"
+                    },
+                    None,
+                    None,
+                    "ok".into(),
+                );
+                seq = entry.seq;
+                hash = entry.hash.clone();
+                w.audit.push(entry);
+            }
+            w.records.push((record, json));
+        }
+        w.counters.push((Kind::Incident, end));
+        tx.write(w).await.unwrap();
+        tx.commit().await.unwrap();
+        n = end;
+    }
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs a small smoke test.
+    let full = std::env::args().any(|a| a == "--bench");
+    let incidents = env_u64("BENCH_INCIDENTS", if full { 1_000_000 } else { 2_000 });
+    let audit = env_u64("BENCH_AUDIT", if full { 10_000_000 } else { 20_000 }).max(incidents);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let db = common::sqlite_db();
+        let store = db.store().await;
+        let t = Instant::now();
+        seed(&*store, incidents, audit).await;
+        println!(
+            "seeded {incidents} incidents and {audit} audit entries in {:.1} s (SQLite)",
+            t.elapsed().as_secs_f64()
+        );
+
+        let today = Utc::now().date_naive();
+        let t = Instant::now();
+        let report = opsledger::reports::service_report(
+            &*store,
+            Some(today - Duration::days(29)),
+            Some(today),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        println!(
+            "report for a month: {:.2} s ({} incidents in the month, {} services)",
+            t.elapsed().as_secs_f64(),
+            report.total.incidents,
+            report.services.len()
+        );
+
+        let running = opsledger::app::serve(
+            &common::serve_args(None),
+            store.clone(),
+            Policy::default(),
+            opsledger::app::system_clock(),
+        )
+        .await
+        .unwrap();
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/", running.addr);
+        let _ = client.get(&url).send().await.unwrap().text().await.unwrap();
+        let t = Instant::now();
+        let page = client.get(&url).send().await.unwrap().text().await.unwrap();
+        println!(
+            "open-incident dashboard page: {:.1} ms ({} KiB)",
+            t.elapsed().as_secs_f64() * 1000.0,
+            page.len() / 1024
+        );
+        assert!(page.contains("Open incidents ("), "the page rendered");
+        running.stop().await.unwrap();
+        let store = db.store().await;
+
+        let t = Instant::now();
+        let verified = opsledger::app::verify_audit(&*store).await.unwrap().unwrap();
+        println!(
+            "audit verify: {:.1} s ({} entries)",
+            t.elapsed().as_secs_f64(),
+            verified.entries
+        );
+        // The server's SLA clock may have recorded breaches of the open incidents meanwhile.
+        assert!(verified.entries >= audit);
+
+        let out = tempfile::tempdir().unwrap();
+        let (before, _) = rss();
+        let t = Instant::now();
+        let summary = opsledger::export::export(
+            &*store,
+            Some(today - Duration::days(89)),
+            Some(today),
+            &out.path().join("pack"),
+            Utc::now(),
+            false,
+        )
+        .await
+        .unwrap();
+        let (after, peak) = rss();
+        let incidents_exported = summary
+            .clause_records
+            .iter()
+            .find(|(c, _)| *c == "8.6.1")
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
+        println!(
+            "export of 90 days: {:.1} s ({incidents_exported} incidents, {} audit entries in the timeline); \
+             resident memory {before} MiB before, {after} MiB after, peak {peak} MiB",
+            t.elapsed().as_secs_f64(),
+            summary.timeline_entries
+        );
+        assert_eq!(summary.verify, "verified");
+    });
+}
