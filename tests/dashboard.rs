@@ -176,6 +176,7 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
                 ("releases", "/releases"),
                 ("charts", "/charts"),
                 ("record", "/records/CHG-2"),
+                ("report", "/report?from=2026-11-01&to=2026-11-30"),
             ]
             .into_iter()
             .map(|(name, path)| {
@@ -227,7 +228,18 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
         record.contains("Rotate keys") && record.contains("change approve"),
         "{record}"
     );
-    for name in ["overview", "calendar", "releases", "charts", "record"] {
+    let report = dom("report");
+    assert!(
+        report.contains("Service report") && report.contains("all services"),
+        "{report}"
+    );
+    assert!(
+        report.contains("shop") && report.contains("Nonconformities raised: 1"),
+        "{report}"
+    );
+    for name in [
+        "overview", "calendar", "releases", "charts", "record", "report",
+    ] {
         assert!(shots.join(format!("{name}.png")).exists());
     }
     // The ledger's writer ends once every handle to it is gone.

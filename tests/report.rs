@@ -228,7 +228,7 @@ async fn the_report_adds_up_to_the_hand_worked_figures_in_chat_the_api_and_the_c
     assert!(chat.contains("Incidents: 3 (P1 1, P2 0, P3 1, P4 1); MTTA 20m00s, MTTR 1h10m; SLA 50% met, 1 breaches"), "{chat}");
     assert!(chat.contains("success rate 50%"), "{chat}");
     assert!(
-        chat.contains("/api/v1/reports?from=2026-11-29&to=2026-11-29"),
+        chat.contains("/report?from=2026-11-29&to=2026-11-29"),
         "{chat}"
     );
 }

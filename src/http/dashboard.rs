@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
@@ -39,6 +40,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/calendar", get(calendar))
         .route("/releases", get(releases))
         .route("/charts", get(charts))
+        .route("/report", get(report))
         .route("/records/{id}", get(record))
         .route_layer(axum::middleware::from_fn_with_state(state, require_viewer))
 }
@@ -75,7 +77,7 @@ fn page(title: &str, body: &str) -> Html<String> {
          <meta name=\"viewport\" content=\"width=device-width\"><title>{t} · opsledger</title>\
          <style>{STYLE}</style></head><body>\n<nav><b>opsledger</b> \
          <a href=\"/\">Overview</a> <a href=\"/calendar\">Change calendar</a> \
-         <a href=\"/releases\">Releases</a> <a href=\"/charts\">Charts</a></nav>\n<h1>{t}</h1>\n{body}\
+         <a href=\"/releases\">Releases</a> <a href=\"/charts\">Charts</a> <a href=\"/report\">Report</a></nav>\n<h1>{t}</h1>\n{body}\
          </body></html>\n",
         t = esc(title)
     ))
@@ -549,4 +551,77 @@ async fn record(State(app): State<AppState>, Path(id): Path<String>) -> Result<R
     }
     body.push_str("</tbody></table>");
     Ok(page(&format!("{} {}", rec.key(), rec.title()), &body).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ReportParams {
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+}
+
+fn opt_secs(s: Option<f64>) -> String {
+    s.map(|s| format!("{:.1} h", s / 3600.0))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn opt_pct(p: Option<f64>) -> String {
+    p.map(|p| format!("{p}%")).unwrap_or_else(|| "n/a".into())
+}
+
+/// The full service report for a period (chat's `report` links here).
+async fn report(
+    State(app): State<AppState>,
+    q: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Html<String>, ApiError> {
+    let Query(p) = q.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let r = crate::reports::service_report(
+        &**app.ledger.store(),
+        p.from,
+        p.to,
+        app.ledger.clock().now(),
+    )
+    .await?;
+    let mut body = format!(
+        "<p>{} to {} (UTC days). <a href=\"/api/v1/reports?from={}&amp;to={}\">JSON</a></p>\
+         <table><thead><tr><th>Service</th><th>Incidents</th><th>By priority</th><th>MTTA</th><th>MTTR</th>\
+         <th>SLA attainment</th><th>Breaches</th><th>Changes</th><th>By outcome</th><th>Success rate</th>\
+         <th>Emergency share</th></tr></thead><tbody>",
+        r.from, r.to, r.from, r.to
+    );
+    for s in std::iter::once(&r.total).chain(r.services.iter()) {
+        let by = |m: &std::collections::BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{} {v}", esc(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.service),
+            s.incidents,
+            by(&s.incidents_by_priority),
+            opt_secs(s.mean_time_to_acknowledge_secs),
+            opt_secs(s.mean_time_to_resolve_secs),
+            opt_pct(s.sla_attainment_pct),
+            s.sla_breaches,
+            s.changes,
+            by(&s.changes_by_outcome),
+            opt_pct(s.change_success_rate_pct),
+            opt_pct(s.emergency_change_share_pct)
+        );
+    }
+    let _ = write!(
+        body,
+        "</tbody></table><p>Releases: {}; deployments: {}. Open problems: {}; known errors: {}. \
+         Nonconformities raised: {} ({} open, {} corrected).</p>",
+        r.releases.len(),
+        r.deployments,
+        r.open_problems,
+        r.known_errors,
+        r.nonconformities_raised,
+        r.nonconformities_open,
+        r.nonconformities_corrected
+    );
+    Ok(page("Service report", &body))
 }

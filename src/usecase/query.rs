@@ -153,7 +153,7 @@ pub(crate) async fn report(
     let report = builder.finish();
     uow.audit_read(ctx, actor, None, "report");
     let link = format!(
-        "{}/api/v1/reports?from={from}&to={to}",
+        "{}/report?from={from}&to={to}",
         ctx.public_url.trim_end_matches('/')
     );
     Ok(Handled::reply(Reply::ok(None, report.summary(&link))))
