@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::domain::audit::{ChainVerifier, GENESIS};
 use crate::domain::ids::Kind;
 use crate::domain::records::Record;
-use crate::domain::report::{period, ReportBuilder};
+use crate::domain::report::{bounds, period, ReportBuilder};
 use crate::store::{ListQuery, Store};
 
 const PAGE: i64 = 1000;
@@ -368,13 +368,7 @@ pub async fn export(
     }
     std::fs::create_dir_all(out.join("clauses"))
         .with_context(|| format!("cannot create {}", out.display()))?;
-    let start = from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-    let end = to
-        .succ_opt()
-        .unwrap_or(to)
-        .and_hms_opt(0, 0, 0)
-        .unwrap_or_default()
-        .and_utc();
+    let (start, end) = bounds(from, to);
     let within = |at: DateTime<Utc>| at >= start && at < end;
     let bar = progress(show_progress);
 

@@ -3,9 +3,9 @@
 mod common;
 
 use chrono::Duration;
-use common::{actor, TestClock};
+use common::{ok, TestClock};
 use opsledger::domain::policy::Policy;
-use opsledger::ledger::{Clock, Ledger};
+use opsledger::ledger::Clock;
 
 const RULES: &str = r#"
 [roles]
@@ -14,16 +14,6 @@ cab = ["console:carol", "console:dave"]
 change-manager = ["console:alice"]
 incident-manager = ["console:alice"]
 "#;
-
-async fn ok(ledger: &Ledger, who: &str, text: &str) {
-    let h = ledger.handle_text(actor(who), text).await;
-    assert_eq!(
-        h.reply.outcome,
-        opsledger::domain::reply::Outcome::Ok,
-        "{text}: {}",
-        h.reply.text
-    );
-}
 
 fn read(dir: &std::path::Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))

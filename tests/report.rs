@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::{actor, TestClock};
+use common::{ok, TestClock};
 use opsledger::domain::command::Command;
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
@@ -25,17 +25,6 @@ incident-manager = ["console:alice"]
 respond = "5m"
 resolve = "1h"
 "#;
-
-async fn ok(ledger: &Ledger, who: &str, text: &str) -> String {
-    let h = ledger.handle_text(actor(who), text).await;
-    assert_eq!(
-        h.reply.outcome,
-        opsledger::domain::reply::Outcome::Ok,
-        "{text}: {}",
-        h.reply.text
-    );
-    h.reply.text
-}
 
 /// Seeds the day 2026-11-29 (the test clock starts there at 10:00 UTC); one incident the day
 /// before lies outside the period.

@@ -34,6 +34,13 @@ pub fn period(
     (from, to)
 }
 
+/// The instants a period of whole UTC days covers: from `from`'s midnight up to, not including,
+/// the midnight after `to`.
+pub fn bounds(from: NaiveDate, to: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    (midnight(from), midnight(to.succ_opt().unwrap_or(to)))
+}
+
 /// The name incidents and changes with no service are reported under.
 pub const NO_SERVICE: &str = "(no service)";
 
@@ -147,13 +154,7 @@ impl Section {
 impl ReportBuilder {
     /// A report for `from`..=`to` (UTC days).
     pub fn new(from: NaiveDate, to: NaiveDate) -> Self {
-        let start = from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let end = to
-            .succ_opt()
-            .unwrap_or(to)
-            .and_hms_opt(0, 0, 0)
-            .unwrap_or_default()
-            .and_utc();
+        let (start, end) = bounds(from, to);
         ReportBuilder {
             from,
             to,

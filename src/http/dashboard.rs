@@ -11,13 +11,12 @@ use std::net::SocketAddr;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Datelike, Duration, Utc};
-use secrecy::ExposeSecret;
 
 use crate::domain::ids::{Kind, RecordId};
 use crate::domain::priority::countdown;
@@ -56,14 +55,7 @@ async fn require_viewer(
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .is_some_and(|c| c.0.ip().is_loopback());
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let ok =
-            constant_time_eq::constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes());
+        let ok = super::has_bearer(&req, token);
         if !local && !ok {
             return Err(ApiError::Unauthorized);
         }

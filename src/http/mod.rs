@@ -100,6 +100,17 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// Whether a request carries `Authorization: Bearer <token>` (compared in constant time).
+pub(crate) fn has_bearer(req: &Request, token: &SecretString) -> bool {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq::constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes())
+}
+
 /// Bearer-token check for the API. Without a configured token the server is loopback-only
 /// (start-up refuses anything else), so every caller is local.
 async fn require_token(
@@ -108,13 +119,7 @@ async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &app.api_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq::constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes()) {
+        if !has_bearer(&req, token) {
             return Err(ApiError::Unauthorized);
         }
     }

@@ -141,6 +141,18 @@ pub fn actor(s: &str) -> Actor {
     Actor::parse(s).expect("test actor")
 }
 
+/// Runs a chat command that must succeed; returns the reply's text.
+pub async fn ok(ledger: &Ledger, who: &str, text: &str) -> String {
+    let h = ledger.handle_text(actor(who), text).await;
+    assert_eq!(
+        h.reply.outcome,
+        opsledger::domain::reply::Outcome::Ok,
+        "{text}: {}",
+        h.reply.text
+    );
+    h.reply.text
+}
+
 /// A ledger on a store, with a test clock, without the HTTP server.
 pub fn ledger_on(
     store: Arc<dyn Store>,
