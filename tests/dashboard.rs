@@ -248,6 +248,29 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
 }
 
 #[tokio::test]
+async fn with_a_token_a_request_a_local_proxy_forwarded_needs_it_too() {
+    // Arrange: a server with a token; requests come from loopback, some through a proxy.
+    let db = common::sqlite_db();
+    let app = common::spawn_app_with(db, Some("s3cret")).await;
+    let get = |forwarded: bool| {
+        let mut r = app.client.get(app.url("/"));
+        if forwarded {
+            r = r.header("x-forwarded-for", "203.0.113.9");
+        }
+        r.send()
+    };
+
+    // Act
+    let local = get(false).await.unwrap();
+    let proxied = get(true).await.unwrap();
+
+    // Assert
+    assert_eq!(local.status(), 200, "this machine needs no token");
+    assert_eq!(proxied.status(), 401, "a forwarded request does");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
     // Arrange: the router alone has no peer address, as for a request from elsewhere.
     use tower::ServiceExt;

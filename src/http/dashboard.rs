@@ -3,7 +3,7 @@
 //! releases, record pages with their timeline, and charts of the last twelve weeks.
 //!
 //! It follows the API's auth: with `OPSLEDGER_API_TOKEN` set, a request needs the bearer token
-//! unless it comes from the machine itself (loopback).
+//! unless it comes from the machine itself (loopback, and not forwarded by a proxy).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -51,10 +51,16 @@ async fn require_viewer(
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &app.api_token {
-        let local = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|c| c.0.ip().is_loopback());
+        // A reverse proxy on this machine connects from loopback too: a request it forwarded
+        // (it says so in a forwarding header) is not local.
+        let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+            .iter()
+            .any(|h| req.headers().contains_key(*h));
+        let local = !forwarded
+            && req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .is_some_and(|c| c.0.ip().is_loopback());
         let ok = super::has_bearer(&req, token);
         if !local && !ok {
             return Err(ApiError::Unauthorized);
