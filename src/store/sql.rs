@@ -154,8 +154,14 @@ macro_rules! sql_store {
             qb.push_bind(q.kind.as_str().to_string());
             if let Some(after) = &q.after {
                 let num = key_number(after);
-                qb.push(" AND (num > ").push_bind(num);
-                qb.push(" OR (num = ").push_bind(num).push(" AND key > ").push_bind(after.clone()).push("))");
+                if num > 0 {
+                    // Numbered kinds have one key per number: a plain range the index serves,
+                    // so paging through a million records costs a seek per page, not a scan.
+                    qb.push(" AND num > ").push_bind(num);
+                } else {
+                    qb.push(" AND (num > ").push_bind(num);
+                    qb.push(" OR (num = ").push_bind(num).push(" AND key > ").push_bind(after.clone()).push("))");
+                }
             }
             if !q.statuses.is_empty() {
                 qb.push(" AND status IN (");
