@@ -350,6 +350,23 @@ impl GithubApp {
         self.ledger().store().get(kind, key).await.unwrap()
     }
 
+    /// The release once its commits have been collected (the outbox does that after the delivery).
+    async fn collected(&self, id: &str) -> opsledger::domain::records::Release {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(Record::Release(r)) = self.record(Kind::Release, id).await {
+                if !r.commits.is_empty() {
+                    return r;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} got no commits"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     async fn count(&self, kind: Kind) -> usize {
         let q = opsledger::store::ListQuery::new(kind, 1000);
         self.ledger().store().list(&q).await.unwrap().len()
@@ -547,14 +564,7 @@ async fn the_change_gates_the_merge_the_release_and_the_deployment() {
 
     // Assert 3: no nonconformity; REL-1 holds both commits and the change.
     assert_eq!(answer["record"], "REL-1", "{answer}");
-    let rel = loop {
-        if let Some(Record::Release(r)) = app.record(Kind::Release, "REL-1").await {
-            if !r.commits.is_empty() {
-                break r;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let rel = app.collected("REL-1").await;
     assert_eq!(rel.repo.as_deref(), Some(repo.as_str()));
     assert_eq!(rel.commits, [head.clone(), merge_commit.clone()]);
     assert_eq!(
@@ -624,14 +634,7 @@ async fn a_deployment_during_a_freeze_is_rejected_with_the_reason() {
     let mut release = fixture("release_published.json");
     release["release"]["tag_name"] = json!("v2.0.0");
     app.deliver("release", &release).await;
-    loop {
-        if let Some(Record::Release(r)) = app.record(Kind::Release, "REL-1").await {
-            if !r.commits.is_empty() {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.collected("REL-1").await;
     let mut gate = fixture("deployment_protection_rule_requested.json");
     gate["deployment"]["sha"] = json!(sha(7));
     gate["deployment"]["ref"] = json!("v2.0.0");
@@ -838,14 +841,7 @@ async fn a_release_with_an_unapproved_commit_is_flagged_and_raises_a_nonconformi
 
     // Assert: all 150 commits over two pages, one flagged.
     assert_eq!(reply.record.as_deref(), Some("REL-1"), "{}", reply.text);
-    let rel = loop {
-        if let Some(Record::Release(r)) = app.record(Kind::Release, "REL-1").await {
-            if !r.commits.is_empty() {
-                break r;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let rel = app.collected("REL-1").await;
     assert_eq!(rel.commits.len(), 150);
     assert_eq!(rel.unapproved_commits, [sha(42)[..7].to_string()]);
     let Some(Record::Nonconformity(nc)) = app.record(Kind::Nonconformity, "NC-1").await else {
@@ -995,10 +991,7 @@ async fn a_pushed_tag_becomes_a_release_and_the_next_release_compares_with_it() 
     assert_eq!(first["record"], "REL-1", "{first}");
     assert_eq!(again["record"], "REL-1", "{again}");
     assert!(again["ok"].as_str().unwrap().contains("already recorded"));
-    while !matches!(app.record(Kind::Release, "REL-1").await, Some(Record::Release(r)) if !r.commits.is_empty())
-    {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    app.collected("REL-1").await;
 
     // Act 2: the next release is compared with the tag before it, over several pages.
     *app.fake.commits.lock().unwrap() = (10..=240).map(|n| commit(&sha(n), "CHG-1 more")).collect();
@@ -1007,14 +1000,7 @@ async fn a_pushed_tag_becomes_a_release_and_the_next_release_compares_with_it() 
     app.deliver("release", &release).await;
 
     // Assert 2
-    let rel = loop {
-        if let Some(Record::Release(r)) = app.record(Kind::Release, "REL-2").await {
-            if !r.commits.is_empty() {
-                break r;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let rel = app.collected("REL-2").await;
     assert_eq!(rel.commits.len(), 231);
     let compares: Vec<Call> = app
         .fake

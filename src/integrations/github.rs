@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::domain::command::{Command, CommitRef, GithubCmd, PullRequestRef};
 use crate::domain::gitflow::{pr_status, GateChange, STATUS_CONTEXT};
 use crate::domain::ids::{Actor, Kind, RecordId};
-use crate::domain::records::{LinkKind, Record};
+use crate::domain::records::{Change, LinkKind, Record};
 use crate::domain::reply::Event;
 use crate::ledger::{Ledger, Router};
 use crate::outbox::{Deliver, DeliveryError, OutboxWaker};
@@ -166,6 +166,19 @@ pub struct GithubDeliverer {
     pub ledger: Ledger,
 }
 
+/// The changes as a pull request's status sees them.
+fn gate(changes: &[Change]) -> Vec<GateChange> {
+    changes
+        .iter()
+        .map(|c| GateChange {
+            id: c.id,
+            status: c.status,
+            approvals: c.approval_count(),
+            required: c.required_approvals,
+        })
+        .collect()
+}
+
 fn retry(e: GithubApiError) -> DeliveryError {
     match e {
         GithubApiError::Retry { after, reason } => DeliveryError::Retry { after, reason },
@@ -192,17 +205,15 @@ impl GithubDeliverer {
         self.ledger.store()
     }
 
-    /// The named changes as the status sees them now; ones that no longer exist are left out.
-    async fn gate_changes(&self, ids: &[String]) -> Result<Vec<GateChange>, DeliveryError> {
+    /// The named changes as they are now; ones that no longer exist are left out, and a store
+    /// failure is retried.
+    async fn changes(&self, ids: &[String]) -> Result<Vec<Change>, DeliveryError> {
         let mut out = Vec::new();
         for id in ids {
-            if let Ok(Record::Change(c)) = load(&**self.store(), id).await {
-                out.push(GateChange {
-                    id: c.id,
-                    status: c.status,
-                    approvals: c.approval_count(),
-                    required: c.required_approvals,
-                });
+            match load(&**self.store(), id).await {
+                Ok(Record::Change(c)) => out.push(c),
+                Ok(_) | Err(DeliveryError::Permanent(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -223,7 +234,7 @@ impl GithubDeliverer {
         let ids: Vec<String> = serde_json::from_value(field(item, "changes")?.clone())
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         let protected = field(item, "protected")?.as_bool().unwrap_or(false);
-        let changes = self.gate_changes(&ids).await?;
+        let changes = gate(&self.changes(&ids).await?);
         let Some(status) = pr_status(protected, &changes) else {
             return Ok(());
         };
@@ -253,27 +264,26 @@ impl GithubDeliverer {
         let ids: Vec<String> = serde_json::from_value(field(item, "changes")?.clone())
             .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         let protected = field(item, "protected")?.as_bool().unwrap_or(false);
+        let changes = self.changes(&ids).await?;
         let mut lines = vec!["**opsledger** change control".to_string(), String::new()];
-        for id in &ids {
-            if let Ok(Record::Change(c)) = load(&**self.store(), id).await {
-                let tally = if c.required_approvals > 0 {
-                    format!(
-                        ", {}/{} approvals",
-                        c.approval_count(),
-                        c.required_approvals
-                    )
-                } else {
-                    String::new()
-                };
-                let link = self.link(Some(id)).unwrap_or_default();
-                lines.push(format!(
-                    "- [{id}]({link}) {}: **{}**{tally}",
-                    c.title, c.status
-                ));
-            }
+        for c in &changes {
+            let tally = if c.required_approvals > 0 {
+                format!(
+                    ", {}/{} approvals",
+                    c.approval_count(),
+                    c.required_approvals
+                )
+            } else {
+                String::new()
+            };
+            let id = c.id.to_string();
+            let link = self.link(Some(&id)).unwrap_or_default();
+            lines.push(format!(
+                "- [{id}]({link}) {}: **{}**{tally}",
+                c.title, c.status
+            ));
         }
-        let changes = self.gate_changes(&ids).await?;
-        if let Some(status) = pr_status(protected, &changes) {
+        if let Some(status) = pr_status(protected, &gate(&changes)) {
             lines.push(String::new());
             lines.push(format!(
                 "`{STATUS_CONTEXT}`: {} ({})",

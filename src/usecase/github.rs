@@ -117,20 +117,10 @@ pub(crate) async fn run(
             let (approved, comment, record) =
                 gate(uow, ctx, repo, sha, reference, environment).await?;
             let verdict = if approved { "approved" } else { "rejected" };
-            uow.audit(
-                ctx.now,
-                actor,
-                record.clone(),
-                action,
-                None,
-                None,
-                format!("ok: {verdict} deployment to {environment}: {comment}"),
-            );
+            let text = format!("deployment to {environment} {verdict}: {comment}");
+            let noted = noted(uow, ctx, actor, action, record, text);
             Ok(Handled::with(
-                Reply::ok(
-                    record,
-                    format!("deployment to {environment} {verdict}: {comment}"),
-                ),
+                noted.reply,
                 vec![Event::DeploymentGateDecided {
                     repo: repo.clone(),
                     callback_url: callback_url.clone(),
