@@ -198,6 +198,56 @@ pub fn github_config(i: &Integrations, public_url: &str) -> anyhow::Result<Optio
     }))
 }
 
+/// The platforms the settings turn on. Every entry point builds its routers from these, so a
+/// command has the same side effects (cards, statuses, rooms) whether it came from chat, the
+/// terminal or another replica.
+pub struct Platforms {
+    pub slack: Option<SlackConfig>,
+    pub discord: Option<DiscordConfig>,
+    pub github: Option<GithubConfig>,
+}
+
+impl Platforms {
+    pub fn from_settings(i: &Integrations, public_url: &str) -> anyhow::Result<Platforms> {
+        Ok(Platforms {
+            slack: slack_config(i)?,
+            discord: discord_config(i)?,
+            github: github_config(i, public_url)?,
+        })
+    }
+
+    /// The routers that turn events into outbox items, in the order `serve` has always used.
+    pub fn routers(&self) -> Vec<Arc<dyn Router>> {
+        let mut routers: Vec<Arc<dyn Router>> = Vec::new();
+        if let Some(cfg) = &self.slack {
+            routers.push(Arc::new(cfg.clone()));
+        }
+        if let Some(cfg) = &self.discord {
+            routers.push(Arc::new(cfg.clone()));
+        }
+        if let Some(cfg) = &self.github {
+            routers.push(Arc::new(cfg.clone()));
+        }
+        routers
+    }
+}
+
+/// How often a running outbox worker says it is alive (`Store::outbox_heartbeat`).
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A worker not heard from for this long is taken to be gone.
+pub const HEARTBEAT_STALE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Whether some `serve` is delivering the outbox now (heard from within `HEARTBEAT_STALE`).
+pub async fn outbox_worker_alive(store: &dyn Store) -> anyhow::Result<bool> {
+    let since = chrono::Utc::now()
+        - chrono::Duration::from_std(HEARTBEAT_STALE).unwrap_or(chrono::Duration::zero());
+    let n = store
+        .outbox_workers_since(&crate::domain::audit::format_time(since))
+        .await
+        .context("cannot read which outbox workers are running")?;
+    Ok(n > 0)
+}
+
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
@@ -209,6 +259,8 @@ pub struct Running {
     pub sla_clock: SlaClock,
     outbox: OutboxWorker,
     outbox_waker: JoinHandle<()>,
+    /// The commit watcher and the outbox heartbeat.
+    background: Vec<JoinHandle<()>>,
     socket_mode: Option<opsledger_slack::SocketMode>,
 }
 
@@ -223,9 +275,14 @@ impl Running {
             sla_clock,
             outbox,
             outbox_waker,
+            background,
             socket_mode,
             ..
         } = self;
+        for task in background {
+            task.abort();
+            let _ = task.await;
+        }
         if let Some(s) = socket_mode {
             s.stop().await;
         }
@@ -277,17 +334,18 @@ pub async fn serve(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let slack = slack_config(&args.integrations)?;
-    let discord = discord_config(&args.integrations)?.map(|mut cfg| {
-        if let Some(d) = args.discord_defer_after {
-            cfg.defer_after = d;
-        }
-        cfg
-    });
-    let mut routers: Vec<Arc<dyn Router>> = Vec::new();
+    let mut platforms = Platforms::from_settings(&args.integrations, &public_url)?;
+    if let (Some(cfg), Some(d)) = (&mut platforms.discord, args.discord_defer_after) {
+        cfg.defer_after = d;
+    }
+    let routers = platforms.routers();
+    let Platforms {
+        slack,
+        discord,
+        github,
+    } = platforms;
     let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
     if let Some(cfg) = &slack {
-        routers.push(Arc::new(cfg.clone()));
         deliverers.push(Arc::new(SlackDeliverer {
             config: cfg.clone(),
             store: store.clone(),
@@ -295,16 +353,11 @@ pub async fn serve(
         }));
     }
     if let Some(cfg) = &discord {
-        routers.push(Arc::new(cfg.clone()));
         deliverers.push(Arc::new(DiscordDeliverer {
             config: cfg.clone(),
             store: store.clone(),
             clock: clock.clone(),
         }));
-    }
-    let github = github_config(&args.integrations, &public_url)?;
-    if let Some(cfg) = &github {
-        routers.push(Arc::new(cfg.clone()));
     }
     let (ledger, writer) =
         start_ledger_with(store.clone(), policy, clock.clone(), public_url, routers);
@@ -320,6 +373,34 @@ pub async fn serve(
         }
     }
     let sla_clock = SlaClock::spawn(ledger.clone(), clock.clone());
+    let instance = format!("{}@{addr}", std::process::id());
+    let background = vec![
+        // Commits of other processes (`exec`, another replica) wake the clock and the outbox
+        // worker as this process's own do.
+        tokio::spawn({
+            let (store, ledger) = (store.clone(), ledger.clone());
+            async move {
+                let wake: Arc<dyn Fn() + Send + Sync> =
+                    Arc::new(move || ledger.committed_elsewhere());
+                if let Err(e) = store.watch_commits(wake).await {
+                    tracing::debug!(error = %e, "the commit watcher stopped");
+                }
+            }
+        }),
+        tokio::spawn({
+            let store = store.clone();
+            async move {
+                let mut tick = tokio::time::interval(HEARTBEAT);
+                loop {
+                    tick.tick().await;
+                    let now = crate::domain::audit::format_time(chrono::Utc::now());
+                    if let Err(e) = store.outbox_heartbeat(&instance, &now).await {
+                        tracing::warn!(error = %e, "cannot note that the outbox worker is alive");
+                    }
+                }
+            }
+        }),
+    ];
     let outbox = OutboxWorker::spawn(store, deliverers, clock, Some(ledger.metrics().clone()));
     // Every commit may have queued messages: tell the worker (a stored permit, so none is missed).
     let outbox_waker = tokio::spawn({
@@ -390,6 +471,7 @@ pub async fn serve(
         sla_clock,
         outbox,
         outbox_waker,
+        background,
         socket_mode,
     })
 }

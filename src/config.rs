@@ -40,7 +40,8 @@ pub enum CliCommand {
     // Boxed: the platform settings make it far larger than the other variants.
     Serve(Box<ServeArgs>),
     /// Run one command (or, with `-`, one per line from stdin) and print the reply.
-    Exec(ExecArgs),
+    // Boxed like `Serve`: it carries the same platform settings.
+    Exec(Box<ExecArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Check the audit trail.
@@ -142,6 +143,10 @@ pub struct ExecArgs {
         default_value = "http://127.0.0.1:8080"
     )]
     pub public_url: String,
+    /// The same platform settings as `serve`: a command typed here queues the same cards,
+    /// statuses and rooms, which a running `serve` delivers.
+    #[command(flatten)]
+    pub integrations: Integrations,
 }
 
 /// Checks `--as` while parsing, so a bad actor is a usage error (exit 2) like any other.

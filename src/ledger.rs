@@ -4,7 +4,7 @@
 //! one batch commits, the next fills up, so concurrent commands share one fsync.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
@@ -39,7 +39,27 @@ impl Clock for SystemClock {
 struct Job {
     actor: Actor,
     command: Command,
+    delivery: Option<Delivery>,
     reply: oneshot::Sender<Handled>,
+}
+
+/// The platform delivery a command arrived in (a Slack `trigger_id` or `event_id`, a Discord
+/// interaction `id`). The writer notes it in the command's own transaction and answers a second
+/// delivery of it with `Outcome::Duplicate`, changing nothing: so a replayed request is acted on
+/// once, and one whose command failed is acted on when the platform retries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub platform: &'static str,
+    pub id: String,
+}
+
+impl Delivery {
+    pub fn new(platform: &'static str, id: impl Into<String>) -> Self {
+        Delivery {
+            platform,
+            id: id.into(),
+        }
+    }
 }
 
 /// The use-case entry point for every adapter: `handle(actor, command) -> reply + events`.
@@ -128,9 +148,21 @@ impl Ledger {
         &self.metrics
     }
 
+    /// Signals a commit made by another process (another replica, `opsledger exec`), which the
+    /// store reported: the SLA clock and the outbox worker look again, as after a local commit.
+    pub fn committed_elsewhere(&self) {
+        self.bus.committed.notify_waiters();
+    }
+
     /// Parses chat text and runs it. Usage errors and help are answered here: they touch no record.
     pub async fn handle_text(&self, actor: Actor, text: &str) -> Handled {
         self.handle_parsed(actor, parser::parse(text)).await
+    }
+
+    /// `handle_text` for text a platform delivered, acted on once per `delivery`.
+    pub async fn handle_text_once(&self, actor: Actor, text: &str, delivery: Delivery) -> Handled {
+        self.handle_parsed_once(actor, parser::parse(text), Some(delivery))
+            .await
     }
 
     /// Runs what a parser made of a command (the text grammar, or Discord's structured
@@ -140,12 +172,22 @@ impl Ledger {
         actor: Actor,
         parsed: Result<Command, parser::UsageError>,
     ) -> Handled {
+        self.handle_parsed_once(actor, parsed, None).await
+    }
+
+    /// `handle_parsed`, acted on once per `delivery` when one is given.
+    pub async fn handle_parsed_once(
+        &self,
+        actor: Actor,
+        parsed: Result<Command, parser::UsageError>,
+        delivery: Option<Delivery>,
+    ) -> Handled {
         match parsed {
             Ok(Command::Help { topic }) => {
                 self.metrics.command("help", "ok");
                 usecase::help(topic.as_deref())
             }
-            Ok(command) => self.handle(actor, command).await,
+            Ok(command) => self.handle_once(actor, command, delivery).await,
             Err(e) => {
                 self.metrics.command(
                     if e.command.is_empty() {
@@ -162,6 +204,16 @@ impl Ledger {
 
     /// Runs a typed command and waits until it is committed.
     pub async fn handle(&self, actor: Actor, command: Command) -> Handled {
+        self.handle_once(actor, command, None).await
+    }
+
+    /// `handle`, acted on once per `delivery` when one is given.
+    pub async fn handle_once(
+        &self,
+        actor: Actor,
+        command: Command,
+        delivery: Option<Delivery>,
+    ) -> Handled {
         let name = command.name();
         let (tx, rx) = oneshot::channel();
         let sent = self
@@ -169,6 +221,7 @@ impl Ledger {
             .send(Job {
                 actor,
                 command,
+                delivery,
                 reply: tx,
             })
             .await;
@@ -198,33 +251,87 @@ async fn run_writer(mut rx: mpsc::Receiver<Job>, cfg: LedgerConfig, bus: Arc<Bus
             }
         }
         let started = Instant::now();
-        let result = write_batch(&cfg, &batch).await;
+        let replies = write_isolated(&cfg, &batch).await;
         cfg.metrics.batch(batch.len(), started.elapsed());
-        match result {
-            Ok(replies) => {
-                for handled in &replies {
-                    for e in &handled.events {
-                        if let Event::SlaBreached { target, .. } = e {
-                            cfg.metrics.sla_breach(target);
-                        }
-                        // No subscriber is fine: nothing listens until the adapters do.
-                        let _ = bus.events.send(e.clone());
-                    }
+        // Only committed commands carry events: a failed one's reply has none.
+        for handled in &replies {
+            for e in &handled.events {
+                if let Event::SlaBreached { target, .. } = e {
+                    cfg.metrics.sla_breach(target);
                 }
-                bus.committed.notify_waiters();
-                for (job, handled) in batch.drain(..).zip(replies) {
-                    // The caller may have gone away (client timeout); the command stands regardless.
-                    let _ = job.reply.send(handled);
-                }
+                // No subscriber is fine: nothing listens until the adapters do.
+                let _ = bus.events.send(e.clone());
+            }
+        }
+        bus.committed.notify_waiters();
+        for (job, handled) in batch.drain(..).zip(replies) {
+            // The caller may have gone away (client timeout); the command stands regardless.
+            let _ = job.reply.send(handled);
+        }
+    }
+}
+
+/// How often a batch is tried when the whole store fails for a moment, and the first pause.
+const TRANSIENT_TRIES: u32 = 6;
+const TRANSIENT_PAUSE: Duration = Duration::from_millis(50);
+
+/// Writes a batch so that one command's failure is that command's alone.
+///
+/// The batch is tried as one transaction. If the store refuses it for a reason of the data (a
+/// value the database will not take), the batch is split in two and each half tried in order,
+/// down to the single command that fails, which alone is answered with a failure: so a poison
+/// command costs about 2·log2(batch) extra transactions, and none when there is none. A
+/// failure of the whole store (`StoreError::is_transient`) is retried as it is, with a growing
+/// pause, before anyone is told to try again.
+async fn write_isolated(cfg: &LedgerConfig, jobs: &[Job]) -> Vec<Handled> {
+    let mut out = Vec::with_capacity(jobs.len());
+    // Ranges still to write, the next one on top, so halves are written in their order.
+    let mut todo = Vec::with_capacity(8);
+    todo.push(0..jobs.len());
+    while let Some(range) = todo.pop() {
+        let part = &jobs[range.clone()];
+        match write_retrying(cfg, part).await {
+            Ok(replies) => out.extend(replies),
+            Err(e) if e.is_transient() => {
+                tracing::error!(error = %e, commands = part.len(), "the store is failing; nothing in this batch was saved");
+                out.extend(part.iter().map(|_| {
+                    Handled::reply(Reply::failed(
+                        "the database is not answering, so nothing was changed; try again in a moment",
+                    ))
+                }));
+            }
+            Err(e) if part.len() > 1 => {
+                tracing::warn!(error = %e, commands = part.len(), "a write batch failed; retrying it in halves to find the command at fault");
+                let mid = range.start + part.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
             }
             Err(e) => {
-                tracing::error!(error = %e, commands = batch.len(), "write batch failed; nothing in it was saved");
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Handled::reply(Reply::failed(
-                        "the ledger could not save this command, so nothing was changed; try again",
-                    )));
-                }
+                let job = &part[0];
+                tracing::error!(error = %e, command = job.command.name(), actor = %job.actor, "the store refused one command's writes; it alone failed");
+                out.push(Handled::reply(Reply::failed(
+                    "the ledger could not save this command, so nothing was changed (other commands were not affected); \
+                     if it fails again, ask your opsledger operator to check the server log",
+                )));
             }
+        }
+    }
+    out
+}
+
+/// `write_batch`, tried again after a transient store failure, a bounded number of times.
+async fn write_retrying(cfg: &LedgerConfig, jobs: &[Job]) -> Result<Vec<Handled>, StoreError> {
+    let mut pause = TRANSIENT_PAUSE;
+    let mut tries = 1;
+    loop {
+        match write_batch(cfg, jobs).await {
+            Err(e) if e.is_transient() && tries < TRANSIENT_TRIES => {
+                tracing::warn!(error = %e, tries, retry_in = ?pause, "the store failed for a moment; trying the batch again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                tries += 1;
+            }
+            done => return done,
         }
     }
 }
@@ -241,6 +348,12 @@ async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, 
             now: cfg.clock.now(),
             public_url: &cfg.public_url,
         };
+        if let Some(d) = &job.delivery {
+            if !uow.first_delivery(d.platform, &d.id, ctx.now).await? {
+                replies.push(Handled::reply(Reply::duplicate()));
+                continue;
+            }
+        }
         let handled = usecase::execute(&mut uow, &ctx, &job.actor, &job.command).await?;
         for event in &handled.events {
             for router in &cfg.routers {

@@ -110,7 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         CliCommand::Exec(args) => {
             let (policy, store) = open(&cli.store).await?;
-            exec(args, store, policy).await
+            exec(*args, store, policy).await
         }
         // Registration talks to Discord only: it neither opens nor creates the database.
         CliCommand::Discord {
@@ -225,39 +225,83 @@ fn policy(command: PolicyCommand, in_force: Option<&Path>) -> ExitCode {
 async fn exec(args: ExecArgs, store: Arc<dyn Store>, policy: Policy) -> anyhow::Result<ExitCode> {
     let actor = Actor::parse_person(&args.actor)
         .context("--as must be platform:id, for example console:alice")?;
-    let (ledger, writer) = app::start_ledger(
+    // The same routers as `serve`: their messages are written with each command, and a
+    // running `serve` (woken by the commit) delivers them.
+    let routers = app::Platforms::from_settings(&args.integrations, &args.public_url)?.routers();
+    let (ledger, writer) = app::start_ledger_with(
         store.clone(),
         policy,
         app::system_clock(),
         args.public_url.clone(),
+        routers.clone(),
     );
-    let mut worst = 0u8;
+    let mut run = Run {
+        ledger: &ledger,
+        actor: &actor,
+        routers: &routers,
+        worst: 0,
+        queued: 0,
+    };
     if args.text.len() == 1 && args.text[0] == "-" {
         let stdin = std::io::stdin();
         if stdin.is_terminal() {
             eprintln!("reading commands from stdin, one per line (Ctrl-D to end)");
         }
-        for line in stdin.lock().lines() {
+        // Lines as bytes: one that is not UTF-8 is a usage error of its own, not the end of
+        // the input, so the lines after it still run.
+        for (n, line) in stdin.lock().split(b'\n').enumerate() {
             let line = line.context("cannot read stdin")?;
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                continue;
+            let line = line.strip_suffix(b"\r").unwrap_or(&line);
+            match opsledger::domain::text::utf8(line) {
+                Ok(line) if line.trim().is_empty() || line.trim_start().starts_with('#') => {}
+                Ok(line) => run.one(line).await,
+                Err(e) => {
+                    eprintln!("line {}: {e}", n + 1);
+                    run.worst = run.worst.max(2);
+                }
             }
-            worst = worst.max(run_one(&ledger, &actor, &line).await);
         }
     } else {
-        worst = run_one(&ledger, &actor, &args.text.join(" ")).await;
+        run.one(&args.text.join(" ")).await;
     }
+    let (worst, queued) = (run.worst, run.queued);
     drop(ledger);
     writer.await.context("ledger writer panicked")?;
+    if queued > 0 && !app::outbox_worker_alive(&*store).await.unwrap_or(false) {
+        eprintln!(
+            "queued {queued} message(s) for chat or GitHub; no opsledger serve is running to deliver them, so they wait in the outbox until one starts"
+        );
+    }
     store.close().await;
     Ok(ExitCode::from(worst))
 }
 
-async fn run_one(ledger: &Ledger, actor: &Actor, text: &str) -> u8 {
-    let handled = ledger.handle_text(actor.clone(), text).await;
-    let reply = &handled.reply;
+/// One `exec` run: the worst exit code so far and how many messages the commands queued.
+struct Run<'a> {
+    ledger: &'a Ledger,
+    actor: &'a Actor,
+    routers: &'a [Arc<dyn opsledger::ledger::Router>],
+    worst: u8,
+    queued: usize,
+}
+
+impl Run<'_> {
+    async fn one(&mut self, text: &str) {
+        let handled = self.ledger.handle_text(self.actor.clone(), text).await;
+        // Routing is pure: the same routers, asked again, say what the writer queued.
+        self.queued += handled
+            .events
+            .iter()
+            .flat_map(|e| self.routers.iter().map(move |r| r.route(e).len()))
+            .sum::<usize>();
+        self.worst = self.worst.max(print_reply(&handled.reply));
+    }
+}
+
+/// Prints a reply (to stderr when it is not a success); returns its exit code.
+fn print_reply(reply: &opsledger::domain::reply::Reply) -> u8 {
     let code = match reply.outcome {
-        Outcome::Ok => 0,
+        Outcome::Ok | Outcome::Duplicate => 0,
         Outcome::Refused { .. } | Outcome::NotFound => 1,
         Outcome::Usage => 2,
         Outcome::Failed => 3,

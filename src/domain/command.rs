@@ -204,6 +204,70 @@ pub enum GithubCmd {
     },
 }
 
+impl GithubCmd {
+    /// The command with GitHub's free text (titles, bodies, commit messages, environments)
+    /// made recordable: a control or bidirectional character becomes U+FFFD. Refusing it would
+    /// refuse GitHub's event, and it must not reach the store as it is (`domain::text`).
+    pub fn neutralized(&self) -> GithubCmd {
+        let n = |s: &str| super::text::neutralize(s).into_owned();
+        let commits = |cs: &[CommitRef]| {
+            cs.iter()
+                .map(|c| CommitRef {
+                    sha: n(&c.sha),
+                    message: n(&c.message),
+                })
+                .collect()
+        };
+        let mut cmd = self.clone();
+        match &mut cmd {
+            GithubCmd::PullRequest { pr, .. } => {
+                for s in [
+                    &mut pr.repo,
+                    &mut pr.title,
+                    &mut pr.body,
+                    &mut pr.branch,
+                    &mut pr.base,
+                    &mut pr.author,
+                    &mut pr.url,
+                ] {
+                    *s = n(s);
+                }
+            }
+            GithubCmd::Push {
+                repo,
+                branch,
+                commits: cs,
+            } => {
+                *repo = n(repo);
+                *branch = n(branch);
+                *cs = commits(cs);
+            }
+            GithubCmd::Release { repo, tag, .. } => {
+                *repo = n(repo);
+                *tag = n(tag);
+            }
+            GithubCmd::ReleaseCommits { commits: cs, .. } => *cs = commits(cs),
+            GithubCmd::Deployed {
+                repo,
+                reference,
+                environment,
+                ..
+            }
+            | GithubCmd::DeploymentGate {
+                repo,
+                reference,
+                environment,
+                ..
+            } => {
+                *repo = n(repo);
+                *reference = n(reference);
+                *environment = n(environment);
+            }
+        }
+        cmd
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncidentAction {
     Ack,

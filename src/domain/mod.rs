@@ -14,3 +14,4 @@ pub mod records;
 pub mod reply;
 pub mod report;
 pub mod status;
+pub mod text;

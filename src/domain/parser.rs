@@ -538,6 +538,10 @@ pub fn parse(text: &str) -> Result<Command, UsageError> {
         let message = format!("command too long: {chars} characters, at most {MAX_CHARS}");
         return Err(early_error(text, message));
     }
+    // Before anything else reads it: such text is refused whatever command it was meant to be.
+    if let Err(bad) = super::text::check(text) {
+        return Err(early_error(text, bad.to_string()));
+    }
     let toks = tokenize(text).map_err(|m| early_error(text, m))?;
     parse_toks(&toks)
 }
@@ -574,6 +578,15 @@ pub fn parse_parts(name: &str, parts: &[Part<'_>]) -> Result<Command, UsageError
     if chars > MAX_CHARS {
         let message = format!("command too long: {chars} characters, at most {MAX_CHARS}");
         return Err(early_error(name, message));
+    }
+    let texts = std::iter::once(name).chain(parts.iter().flat_map(|p| match *p {
+        Part::Word(w) | Part::Literal(w) => [w, ""],
+        Part::Opt(k, v) => [k, v],
+    }));
+    for t in texts {
+        if let Err(bad) = super::text::check(t) {
+            return Err(early_error(name, bad.to_string()));
+        }
     }
     let mut words = name.split_whitespace();
     let Some(top) = words.next() else {
@@ -2923,6 +2936,11 @@ mod tests {
     }
 
     fn check_invariants(text: &str) {
+        if text.chars().any(crate::domain::text::forbidden) {
+            let e = parse(text).expect_err("text with control characters is refused");
+            assert!(e.message.contains("character"), "{text:?}: {}", e.message);
+            return;
+        }
         match parse(text) {
             Ok(cmd) => {
                 // The SLA clock's internal command is never typed.
@@ -2947,6 +2965,25 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_usage_errors_that_name_them() {
+        let e = parse("incident raise a\u{0}b impact:low urgency:low").unwrap_err();
+        assert_eq!(e.command, "incident raise");
+        assert!(e.message.contains("NUL, U+0000"), "{}", e.message);
+        let e = parse("incident note INC-1 pay \u{202e}gnp.exe").unwrap_err();
+        assert!(e.message.contains("bidirectional"), "{}", e.message);
+        let e = parse_parts(
+            "incident raise",
+            &[Part::Literal("ok\u{1b}[2J"), Part::Opt("impact", "low")],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("escape, U+001B"), "{}", e.message);
+        let e = parse_parts("incident raise", &[Part::Opt("service", "a\u{2066}")]).unwrap_err();
+        assert!(e.message.contains("U+2066"), "{}", e.message);
+        // Tab and newline stay ordinary white space.
+        assert!(parse("incident raise a\tb\nc impact:low").is_ok());
     }
 
     proptest::proptest! {
@@ -2977,7 +3014,7 @@ mod tests {
         }
 
         #[test]
-        fn quoted_titles_survive_parsing(title in "[^\"\\s][^\"]{0,40}[^\"\\s]") {
+        fn quoted_titles_survive_parsing(title in "[^\"\\s\\pC][^\"\\pC]{0,40}[^\"\\s\\pC]") {
             let cmd = parse(&format!("incident raise \"{title}\" impact:low"));
             let Ok(Command::Incident(IncidentCmd::Raise { title: got, impact, .. })) = cmd else {
                 panic!("{title:?}: {cmd:?}");

@@ -17,6 +17,9 @@ pub enum Outcome {
     NotFound,
     /// The store failed; nothing was changed.
     Failed,
+    /// A platform delivered the same request again (a retry or a replay); it was acted on
+    /// the first time and nothing was changed now.
+    Duplicate,
 }
 
 impl Outcome {
@@ -32,6 +35,7 @@ impl Outcome {
             Outcome::Usage => "usage",
             Outcome::NotFound => "not_found",
             Outcome::Failed => "failed",
+            Outcome::Duplicate => "duplicate",
         }
     }
 }
@@ -108,6 +112,17 @@ impl Reply {
         Reply {
             outcome: Outcome::Failed,
             ..Reply::ok(None, text)
+        }
+    }
+
+    /// The answer to a request a platform delivered again.
+    pub fn duplicate() -> Self {
+        Reply {
+            outcome: Outcome::Duplicate,
+            ..Reply::ok(
+                None,
+                "this request was already received and acted on; nothing was changed again",
+            )
         }
     }
 

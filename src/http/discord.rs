@@ -7,6 +7,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 
@@ -23,7 +24,7 @@ async fn interactions(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let discord = app.discord.as_ref().ok_or_else(|| {
         ApiError::NotFound(
             "Discord is not configured (set DISCORD_PUBLIC_KEY, DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID)"
@@ -47,9 +48,13 @@ async fn interactions(
         })?;
     let interaction = opsledger_discord::parse_interaction(&body)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let answer = discord
+    let (answer, delivered) = discord
         .interaction(interaction)
         .await
         .map_err(|BadInput(e)| ApiError::BadRequest(e))?;
-    Ok(Json(answer))
+    let mut response = Json(answer).into_response();
+    if delivered == crate::integrations::Delivered::Again {
+        response.extensions_mut().insert(super::Redelivery);
+    }
+    Ok(response)
 }

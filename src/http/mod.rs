@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
                 .route_layer(middleware::from_fn_with_state(state.clone(), count_inbound)),
         )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn(plain_text_uri))
         // Router layers wrap every route, the 405 answers and the fallback, so the body limit
         // holds for unknown paths and wrong methods too; observe sees (and counts) its 413s.
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -122,6 +123,26 @@ async fn require_token(
         if !has_bearer(&req, token) {
             return Err(ApiError::Unauthorized);
         }
+    }
+    Ok(next.run(req).await)
+}
+
+/// Answers 400 to a path or query that decodes to bytes that are not UTF-8 or to control or
+/// bidirectional characters, naming the problem, before any handler (or the store) sees it.
+async fn plain_text_uri(req: Request, next: Next) -> Result<Response, ApiError> {
+    let uri = req.uri();
+    let parts = std::iter::once(uri.path()).chain(
+        uri.query()
+            .into_iter()
+            .flat_map(|q| q.split('&').flat_map(|kv| kv.split('='))),
+    );
+    for part in parts {
+        let plus = part.replace('+', " ");
+        let decoded = percent_encoding::percent_decode_str(&plus).collect::<Vec<u8>>();
+        let text = crate::domain::text::utf8(&decoded)
+            .map_err(|e| ApiError::BadRequest(format!("the URL: {e}")))?;
+        crate::domain::text::check(text)
+            .map_err(|e| ApiError::BadRequest(format!("the URL: {e}")))?;
     }
     Ok(next.run(req).await)
 }

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use secrecy::ExposeSecret;
 
 use crate::integrations::slack_handlers::{BadInput, SlackHandlers};
+use crate::integrations::Delivered;
 
 use super::error::ApiError;
 use super::AppState;
@@ -37,28 +38,35 @@ fn verified<'b>(
     body: &'b Bytes,
 ) -> Result<&'b str, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let text =
-        std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("body is not UTF-8".into()))?;
     let secret = slack.config.signing_secret.as_ref().ok_or_else(|| {
         ApiError::NotFound(
             "Slack over HTTP is off: SLACK_SIGNING_SECRET is unset (Socket Mode only)".into(),
         )
     })?;
-    opsledger_slack::verify_request(
+    // The signature first, over the raw bytes: a forged body is a 401 whatever it holds.
+    opsledger_slack::verify_request_bytes(
         secret.expose_secret(),
         header(opsledger_slack::TIMESTAMP_HEADER),
         header(opsledger_slack::SIGNATURE_HEADER),
-        text,
+        body,
     )
     .map_err(|e| {
         tracing::warn!(error = %e, "rejected a Slack request");
         ApiError::BadSignature
     })?;
-    Ok(text)
+    crate::domain::text::utf8(body).map_err(|e| ApiError::BadRequest(format!("the body: {e}")))
 }
 
 fn bad(e: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(e.to_string())
+}
+
+/// Marks the answer to a request that was a repeat, for the inbound count.
+fn mark(mut response: Response, delivered: Delivered) -> Response {
+    if delivered == Delivered::Again {
+        response.extensions_mut().insert(super::Redelivery);
+    }
+    response
 }
 
 fn answer(body: Option<serde_json::Value>) -> Response {
@@ -74,9 +82,16 @@ async fn commands(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let slack = slack(&app)?;
-    let cmd = opsledger_slack::parse_command(verified(slack, &headers, &body)?).map_err(bad)?;
-    let response = slack.command(cmd).await.map_err(|BadInput(e)| bad(e))?;
-    Ok(Json(response).into_response())
+    let form = verified(slack, &headers, &body)?;
+    // Text that is not UTF-8 is the person's usage error: shown to them alone, like any other.
+    if let Err(e) = opsledger_slack::form_is_utf8(form) {
+        return Ok(
+            Json(serde_json::json!({ "response_type": "ephemeral", "text": e })).into_response(),
+        );
+    }
+    let cmd = opsledger_slack::parse_command(form).map_err(bad)?;
+    let (response, delivered) = slack.command(cmd).await.map_err(|BadInput(e)| bad(e))?;
+    Ok(mark(Json(response).into_response(), delivered))
 }
 
 async fn interactions(
@@ -87,12 +102,11 @@ async fn interactions(
     let slack = slack(&app)?;
     let interaction =
         opsledger_slack::parse_interaction(verified(slack, &headers, &body)?).map_err(bad)?;
-    Ok(answer(
-        slack
-            .interaction(interaction)
-            .await
-            .map_err(|BadInput(e)| bad(e))?,
-    ))
+    let (body, delivered) = slack
+        .interaction(interaction)
+        .await
+        .map_err(|BadInput(e)| bad(e))?;
+    Ok(mark(answer(body), delivered))
 }
 
 async fn events(
@@ -102,7 +116,6 @@ async fn events(
 ) -> Result<Response, ApiError> {
     let slack = slack(&app)?;
     let push = opsledger_slack::parse_event(verified(slack, &headers, &body)?).map_err(bad)?;
-    Ok(answer(
-        slack.event(push).await.map_err(|BadInput(e)| bad(e))?,
-    ))
+    let (body, delivered) = slack.event(push).await.map_err(|BadInput(e)| bad(e))?;
+    Ok(mark(answer(body), delivered))
 }

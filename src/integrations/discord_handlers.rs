@@ -10,14 +10,14 @@ use tokio::task::JoinHandle;
 
 use crate::domain::ids::Actor;
 use crate::domain::reply::{Outcome, Reply};
-use crate::ledger::Ledger;
+use crate::ledger::{Delivery, Ledger};
 use crate::outbox::OutboxWaker;
 use crate::store::ListQuery;
 use crate::usecase::{render, Handled};
 
 use super::discord::{self, item, op, view, DiscordConfig};
-use super::ephemeral;
 use super::forms::{form_command, form_for};
+use super::{ephemeral, Delivered};
 
 /// Input Discord sent that cannot be acted on (answered 400).
 #[derive(Debug, thiserror::Error)]
@@ -55,8 +55,43 @@ enum Answer {
 }
 
 impl DiscordHandlers {
-    /// Answers one interaction with the JSON body Discord expects.
-    pub async fn interaction(&self, interaction: Interaction) -> Result<Value, BadInput> {
+    /// Answers one interaction with the JSON body Discord expects. Commands, buttons and forms
+    /// are acted on once per interaction `id`: a replay of one already acted on changes nothing.
+    pub async fn interaction(
+        &self,
+        interaction: Interaction,
+    ) -> Result<(Value, Delivered), BadInput> {
+        let once = match &interaction {
+            Interaction::Command { id, .. }
+            | Interaction::Button { id, .. }
+            | Interaction::ModalSubmit { id, .. } => Some(Delivery::new(discord::PLATFORM, id)),
+            Interaction::Ping | Interaction::Autocomplete { .. } => None,
+        };
+        if let Some(d) = &once {
+            if self
+                .ledger
+                .store()
+                .delivery_seen(d.platform, &d.id)
+                .await
+                .unwrap_or(false)
+            {
+                let reply = Reply::duplicate();
+                return Ok((
+                    opsledger_discord::message_response(&view(&reply), true),
+                    Delivered::Again,
+                ));
+            }
+        }
+        self.act(interaction, once)
+            .await
+            .map(|answer| (answer, Delivered::First))
+    }
+
+    async fn act(
+        &self,
+        interaction: Interaction,
+        once: Option<Delivery>,
+    ) -> Result<Value, BadInput> {
         match interaction {
             Interaction::Ping => Ok(opsledger_discord::pong()),
             Interaction::Command {
@@ -77,7 +112,10 @@ impl DiscordHandlers {
                 };
                 let slow = parsed.as_ref().is_ok_and(discord::known_slow);
                 let ledger = self.ledger.clone();
-                let work = tokio::spawn(async move { ledger.handle_parsed(actor, parsed).await });
+                let work =
+                    tokio::spawn(
+                        async move { ledger.handle_parsed_once(actor, parsed, once).await },
+                    );
                 Ok(self
                     .answer_within(work, &token, slow, Answer::Message)
                     .await)
@@ -113,7 +151,11 @@ impl DiscordHandlers {
                 }
                 let ledger = self.ledger.clone();
                 let text = format!("{action} {record}");
-                let work = tokio::spawn(async move { ledger.handle_text(actor, &text).await });
+                let work = tokio::spawn(async move {
+                    ledger
+                        .handle_parsed_once(actor, crate::domain::parser::parse(&text), once)
+                        .await
+                });
                 Ok(self.answer_within(work, &token, false, Answer::Card).await)
             }
             Interaction::ModalSubmit {
@@ -125,11 +167,17 @@ impl DiscordHandlers {
                 ..
             } => {
                 let actor = person(&user_id)?;
+                // The form's text is recorded as typed, so it is checked as typed text is.
+                if let Err(bad) = crate::domain::text::check(&text) {
+                    let reply = Reply::usage(bad.to_string());
+                    return Ok(opsledger_discord::message_response(&view(&reply), true));
+                }
                 let command = opsledger_discord::split_custom_id(&custom_id)
                     .and_then(|(action, record)| form_command(action, record, &text))
                     .ok_or_else(|| BadInput(format!("unknown form `{custom_id}`")))?;
                 let ledger = self.ledger.clone();
-                let work = tokio::spawn(async move { ledger.handle(actor, command).await });
+                let work =
+                    tokio::spawn(async move { ledger.handle_once(actor, command, once).await });
                 let answer = if message_id.is_some() {
                     Answer::Card
                 } else {

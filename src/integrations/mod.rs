@@ -92,6 +92,24 @@ pub(crate) fn payload_reply(item: &OutboxItem) -> Result<Reply, DeliveryError> {
         .map_err(|e| DeliveryError::Permanent(format!("outbox item {} has no reply: {e}", item.id)))
 }
 
+/// Whether a platform request was new or a repeat of one already acted on (counted apart in
+/// `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    First,
+    Again,
+}
+
+impl Delivered {
+    pub fn of(reply: &Reply) -> Delivered {
+        if reply.outcome == Outcome::Duplicate {
+            Delivered::Again
+        } else {
+            Delivered::First
+        }
+    }
+}
+
 /// Refusals, usage help and read-only answers go to the sender alone; changes to the channel.
 pub(crate) fn ephemeral(reply: &Reply, changed: bool) -> bool {
     reply.outcome != Outcome::Ok || !changed

@@ -7,13 +7,13 @@ use serde_json::{json, Value};
 
 use crate::domain::ids::Actor;
 use crate::domain::reply::{Outcome, Reply};
-use crate::ledger::Ledger;
+use crate::ledger::{Delivery, Ledger};
 use crate::outbox::OutboxWaker;
 use crate::store::NewOutbox;
 
-use super::ephemeral;
 use super::forms::{form_command, form_for};
 use super::slack::{op, view, SlackConfig, PLATFORM};
+use super::{ephemeral, Delivered};
 
 /// Input Slack sent that cannot be acted on (answered 400 over HTTP).
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +40,35 @@ fn person(user_id: &str) -> Result<Actor, BadInput> {
 
 impl SlackHandlers {
     /// A slash command: runs it and returns the response body (in the channel or ephemeral).
-    pub async fn command(&self, cmd: opsledger_slack::SlashCommand) -> Result<Value, BadInput> {
+    /// A replay of one already acted on (same `trigger_id`) changes nothing.
+    pub async fn command(
+        &self,
+        cmd: opsledger_slack::SlashCommand,
+    ) -> Result<(Value, Delivered), BadInput> {
         let actor = person(&cmd.user_id)?;
-        let handled = self.ledger.handle_text(actor, &cmd.text).await;
+        let handled = match delivery(&cmd.trigger_id) {
+            Some(d) => self.ledger.handle_text_once(actor, &cmd.text, d).await,
+            None => self.ledger.handle_text(actor, &cmd.text).await,
+        };
+        let delivered = Delivered::of(&handled.reply);
         let eph = ephemeral(&handled.reply, !handled.events.is_empty());
-        Ok(opsledger_slack::command_response(
-            &view(&handled.reply),
-            eph,
+        Ok((
+            opsledger_slack::command_response(&view(&handled.reply), eph),
+            delivered,
         ))
+    }
+
+    /// Whether a delivery was already acted on (as committed): answered at once as a repeat.
+    async fn seen(&self, d: &Option<Delivery>) -> bool {
+        match d {
+            Some(d) => self
+                .ledger
+                .store()
+                .delivery_seen(d.platform, &d.id)
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
     }
 
     /// A button press or a modal submission. `Some(body)` is an answer for Slack (modal errors);
@@ -55,7 +76,7 @@ impl SlackHandlers {
     pub async fn interaction(
         &self,
         interaction: opsledger_slack::Interaction,
-    ) -> Result<Option<Value>, BadInput> {
+    ) -> Result<(Option<Value>, Delivered), BadInput> {
         match interaction {
             opsledger_slack::Interaction::Button {
                 user_id,
@@ -87,17 +108,24 @@ impl SlackHandlers {
                             .await;
                         }
                     }
-                    return Ok(None);
+                    return Ok((None, Delivered::First));
+                }
+                // A replayed press (same trigger) already acted on is acknowledged and dropped;
+                // one whose first delivery is still running is caught in the writer.
+                let once = delivery(&trigger_id);
+                if self.seen(&once).await {
+                    return Ok((None, Delivered::Again));
                 }
                 // Acknowledge at once; the vote or transition runs after, and its result reaches
                 // Slack through the outbox: an updated card, or an explanation to the presser alone.
                 let this = self.clone();
                 tokio::spawn(async move {
-                    let handled = this
-                        .ledger
-                        .handle_text(actor, &format!("{action_id} {value}"))
-                        .await;
-                    if handled.reply.outcome != Outcome::Ok {
+                    let text = format!("{action_id} {value}");
+                    let handled = match once {
+                        Some(d) => this.ledger.handle_text_once(actor, &text, d).await,
+                        None => this.ledger.handle_text(actor, &text).await,
+                    };
+                    if !matches!(handled.reply.outcome, Outcome::Ok | Outcome::Duplicate) {
                         if let Some(url) = response_url {
                             let channel = channel_id.unwrap_or_else(|| "response_url".into());
                             let payload = json!({ "reply": handled.reply, "response_url": url });
@@ -106,37 +134,49 @@ impl SlackHandlers {
                         }
                     }
                 });
-                Ok(None)
+                Ok((None, Delivered::First))
             }
             opsledger_slack::Interaction::ModalSubmit {
                 user_id,
                 callback_id,
                 private_metadata,
                 text,
+                trigger_id,
             } => {
                 let actor = person(&user_id)?;
+                let form_error = |message: String| {
+                    Some(json!({
+                        "response_action": "errors",
+                        "errors": { opsledger_slack::MODAL_TEXT_BLOCK: message },
+                    }))
+                };
+                // The form's text is recorded as typed, so it is checked as typed text is.
+                if let Err(bad) = crate::domain::text::check(&text) {
+                    return Ok((form_error(bad.to_string()), Delivered::First));
+                }
                 let command = form_command(&callback_id, &private_metadata, &text)
                     .ok_or_else(|| BadInput(format!("unknown modal `{callback_id}`")))?;
                 // Fast enough to answer in the submission's own response: a refusal shows in the form.
-                let handled = self.ledger.handle(actor, command).await;
-                if handled.reply.outcome == Outcome::Ok {
-                    Ok(None)
-                } else {
-                    Ok(Some(json!({
-                        "response_action": "errors",
-                        "errors": { opsledger_slack::MODAL_TEXT_BLOCK: handled.reply.text },
-                    })))
+                let once = trigger_id.as_deref().and_then(delivery);
+                let handled = self.ledger.handle_once(actor, command, once).await;
+                match handled.reply.outcome {
+                    Outcome::Ok => Ok((None, Delivered::First)),
+                    Outcome::Duplicate => Ok((None, Delivered::Again)),
+                    _ => Ok((form_error(handled.reply.text), Delivered::First)),
                 }
             }
-            opsledger_slack::Interaction::Other { .. } => Ok(None),
+            opsledger_slack::Interaction::Other { .. } => Ok((None, Delivered::First)),
         }
     }
 
     /// An Events API push. `Some(body)` answers it (URL verification).
-    pub async fn event(&self, push: opsledger_slack::Push) -> Result<Option<Value>, BadInput> {
+    pub async fn event(
+        &self,
+        push: opsledger_slack::Push,
+    ) -> Result<(Option<Value>, Delivered), BadInput> {
         match push {
             opsledger_slack::Push::UrlVerification { challenge } => {
-                Ok(Some(json!({ "challenge": challenge })))
+                Ok((Some(json!({ "challenge": challenge })), Delivered::First))
             }
             opsledger_slack::Push::AppMention {
                 event_id,
@@ -145,22 +185,24 @@ impl SlackHandlers {
                 text,
             } => {
                 // Slack redelivers an event it thinks we missed (X-Slack-Retry-Num, same
-                // event_id): the first delivery wins, retries are acknowledged and dropped.
-                let now = crate::domain::audit::format_time(chrono::Utc::now());
-                let first = self
-                    .ledger
-                    .store()
-                    .first_delivery(PLATFORM, &event_id, &now)
-                    .await
-                    .map_err(|e| BadInput(format!("cannot record the delivery: {e}")))?;
-                if !first {
+                // event_id). The event is noted in its command's own transaction, so a retry of
+                // one whose command failed is acted on, and one already acted on is dropped.
+                let once = delivery(&event_id);
+                if self.seen(&once).await {
                     tracing::debug!(%event_id, "dropped a redelivered Slack event");
-                    return Ok(None);
+                    return Ok((None, Delivered::Again));
                 }
                 let actor = person(&user_id)?;
                 let this = self.clone();
                 tokio::spawn(async move {
-                    let handled = this.ledger.handle_text(actor, strip_mentions(&text)).await;
+                    let text = strip_mentions(&text);
+                    let handled = match once {
+                        Some(d) => this.ledger.handle_text_once(actor, text, d).await,
+                        None => this.ledger.handle_text(actor, text).await,
+                    };
+                    if handled.reply.outcome == Outcome::Duplicate {
+                        return;
+                    }
                     let payload = json!({ "reply": handled.reply });
                     this.enqueue(
                         &channel_id,
@@ -170,9 +212,9 @@ impl SlackHandlers {
                     )
                     .await;
                 });
-                Ok(None)
+                Ok((None, Delivered::First))
             }
-            opsledger_slack::Push::Other { .. } => Ok(None),
+            opsledger_slack::Push::Other { .. } => Ok((None, Delivered::First)),
         }
     }
 
@@ -194,17 +236,17 @@ impl SlackHandlers {
 impl opsledger_slack::SocketHandler for SlackHandlers {
     async fn command(&self, command: opsledger_slack::SlashCommand) -> Value {
         match SlackHandlers::command(self, command).await {
-            Ok(body) => body,
+            Ok((body, _)) => body,
             Err(BadInput(e)) => json!({ "response_type": "ephemeral", "text": e }),
         }
     }
 
     async fn interaction(&self, interaction: opsledger_slack::Interaction) {
         match SlackHandlers::interaction(self, interaction).await {
-            Ok(Some(answer)) => {
+            Ok((Some(answer), _)) => {
                 tracing::info!(%answer, "a refused form submission over Socket Mode (Slack shows no form errors there)")
             }
-            Ok(None) => {}
+            Ok((None, _)) => {}
             Err(BadInput(e)) => {
                 tracing::warn!(error = %e, "bad Slack interaction over Socket Mode")
             }
@@ -216,6 +258,11 @@ impl opsledger_slack::SocketHandler for SlackHandlers {
             tracing::warn!(error = %e, "bad Slack event over Socket Mode");
         }
     }
+}
+
+/// A Slack delivery to act on once, by its id (an empty id is no id).
+fn delivery(id: &str) -> Option<Delivery> {
+    (!id.is_empty()).then(|| Delivery::new(PLATFORM, id))
 }
 
 /// The Slack modal for a button's form, if it needs one.

@@ -27,6 +27,37 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl StoreError {
+    /// Whether the whole store failed for a moment (a connection reset, SQLite busy beyond its
+    /// timeout, a PostgreSQL serialization failure or deadlock), so the same work may succeed
+    /// when tried again. Anything else is about the data and fails again the same way.
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| transient_code(&code)),
+            _ => false,
+        }
+    }
+}
+
+/// SQLite's BUSY and LOCKED (with their extended codes, primary code = low byte) and
+/// PostgreSQL's serialization failure, deadlock, connection and shutdown classes.
+fn transient_code(code: &str) -> bool {
+    if let Ok(n) = code.parse::<i64>() {
+        return matches!(n & 0xff, 5 | 6);
+    }
+    matches!(
+        code,
+        "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
+    ) || code.starts_with("08")
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which records a list wants. Results come in ID order; `after` is the key of the last
@@ -114,6 +145,9 @@ pub struct WriteSet {
     /// Outgoing messages, in enqueue order, each with its enqueue time (`format_time`), which is
     /// also when it is first due.
     pub outbox: Vec<(NewOutbox, String)>,
+    /// Inbound deliveries acted on, `(platform, delivery id, received at)`: written with the
+    /// command they carried, so a delivery whose command failed is acted on when retried.
+    pub deliveries: Vec<(String, String, String)>,
 }
 
 impl WriteSet {
@@ -123,8 +157,12 @@ impl WriteSet {
             && self.audit.is_empty()
             && self.grants.is_empty()
             && self.outbox.is_empty()
+            && self.deliveries.is_empty()
     }
 }
+
+/// How often SQLite is asked whether another connection committed (`PRAGMA data_version`).
+pub const COMMIT_PROBE: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -187,6 +225,10 @@ pub trait Store: Send + Sync + 'static {
     async fn outbox_give_up(&self, id: i64, now: &str, error: &str) -> Result<()>;
     /// How many items are pending (the outbox depth).
     async fn outbox_pending(&self) -> Result<i64>;
+    /// Notes that the outbox worker of `instance` is alive at `now`.
+    async fn outbox_heartbeat(&self, instance: &str, now: &str) -> Result<()>;
+    /// How many outbox workers were alive at or after `since`.
+    async fn outbox_workers_since(&self, since: &str) -> Result<i64>;
 
     /// Where a record's message lives on a platform's channel (e.g. a Slack `ts`).
     async fn message_ref(
@@ -208,6 +250,14 @@ pub trait Store: Send + Sync + 'static {
     async fn first_delivery(&self, platform: &str, delivery_id: &str, now: &str) -> Result<bool>;
     /// Forgets a delivery whose processing failed, so the platform's redelivery is processed.
     async fn forget_delivery(&self, platform: &str, delivery_id: &str) -> Result<()>;
+    /// Whether a (platform, delivery id) was already acted on, as last committed.
+    async fn delivery_seen(&self, platform: &str, delivery_id: &str) -> Result<bool>;
+    /// Calls `on_commit` soon (within `COMMIT_PROBE` on SQLite, at once on PostgreSQL) after any
+    /// connection, in this process or another, committed a write batch. Runs until the store
+    /// closes; a lost connection is reopened, and `on_commit` called then too, since a commit
+    /// may have been missed meanwhile. `serve` uses it to wake the SLA clock and the outbox
+    /// worker on commits of `opsledger exec` and of other replicas.
+    async fn watch_commits(&self, on_commit: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()>;
 
     async fn close(&self);
 }
@@ -225,6 +275,8 @@ pub trait StoreTx: Send {
     async fn due(&mut self, now: &str, limit: i64) -> Result<Vec<Record>>;
     /// The last number handed out for `kind` (0 when none yet).
     async fn counter(&mut self, kind: Kind) -> Result<u64>;
+    /// Whether a (platform, delivery id) was already acted on, seen under the batch's lock.
+    async fn delivery_seen(&mut self, platform: &str, delivery_id: &str) -> Result<bool>;
     async fn write(&mut self, w: WriteSet) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }
@@ -259,6 +311,18 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn transient_codes_are_busy_locked_and_postgres_retry_classes() {
+        for code in [
+            "5", "261", "517", "773", "6", "262", "40001", "40P01", "08006", "57P01",
+        ] {
+            assert!(super::transient_code(code), "{code}");
+        }
+        for code in ["19", "2067", "1", "22021", "23505", "42P01"] {
+            assert!(!super::transient_code(code), "{code}");
+        }
+    }
+
     #[test]
     fn redact_hides_passwords_only() {
         assert_eq!(

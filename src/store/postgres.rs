@@ -7,7 +7,63 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-sql_store!(PgStore, PgTx, sqlx::Postgres, Backend::Postgres, "BEGIN");
+// Locking the chain head also queues the commit notification: PostgreSQL sends it to every
+// listener when (and only if) the transaction commits, at no extra round trip.
+sql_store!(
+    PgStore,
+    PgTx,
+    sqlx::Postgres,
+    Backend::Postgres,
+    "BEGIN",
+    "UPDATE chain_head SET batches = batches + 1 FROM (SELECT pg_notify('opsledger_commit', '')) n \
+     WHERE id = 1 RETURNING seq, hash"
+);
+
+/// The channel every write batch notifies on commit.
+const COMMIT_CHANNEL: &str = "opsledger_commit";
+/// After the listener's connection failed, wait this long before connecting again.
+const RELISTEN: Duration = Duration::from_secs(1);
+
+/// `LISTEN`s for commit notifications on a connection of its own, reconnecting when it drops.
+async fn watch_commits(
+    pool: &sqlx::PgPool,
+    on_commit: std::sync::Arc<dyn Fn() + Send + Sync>,
+) -> Result<()> {
+    loop {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(pool).await {
+            Ok(l) => l,
+            Err(e) if pool.is_closed() => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for commits; trying again");
+                tokio::time::sleep(RELISTEN).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(COMMIT_CHANNEL).await {
+            tracing::warn!(error = %e, "cannot listen for commits; trying again");
+            tokio::time::sleep(RELISTEN).await;
+            continue;
+        }
+        // Anything committed while no one listened is looked at now.
+        on_commit();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => on_commit(),
+                // The connection dropped; `try_recv` reconnects and re-listens on the next call.
+                Ok(None) => {
+                    tracing::warn!("the commit listener's connection dropped; reconnecting");
+                    on_commit();
+                }
+                Err(e) if pool.is_closed() => return Err(e.into()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the commit listener failed; reconnecting");
+                    tokio::time::sleep(RELISTEN).await;
+                    break;
+                }
+            }
+        }
+    }
+}
 
 impl PgStore {
     /// Connects to `postgres://...` and applies migrations.

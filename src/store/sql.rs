@@ -106,7 +106,7 @@ pub(crate) fn fixed_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
 }
 
 macro_rules! sql_store {
-    ($store:ident, $tx:ident, $db:ty, $backend:expr, $begin:literal) => {
+    ($store:ident, $tx:ident, $db:ty, $backend:expr, $begin:literal, $lock_head:literal) => {
         use async_trait::async_trait;
         use sqlx::{Executor, QueryBuilder};
 
@@ -209,6 +209,16 @@ macro_rules! sql_store {
                 .collect()
         }
 
+        async fn delivery_seen_in<'e, E: Executor<'e, Database = $db>>(e: E, platform: &str, delivery_id: &str) -> Result<bool> {
+            let row: (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM inbound_deliveries WHERE platform = $1 AND delivery_id = $2")
+                    .bind(platform)
+                    .bind(delivery_id)
+                    .fetch_one(e)
+                    .await?;
+            Ok(row.0 > 0)
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> Backend {
@@ -229,7 +239,7 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 // The first statement writes, so the lock is taken now and held to commit.
                 let head: (i64, String) =
-                    sqlx::query_as("UPDATE chain_head SET batches = batches + 1 WHERE id = 1 RETURNING seq, hash")
+                    sqlx::query_as($lock_head)
                         .fetch_one(&mut *tx)
                         .await?;
                 Ok(Box::new($tx { tx, head }))
@@ -344,6 +354,26 @@ macro_rules! sql_store {
                 Ok(row.0)
             }
 
+            async fn outbox_heartbeat(&self, instance: &str, now: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO outbox_workers (instance, seen_at) VALUES ($1, $2) \
+                     ON CONFLICT (instance) DO UPDATE SET seen_at = excluded.seen_at",
+                )
+                .bind(instance)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn outbox_workers_since(&self, since: &str) -> Result<i64> {
+                let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox_workers WHERE seen_at >= $1")
+                    .bind(since)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.0)
+            }
+
             async fn message_ref(&self, record: &str, platform: &str, channel: &str) -> Result<Option<String>> {
                 let row: Option<(String,)> = sqlx::query_as(
                     "SELECT ref FROM message_refs WHERE record = $1 AND platform = $2 AND channel = $3",
@@ -390,6 +420,14 @@ macro_rules! sql_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
+            }
+
+            async fn delivery_seen(&self, platform: &str, delivery_id: &str) -> Result<bool> {
+                delivery_seen_in(&self.pool, platform, delivery_id).await
+            }
+
+            async fn watch_commits(&self, on_commit: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
+                watch_commits(&self.pool, on_commit).await
             }
 
             async fn close(&self) {
@@ -444,8 +482,23 @@ macro_rules! sql_store {
                 Ok(row.map(|(n,)| u64::try_from(n).unwrap_or(0)).unwrap_or(0))
             }
 
+            async fn delivery_seen(&mut self, platform: &str, delivery_id: &str) -> Result<bool> {
+                delivery_seen_in(&mut *self.tx, platform, delivery_id).await
+            }
+
             async fn write(&mut self, w: WriteSet) -> Result<()> {
-                let WriteSet { records, counters, audit, grants, outbox } = w;
+                let WriteSet { records, counters, audit, grants, outbox, deliveries } = w;
+                for (platform, id, at) in &deliveries {
+                    sqlx::query(
+                        "INSERT INTO inbound_deliveries (platform, delivery_id, received_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (platform, delivery_id) DO NOTHING",
+                    )
+                    .bind(platform)
+                    .bind(id)
+                    .bind(at)
+                    .execute(&mut *self.tx)
+                    .await?;
+                }
                 for chunk in fixed_chunks_owned(records) {
                     let mut qb = QueryBuilder::<$db>::new(
                         "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data, due_at) ",

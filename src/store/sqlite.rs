@@ -12,8 +12,62 @@ sql_store!(
     SqliteTx,
     sqlx::Sqlite,
     Backend::Sqlite,
-    "BEGIN IMMEDIATE"
+    "BEGIN IMMEDIATE",
+    "UPDATE chain_head SET batches = batches + 1 WHERE id = 1 RETURNING seq, hash"
 );
+
+/// Polls `PRAGMA data_version` on a connection of its own: its value changes when any other
+/// connection, of this process or another, commits. SQLite has no notifications across
+/// processes, and the probe is a read of a counter in shared memory, so polling costs nothing
+/// worth counting.
+async fn watch_commits(
+    pool: &sqlx::SqlitePool,
+    on_commit: std::sync::Arc<dyn Fn() + Send + Sync>,
+) -> Result<()> {
+    use sqlx::Connection;
+    let opts = pool.connect_options();
+    let mut last: Option<i64> = None;
+    let mut conn: Option<sqlx::SqliteConnection> = None;
+    let mut tick = tokio::time::interval(crate::store::COMMIT_PROBE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            if let Some(c) = conn.take() {
+                let _ = c.close().await;
+            }
+            return Ok(());
+        }
+        if conn.is_none() {
+            match sqlx::SqliteConnection::connect_with(&opts).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open the commit probe's connection; trying again");
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match sqlx::query_as::<_, (i64,)>("PRAGMA data_version")
+            .fetch_one(&mut *c)
+            .await
+        {
+            Ok((v,)) => {
+                if last.is_some_and(|l| l != v) {
+                    on_commit();
+                }
+                last = Some(v);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the commit probe failed; reopening its connection");
+                conn = None;
+                // A new connection starts its own count: a commit meanwhile is looked at now.
+                last = None;
+                on_commit();
+            }
+        }
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `sqlite://PATH` and applies migrations.

@@ -216,7 +216,8 @@ async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Comma
     match command {
         Command::Help { topic } => Ok(query::help(topic.as_deref())),
         Command::Tick => clock::tick(uow, ctx).await,
-        Command::Github(c) => github::run(uow, ctx, actor, c).await,
+        // GitHub's text cannot be refused like a person's; it is recorded neutralized.
+        Command::Github(c) => github::run(uow, ctx, actor, &c.neutralized()).await,
         Command::Incident(c) => incident::run(uow, ctx, actor, c).await,
         Command::Change(c) => change::run(uow, ctx, actor, c).await,
         Command::Release(c) => change::release(uow, ctx, actor, c).await,

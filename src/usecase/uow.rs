@@ -1,6 +1,6 @@
 //! The unit of work a batch of commands shares: reads through the transaction, writes staged and flushed together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
@@ -19,6 +19,9 @@ pub struct UnitOfWork {
     audit: Vec<AuditEntry>,
     grants: Vec<GrantChange>,
     outbox: Vec<(NewOutbox, String)>,
+    deliveries: Vec<(String, String, String)>,
+    /// Every delivery noted in this unit, flushed or not.
+    seen: BTreeSet<(String, String)>,
     head: (i64, String),
 }
 
@@ -33,6 +36,8 @@ impl UnitOfWork {
             audit: Vec::new(),
             grants: Vec::new(),
             outbox: Vec::new(),
+            deliveries: Vec::new(),
+            seen: BTreeSet::new(),
             head,
         }
     }
@@ -76,6 +81,28 @@ impl UnitOfWork {
     pub fn enqueue(&mut self, item: NewOutbox, now: DateTime<Utc>) {
         self.outbox
             .push((item, crate::domain::audit::format_time(now)));
+    }
+
+    /// Notes an inbound delivery (a Slack trigger, a Discord interaction, an event): true the
+    /// first time its (platform, id) is seen, in the store or earlier in this unit. The note is
+    /// written with the unit, so it commits, or rolls back, with the command it carried.
+    pub async fn first_delivery(
+        &mut self,
+        platform: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let key = (platform.to_string(), id.to_string());
+        if self.seen.contains(&key) || self.tx.delivery_seen(platform, id).await? {
+            return Ok(false);
+        }
+        self.deliveries.push((
+            key.0.clone(),
+            key.1.clone(),
+            crate::domain::audit::format_time(now),
+        ));
+        self.seen.insert(key);
+        Ok(true)
     }
 
     /// Appends an entry to the audit chain.
@@ -144,6 +171,7 @@ impl UnitOfWork {
             audit: std::mem::take(&mut self.audit),
             grants: std::mem::take(&mut self.grants),
             outbox: std::mem::take(&mut self.outbox),
+            deliveries: std::mem::take(&mut self.deliveries),
         };
         if w.is_empty() {
             return Ok(());

@@ -13,6 +13,8 @@ pub enum Interaction {
     /// A slash command: `name` is the top-level command (`ops`, `incident`), `subcommand` the
     /// chosen subcommand, and `options` its values as text, in the order given.
     Command {
+        /// The interaction's own id: a replay of the same request carries the same one.
+        id: String,
         token: String,
         user_id: String,
         channel_id: String,
@@ -31,6 +33,8 @@ pub enum Interaction {
     },
     /// A button on a message.
     Button {
+        /// The interaction's own id: a replay of the same request carries the same one.
+        id: String,
         token: String,
         user_id: String,
         channel_id: String,
@@ -39,6 +43,8 @@ pub enum Interaction {
     },
     /// A submitted modal; `text` is its text input.
     ModalSubmit {
+        /// The interaction's own id: a replay of the same request carries the same one.
+        id: String,
         token: String,
         user_id: String,
         channel_id: String,
@@ -96,6 +102,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, ParseError> {
         Raw::Command(c) => {
             let (subcommand, options) = flatten(&c.data.options);
             Interaction::Command {
+                id: c.id.get().to_string(),
                 token: c.token.clone(),
                 user_id: user_id(&c.user),
                 channel_id: c.channel_id.get().to_string(),
@@ -124,6 +131,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, ParseError> {
             }
         }
         Raw::Component(c) => Interaction::Button {
+            id: c.id.get().to_string(),
             token: c.token.clone(),
             user_id: user_id(&c.user),
             channel_id: c.channel_id.get().to_string(),
@@ -142,6 +150,7 @@ pub fn parse_interaction(body: &[u8]) -> Result<Interaction, ParseError> {
                 })
                 .unwrap_or_default();
             Interaction::ModalSubmit {
+                id: m.id.get().to_string(),
                 token: m.token.clone(),
                 user_id: user_id(&m.user),
                 channel_id: m.channel_id.get().to_string(),

@@ -28,7 +28,27 @@ pub struct SlashCommand {
     pub trigger_id: String,
 }
 
+/// Checks that every field of a form body decodes to UTF-8. serde_urlencoded would put U+FFFD
+/// in place of bad bytes, recording text nobody typed; such a body is refused, naming the field.
+pub fn form_is_utf8(body: &str) -> Result<(), String> {
+    for pair in body.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let plus = value.replace('+', " ");
+        if percent_encoding::percent_decode_str(&plus)
+            .decode_utf8()
+            .is_err()
+        {
+            return Err(format!(
+                "the form field `{}` is not valid UTF-8; send it as UTF-8",
+                percent_encoding::percent_decode_str(key).decode_utf8_lossy()
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn parse_command(body: &str) -> Result<SlashCommand, ParseError> {
+    form_is_utf8(body).map_err(ParseError::Command)?;
     let c: SlackCommandEvent =
         serde_urlencoded::from_str(body).map_err(|e| ParseError::Command(e.to_string()))?;
     Ok(command_from(c))
@@ -66,6 +86,8 @@ pub enum Interaction {
         callback_id: String,
         private_metadata: String,
         text: String,
+        /// Slack's id of this submission, when it sent one: a replay carries the same.
+        trigger_id: Option<String>,
     },
     /// Anything else (shortcuts, closed modals): acknowledged and ignored.
     Other { kind: String },
@@ -73,6 +95,7 @@ pub enum Interaction {
 
 pub fn parse_interaction(body: &str) -> Result<Interaction, ParseError> {
     let bad = |e: String| ParseError::Interaction(e);
+    form_is_utf8(body).map_err(bad)?;
     let form: Vec<(String, String)> =
         serde_urlencoded::from_str(body).map_err(|e| bad(e.to_string()))?;
     let payload = form
@@ -142,6 +165,7 @@ pub(crate) fn interaction_from(event: SlackInteractionEvent) -> Result<Interacti
                 callback_id,
                 private_metadata,
                 text,
+                trigger_id: v.trigger_id.map(|t| t.to_string()),
             }
         }
         other => Interaction::Other {

@@ -13,7 +13,10 @@ mod verify;
 pub use api::{incident_channel_name, SlackApi, SlackApiError, TextModal, MODAL_TEXT_BLOCK};
 pub use blocks::{command_response, render_blocks, ButtonStyle, View, ViewButton};
 pub use inbound::{
-    parse_command, parse_event, parse_interaction, Interaction, ParseError, Push, SlashCommand,
+    form_is_utf8, parse_command, parse_event, parse_interaction, Interaction, ParseError, Push,
+    SlashCommand,
 };
 pub use socket::{SocketHandler, SocketMode};
-pub use verify::{verify_request, VerifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+pub use verify::{
+    verify_request, verify_request_bytes, VerifyError, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
