@@ -63,7 +63,15 @@ fn slash_body(user: &str, text: &str) -> String {
             "response_url",
             "https://hooks.slack.com/commands/T0BENCH/1/bench",
         ),
-        ("trigger_id", "13345224609.738474920.8088930838d88f008e0"),
+        // Slack gives every invocation its own trigger, and opsledger acts on each once.
+        (
+            "trigger_id",
+            &format!("13345224609.738474920.{:x}", {
+                use std::sync::atomic::{AtomicU64, Ordering};
+                static N: AtomicU64 = AtomicU64::new(1);
+                N.fetch_add(1, Ordering::Relaxed)
+            }),
+        ),
     ])
     .expect("form body")
 }

@@ -4,6 +4,10 @@
 //! database measured in the same run (one transaction, so one fsync, per insert), so the
 //! figures can be compared as a ratio on a noisy shared machine.
 //!
+//! A second run on a fresh database has the database refuse one command in `BENCH_POISON_EVERY`
+//! (default 1,000): the cost of finding and failing that command alone (the writer splits its
+//! batch in halves), as a ratio against the clean run.
+//!
 //! `cargo bench --bench throughput` (PostgreSQL when `OPSLEDGER_TEST_POSTGRES_URL` is set).
 //! `BENCH_COMMANDS` and `BENCH_CONCURRENCY` override the defaults.
 
@@ -35,8 +39,44 @@ struct Figures {
     batches_note: String,
 }
 
-async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figures {
+/// Makes the database refuse any incident titled POISON, as a data error only the store sees.
+async fn poison(url: &str) {
+    use sqlx::Executor;
+    if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        c.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON records WHEN NEW.title LIKE 'POISON%' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+        )
+        .await
+        .unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        c.execute(
+            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.title LIKE 'POISON%' THEN RAISE EXCEPTION 'poisoned row'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+        )
+        .await
+        .unwrap();
+        c.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION poison()",
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn drive(
+    db: &common::TestDb,
+    commands: usize,
+    concurrency: usize,
+    poison_every: Option<usize>,
+) -> Figures {
     let store = db.store().await;
+    if poison_every.is_some() {
+        poison(db.url()).await;
+    }
     let clock = common::TestClock::at(common::TestClock::default_start());
     let (ledger, _writer) = common::ledger_on(store.clone(), Policy::default(), clock);
     // Warm up connections and caches.
@@ -54,13 +94,22 @@ async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figu
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per_task);
             for i in 0..per_task {
-                let text =
-                    format!("incident raise Bench {t}-{i} impact:high urgency:medium service:shop");
+                let poisoned = poison_every.is_some_and(|k| (i * concurrency + t) % k == k - 1);
+                let text = if poisoned {
+                    format!("incident raise POISON {t}-{i} impact:high urgency:medium")
+                } else {
+                    format!("incident raise Bench {t}-{i} impact:high urgency:medium service:shop")
+                };
                 let s = Instant::now();
                 let r = ledger
                     .handle_text(common::actor("console:bench"), &text)
                     .await;
-                assert_eq!(r.reply.outcome, Outcome::Ok, "{}", r.reply.text);
+                let want = if poisoned {
+                    Outcome::Failed
+                } else {
+                    Outcome::Ok
+                };
+                assert_eq!(r.reply.outcome, want, "{text}: {}", r.reply.text);
                 lat.push(s.elapsed());
             }
             lat
@@ -172,18 +221,29 @@ fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target
     );
 }
 
+fn print_poisoned(backend: &str, clean: &Figures, poisoned: &Figures, every: usize) {
+    println!(
+        "{backend:<10} with 1 command in {every} refused by the database: {:>8.0} commands/s  p99 {:>7.2} ms  -> {:.0}% of the clean run ({})",
+        poisoned.commands_per_sec,
+        poisoned.p99.as_secs_f64() * 1e3,
+        100.0 * poisoned.commands_per_sec / clean.commands_per_sec,
+        poisoned.batches_note
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a quick smoke test.
     let full = std::env::args().any(|a| a == "--bench");
     let commands = env_usize("BENCH_COMMANDS", if full { 20_000 } else { 512 });
     let concurrency = env_usize("BENCH_CONCURRENCY", if full { 256 } else { 32 }).max(1);
+    let every = env_usize("BENCH_POISON_EVERY", if full { 1_000 } else { 100 }).max(2);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
         let sqlite = common::sqlite_db();
-        let f = drive(&sqlite, commands, concurrency).await;
+        let f = drive(&sqlite, commands, concurrency, None).await;
         print(
             "sqlite",
             &f,
@@ -191,9 +251,11 @@ fn main() {
             concurrency,
             full.then_some(10_000.0),
         );
+        let p = drive(&common::sqlite_db(), commands, concurrency, Some(every)).await;
+        print_poisoned("sqlite", &f, &p, every);
         match common::postgres_db().await {
             Some(pg) => {
-                let f = drive(&pg, commands, concurrency).await;
+                let f = drive(&pg, commands, concurrency, None).await;
                 print(
                     "postgres",
                     &f,
@@ -201,6 +263,10 @@ fn main() {
                     concurrency,
                     full.then_some(3_000.0),
                 );
+                if let Some(pg2) = common::postgres_db().await {
+                    let p = drive(&pg2, commands, concurrency, Some(every)).await;
+                    print_poisoned("postgres", &f, &p, every);
+                }
             }
             None => println!("postgres   skipped: set {} to measure it", common::PG_ENV),
         }

@@ -363,7 +363,7 @@ impl DiscordApp {
             ("command", "/ops"),
             ("text", text),
             ("response_url", "http://127.0.0.1:9/respond"),
-            ("trigger_id", "13.1.a"),
+            ("trigger_id", &common::trigger_id()),
         ])
         .unwrap();
         let ts = now_ts();
@@ -990,6 +990,13 @@ async fn a_deferred_vote_redraws_the_card_and_a_deferred_refusal_goes_to_the_pre
             }) && calls
                 .iter()
                 .any(|c| c.method == "POST" && c.path.starts_with("/api/v10/webhooks/"))
+                // Each interaction's answer is its own outbox channel, so the arranging
+                // commands' edits may land after the vote's.
+                && calls
+                    .iter()
+                    .filter(|c| c.path.ends_with("/messages/@original"))
+                    .count()
+                    >= 3
         })
         .await;
     // The arranging commands were deferred too: only they and the vote edit a response.

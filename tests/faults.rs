@@ -559,8 +559,62 @@ async fn exec_without_serve_says_its_messages_wait(db: TestDb) {
     assert!(!err.contains("queued"), "{err}");
 }
 
+/// `exec` refuses NUL, other controls and bytes that are not UTF-8 as usage errors naming them
+/// (exit 2, never the store's exit 3), line by line: the good lines around them still run.
+async fn exec_refuses_bad_text_before_the_store(db: TestDb) {
+    use std::io::Write;
+    let (_slack, api) = FakeSlack::start().await;
+    let site = Site::new(&db, &api);
+    // An argument cannot hold NUL (the OS ends it there); an escape can.
+    let out = site.exec_as(
+        "console:root",
+        "incident raise a\u{1b}[2Jb impact:low urgency:low",
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("escape, U+001B"), "{err}");
+    let mut child = site
+        .cmd(&["exec", "--as", "console:root", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"incident raise first impact:low\nincident raise a\x00b impact:low\nincident raise caf\xe9 impact:low\nincident raise last impact:low\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stdout}{err}");
+    assert!(err.contains("NUL, U+0000"), "{err}");
+    assert!(err.contains("line 3: the text is not valid UTF-8"), "{err}");
+    assert!(
+        stdout.contains("INC-1") && stdout.contains("INC-2"),
+        "{stdout}"
+    );
+    let store = db.store().await;
+    let titles: Vec<String> = all_incidents(&*store)
+        .await
+        .iter()
+        .map(|r| r.title().to_string())
+        .collect();
+    assert_eq!(titles, ["first", "last"]);
+    store.close().await;
+}
+
 mod sqlite {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exec_refuses_bad_text_before_the_store() {
+        super::exec_refuses_bad_text_before_the_store(common::sqlite_db()).await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn kill_9_under_load_loses_no_acknowledged_record() {
@@ -589,6 +643,13 @@ mod sqlite {
 
 mod postgres {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn exec_refuses_bad_text_before_the_store() {
+        if let Some(db) = common::postgres_db().await {
+            super::exec_refuses_bad_text_before_the_store(db).await;
+        }
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn kill_9_under_load_loses_no_acknowledged_record() {

@@ -49,13 +49,15 @@ impl StoreError {
 /// SQLite's BUSY and LOCKED (with their extended codes, primary code = low byte) and
 /// PostgreSQL's serialization failure, deadlock, connection and shutdown classes.
 fn transient_code(code: &str) -> bool {
-    if let Ok(n) = code.parse::<i64>() {
-        return matches!(n & 0xff, 5 | 6);
+    // A SQLSTATE has five characters (and may be all digits, like 40001); SQLite's extended
+    // result codes have at most four digits.
+    if code.len() == 5 {
+        return matches!(
+            code,
+            "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
+        ) || code.starts_with("08");
     }
-    matches!(
-        code,
-        "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
-    ) || code.starts_with("08")
+    code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -245,6 +245,18 @@ pub async fn serve_platforms(
     (running, base, db)
 }
 
+/// A fresh Slack `trigger_id`: Slack gives every invocation and interaction its own, and
+/// opsledger acts on each once.
+pub fn trigger_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "13345224609.{}.{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The current Unix time in seconds, as platforms stamp signed requests.
 pub fn now_ts() -> i64 {
     std::time::SystemTime::now()
