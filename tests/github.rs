@@ -1218,6 +1218,63 @@ async fn every_example_delivery_github_publishes_is_accepted() {
 }
 
 #[tokio::test]
+async fn only_a_forged_signature_missing_headers_or_a_body_not_json_is_refused() {
+    // Arrange
+    let app = spawn_github_app("", false).await;
+    let not_json = b"payload=%7B%22zen%22%3A%22hi%22%7D".as_slice();
+    let mut lacking = pull_request("opened", 70, "CHG-1 lacking", "l", &sha(0x70), false);
+    lacking.as_object_mut().unwrap().remove("pull_request");
+    let lacking = lacking.to_string();
+    let signed = |body: &[u8]| Some(signature(SECRET, body));
+    let before = app.ledger().store().chain_head().await.unwrap().0;
+
+    // Act
+    let forged_not_json = app
+        .post(
+            "push",
+            "r-1",
+            not_json,
+            Some(signature("not the secret", not_json)),
+        )
+        .await;
+    let form_encoded = app.post("push", "r-2", not_json, signed(not_json)).await;
+    let no_event = app
+        .client
+        .post(format!("{}/github/webhook", app.base))
+        .header("X-GitHub-Delivery", "r-3")
+        .header("X-Hub-Signature-256", signature(SECRET, lacking.as_bytes()))
+        .body(lacking.clone())
+        .send()
+        .await
+        .unwrap();
+    let ignored = app
+        .post(
+            "pull_request",
+            "r-4",
+            lacking.as_bytes(),
+            signed(lacking.as_bytes()),
+        )
+        .await;
+
+    // Assert: the signature first; then only headers and JSON; a delivery lacking what
+    // opsledger needs is acknowledged, says why, and changes nothing.
+    assert_eq!(forged_not_json.status(), 401);
+    assert_eq!(form_encoded.status(), 400);
+    assert_eq!(no_event.status(), 400);
+    assert_eq!(ignored.status(), 200);
+    let answer: Value = ignored.json().await.unwrap();
+    assert!(
+        answer["ok"]
+            .as_str()
+            .unwrap()
+            .contains("ignored: no `pull_request`"),
+        "{answer}"
+    );
+    assert_eq!(app.ledger().store().chain_head().await.unwrap().0, before);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_deployment_made_through_the_rest_api_is_recorded_on_its_release() {
     // Arrange: GitHub's examples of a deployment made through the REST API (no `workflow`, no
     // `workflow_run`) and of its successful status, and a release of their repository that
