@@ -613,6 +613,15 @@ async fn the_change_gates_the_merge_the_release_and_the_deployment() {
         panic!("REL-1")
     };
     assert_eq!(rel.deployments[0].env, "production");
+    assert_eq!(
+        rel.deployments[0].actor.as_str(),
+        format!(
+            "github:{}",
+            status["deployment_status"]["creator"]["login"]
+                .as_str()
+                .unwrap()
+        )
+    );
     app.stop().await;
 }
 
@@ -1141,5 +1150,178 @@ async fn metrics_count_deliveries_in_and_out_and_show_the_outbox_depth() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(delivered >= 2, "{text}");
+    app.stop().await;
+}
+
+/// GitHub's own example deliveries (npm `@octokit/webhooks-examples` 7.6.1), one file each, named
+/// `<X-GitHub-Event>[.<action>][.<n>].json`; see tests/fixtures/github/examples/README.md.
+fn examples() -> Vec<(String, String, Vec<u8>)> {
+    let dir = format!(
+        "{}/tests/fixtures/github/examples",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut out: Vec<(String, String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let file = p.file_name().unwrap().to_string_lossy().into_owned();
+            let event = file.split('.').next().unwrap().to_string();
+            (file, event, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The number of examples in `@octokit/webhooks-examples` 7.6.1 (`api.github.com/index.json`).
+const EXAMPLES: usize = 329;
+
+#[tokio::test]
+async fn every_example_delivery_github_publishes_is_accepted() {
+    // Arrange
+    let app = spawn_github_app("", false).await;
+    let examples = examples();
+    assert_eq!(
+        examples.len(),
+        EXAMPLES,
+        "the vendored examples are all there"
+    );
+
+    // Act: each body exactly as vendored, signed as GitHub signs it, with its own delivery ID.
+    let mut refused = Vec::new();
+    for (file, event, body) in &examples {
+        let resp = app
+            .post(
+                event,
+                &format!("example-{file}"),
+                body,
+                Some(signature(SECRET, body)),
+            )
+            .await;
+        let status = resp.status();
+        if !status.is_success() {
+            let answer = resp.text().await.unwrap_or_default();
+            refused.push(format!("{file} ({event}): {status} {answer}"));
+        }
+    }
+
+    // Assert
+    assert!(
+        refused.is_empty(),
+        "{} of {} example deliveries were refused:\n{}",
+        refused.len(),
+        examples.len(),
+        refused.join("\n")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn only_a_forged_signature_missing_headers_or_a_body_not_json_is_refused() {
+    // Arrange
+    let app = spawn_github_app("", false).await;
+    let not_json = b"payload=%7B%22zen%22%3A%22hi%22%7D".as_slice();
+    let mut lacking = pull_request("opened", 70, "CHG-1 lacking", "l", &sha(0x70), false);
+    lacking.as_object_mut().unwrap().remove("pull_request");
+    let lacking = lacking.to_string();
+    let signed = |body: &[u8]| Some(signature(SECRET, body));
+    let before = app.ledger().store().chain_head().await.unwrap().0;
+
+    // Act
+    let forged_not_json = app
+        .post(
+            "push",
+            "r-1",
+            not_json,
+            Some(signature("not the secret", not_json)),
+        )
+        .await;
+    let form_encoded = app.post("push", "r-2", not_json, signed(not_json)).await;
+    let no_event = app
+        .client
+        .post(format!("{}/github/webhook", app.base))
+        .header("X-GitHub-Delivery", "r-3")
+        .header("X-Hub-Signature-256", signature(SECRET, lacking.as_bytes()))
+        .body(lacking.clone())
+        .send()
+        .await
+        .unwrap();
+    let ignored = app
+        .post(
+            "pull_request",
+            "r-4",
+            lacking.as_bytes(),
+            signed(lacking.as_bytes()),
+        )
+        .await;
+
+    // Assert: the signature first; then only headers and JSON; a delivery lacking what
+    // opsledger needs is acknowledged, says why, and changes nothing.
+    assert_eq!(forged_not_json.status(), 401);
+    assert_eq!(form_encoded.status(), 400);
+    assert_eq!(no_event.status(), 400);
+    assert_eq!(ignored.status(), 200);
+    let answer: Value = ignored.json().await.unwrap();
+    assert!(
+        answer["ok"]
+            .as_str()
+            .unwrap()
+            .contains("ignored: no `pull_request`"),
+        "{answer}"
+    );
+    assert_eq!(app.ledger().store().chain_head().await.unwrap().0, before);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_deployment_made_through_the_rest_api_is_recorded_on_its_release() {
+    // Arrange: GitHub's examples of a deployment made through the REST API (no `workflow`, no
+    // `workflow_run`) and of its successful status, and a release of their repository that
+    // holds the deployed commit.
+    let file = |name: &str| {
+        examples()
+            .into_iter()
+            .find(|(f, ..)| f == name)
+            .unwrap_or_else(|| panic!("example {name}"))
+            .2
+    };
+    let created: Value = serde_json::from_slice(&file("deployment.created.json")).unwrap();
+    let status: Value = serde_json::from_slice(&file("deployment_status.created.json")).unwrap();
+    assert!(created.get("workflow").is_none(), "made without a workflow");
+    assert_eq!(status["deployment_status"]["state"], "success");
+    let app = spawn_github_app("", false).await;
+    let deployed_sha = created["deployment"]["sha"].as_str().unwrap().to_string();
+    *app.fake.commits.lock().unwrap() = vec![commit(&deployed_sha, "Deploy me")];
+    let mut release = fixture("release_published.json");
+    release["repository"] = created["repository"].clone();
+    release["release"]["tag_name"] = json!("v1.0.0");
+    app.deliver("release", &release).await;
+    app.collected("REL-1").await;
+
+    // Act: the deliveries exactly as GitHub publishes them.
+    let deployment = app.deliver("deployment", &created).await;
+    let succeeded = app.deliver("deployment_status", &status).await;
+
+    // Assert: the deployment is logged, and its success recorded on the release.
+    assert!(
+        deployment["ok"].as_str().unwrap().contains("not used"),
+        "{deployment}"
+    );
+    assert_eq!(succeeded["record"], "REL-1", "{succeeded}");
+    let Some(Record::Release(rel)) = app.record(Kind::Release, "REL-1").await else {
+        panic!("REL-1")
+    };
+    assert_eq!(rel.deployments.len(), 1, "{:?}", rel.deployments);
+    assert_eq!(rel.deployments[0].env, "production");
+    assert_eq!(
+        rel.deployments[0].actor.as_str(),
+        format!(
+            "github:{}",
+            status["deployment_status"]["creator"]["login"]
+                .as_str()
+                .unwrap()
+        )
+    );
     app.stop().await;
 }

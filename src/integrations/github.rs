@@ -661,8 +661,14 @@ impl GithubHandlers {
         delivery_id: &str,
         event: GithubEvent,
     ) -> Result<Value, crate::store::StoreError> {
-        if event == GithubEvent::Ping {
-            return Ok(json!({ "ok": "pong" }));
+        match &event {
+            GithubEvent::Ping => return Ok(json!({ "ok": "pong" })),
+            // Answered 2xx all the same: GitHub disables a hook whose deliveries keep failing,
+            // and sending it again would not help. The adapter has logged why.
+            GithubEvent::Ignored { reason, .. } => {
+                return Ok(json!({ "ok": format!("`{event_name}` delivery ignored: {reason}") }));
+            }
+            _ => {}
         }
         let now = crate::domain::audit::format_time(chrono::Utc::now());
         if !self

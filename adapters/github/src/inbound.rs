@@ -1,5 +1,9 @@
 //! Webhook deliveries, parsed with octocrab's webhook event types and reduced to plain values:
 //! what happened, in which repository, to which commits and changes' pull requests.
+//!
+//! Any JSON object is a delivery opsledger answers: events it does not use are not read at all;
+//! one octocrab's model refuses is read by the tolerant reader (`tolerant.rs`) and, failing that,
+//! is `Ignored` with the reason. Only a body that is not a JSON object is an error.
 
 use octocrab::models::webhook_events::payload::PullRequestWebhookEventAction;
 use octocrab::models::webhook_events::{WebhookEvent, WebhookEventPayload};
@@ -115,10 +119,31 @@ pub enum GithubEvent {
     Other {
         event: String,
     },
+    /// A delivery of an event opsledger acts on that lacks what it needs (`reason` names the
+    /// field); it is acknowledged, and logged, rather than refused.
+    Ignored {
+        event: String,
+        reason: String,
+    },
 }
+
+/// The events `parse_event` reads; any other is `Other` without being read.
+const READ: [&str; 10] = [
+    "ping",
+    "pull_request",
+    "push",
+    "release",
+    "create",
+    "deployment",
+    "deployment_status",
+    "deployment_protection_rule",
+    "check_suite",
+    "issue_comment",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// The body is not a JSON object, so it is no webhook delivery.
     #[error("`{event}` delivery is malformed: {reason}")]
     Malformed { event: String, reason: String },
 }
@@ -142,31 +167,60 @@ fn text(v: &Value, path: &[&str]) -> String {
     }
 }
 
-/// Whether a body is a JSON object with a string `action`.
-fn has_action(body: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .is_some_and(|v| v["action"].is_string())
+/// Whether octocrab refused the delivery only for its `action`, one newer than its enums.
+fn is_new_action(error: &serde_json::Error, body: &Value) -> bool {
+    body["action"].as_str().is_some_and(|a| {
+        error
+            .to_string()
+            .contains(&format!("unknown variant `{a}`"))
+    })
 }
 
-/// Parses a verified delivery; `event` is the `X-GitHub-Event` header.
+/// Parses a verified delivery; `event` is the `X-GitHub-Event` header. Only a body that is not a
+/// JSON object is an error.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<GithubEvent, ParseError> {
     let malformed = |reason: String| ParseError::Malformed {
         event: event.to_string(),
         reason,
     };
-    let parsed = match WebhookEvent::try_from_header_and_body(event, body) {
-        Ok(p) => p,
-        // An action GitHub added after this octocrab was released is not a malformed delivery:
-        // it is one opsledger does not act on.
-        Err(e) if e.to_string().contains("unknown variant") && has_action(body) => {
-            tracing::warn!(%event, error = %e, "a GitHub action this version does not know; ignored");
-            return Ok(GithubEvent::Other {
-                event: event.to_string(),
-            });
-        }
-        Err(e) => return Err(malformed(e.to_string())),
+    let json: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    if !json.is_object() {
+        return Err(malformed("not a JSON object".into()));
+    }
+    let other = || GithubEvent::Other {
+        event: event.to_string(),
     };
+    // Reading an event opsledger does not use could only fail it (octocrab reads `repository`,
+    // `sender` and the action of every event).
+    if !READ.contains(&event) {
+        return Ok(other());
+    }
+    let read = match WebhookEvent::try_from_header_and_body(event, body) {
+        Ok(parsed) => from_model(event, parsed),
+        // An action GitHub added after this octocrab was released: one opsledger does not act on.
+        Err(e) if is_new_action(&e, &json) => {
+            tracing::warn!(%event, error = %e, "a GitHub action this version does not know; ignored");
+            return Ok(other());
+        }
+        Err(e) => {
+            tracing::warn!(
+                %event, error = %e,
+                "octocrab cannot read this GitHub delivery; reading the fields opsledger needs from the JSON"
+            );
+            crate::tolerant::read(event, &json)
+        }
+    };
+    Ok(read.unwrap_or_else(|reason| {
+        tracing::warn!(%event, %reason, "a GitHub delivery without what opsledger needs; ignored");
+        GithubEvent::Ignored {
+            event: event.to_string(),
+            reason,
+        }
+    }))
+}
+
+/// A delivery octocrab read, reduced; `Err` names what it lacks.
+fn from_model(event: &str, parsed: WebhookEvent) -> Result<GithubEvent, String> {
     let repo = parsed
         .repository
         .as_ref()
@@ -291,7 +345,7 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<GithubEvent, ParseError> 
                 callback_url: d
                     .deployment_callback_url
                     .clone()
-                    .ok_or_else(|| malformed("no deployment_callback_url".into()))?,
+                    .ok_or("no `deployment_callback_url`")?,
                 installation,
             }
         }
@@ -319,4 +373,105 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<GithubEvent, ParseError> 
             event: event.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (file, event, body) of every vendored delivery whose event name the file name gives:
+    /// GitHub's examples and the fixtures `<event>_<action>.json` of tests/fixtures/github.
+    fn deliveries() -> Vec<(String, String, Vec<u8>)> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/github");
+        let mut out = Vec::new();
+        for dir in [root.to_string(), format!("{root}/examples")] {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let file = path.file_name().unwrap().to_string_lossy().into_owned();
+                let Some(stem) = file.strip_suffix(".json") else {
+                    continue;
+                };
+                let event = if dir.ends_with("examples") {
+                    stem.split('.').next().unwrap().to_string()
+                } else {
+                    // `deployment_status_created` → `deployment_status`: the longest event named.
+                    let Some(e) = READ
+                        .iter()
+                        .filter(|e| stem == **e || stem.starts_with(&format!("{e}_")))
+                        .max_by_key(|e| e.len())
+                    else {
+                        continue;
+                    };
+                    e.to_string()
+                };
+                out.push((file, event, std::fs::read(&path).unwrap()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn the_tolerant_reader_reads_what_octocrab_reads_the_same_way() {
+        // Arrange
+        let deliveries = deliveries();
+        let mut compared = 0;
+        let mut differ = Vec::new();
+
+        for (file, event, body) in &deliveries {
+            if !READ.contains(&event.as_str()) {
+                continue;
+            }
+            let Ok(parsed) = WebhookEvent::try_from_header_and_body(event, body) else {
+                continue;
+            };
+
+            // Act
+            let model = from_model(event, parsed);
+            let json: Value = serde_json::from_slice(body).unwrap();
+            let tolerant = crate::tolerant::read(event, &json);
+
+            // Assert (below): the same event, or the same field missing.
+            compared += 1;
+            if model != tolerant {
+                differ.push(format!(
+                    "{file}:\n  octocrab {model:?}\n  tolerant {tolerant:?}"
+                ));
+            }
+        }
+        // GitHub's examples alone give 83 (every one of these events but the REST-made deployment).
+        assert!(
+            compared >= 83,
+            "compared only {compared} of {}",
+            deliveries.len()
+        );
+        assert!(differ.is_empty(), "{}", differ.join("\n"));
+    }
+
+    #[test]
+    fn a_pull_request_octocrab_cannot_read_is_read_from_the_json() {
+        // Arrange: a head repository GitHub sent in a shape octocrab's model does not expect.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/github/pull_request_opened.json"
+        );
+        let original = std::fs::read(path).unwrap();
+        let mut body: Value = serde_json::from_slice(&original).unwrap();
+        body["pull_request"]["head"]["repo"] = Value::String("not an object".into());
+        let body = serde_json::to_vec(&body).unwrap();
+        assert!(
+            WebhookEvent::try_from_header_and_body("pull_request", &body).is_err(),
+            "the arrangement must defeat octocrab's model"
+        );
+
+        // Act
+        let event = parse_event("pull_request", &body);
+
+        // Assert: the same pull request the unchanged delivery gives.
+        assert!(
+            matches!(event, Ok(GithubEvent::PullRequest { .. })),
+            "{event:?}"
+        );
+        assert_eq!(event, parse_event("pull_request", &original));
+    }
 }

@@ -7,6 +7,7 @@
 
 mod api;
 mod inbound;
+mod tolerant;
 mod verify;
 
 pub use api::{Auth, CommitStatus, GithubApi, GithubApiError, PullRequestHead};

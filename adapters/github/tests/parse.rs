@@ -360,7 +360,7 @@ fn deployment_protection_rule_carries_callback_url_and_environment() {
 }
 
 #[test]
-fn deployment_protection_rule_without_callback_url_is_malformed() {
+fn deployment_protection_rule_without_callback_url_is_ignored_naming_the_field() {
     // Arrange
     let mut body = json_of(&fixture!("deployment_protection_rule_requested.json"));
     body.as_object_mut()
@@ -372,9 +372,12 @@ fn deployment_protection_rule_without_callback_url_is_malformed() {
     let event = parse_event("deployment_protection_rule", &body);
 
     // Assert
-    assert!(
-        matches!(event, Err(ParseError::Malformed { ref event, .. }) if event == "deployment_protection_rule"),
-        "got {event:?}"
+    assert_eq!(
+        event,
+        Ok(GithubEvent::Ignored {
+            event: "deployment_protection_rule".into(),
+            reason: "no `deployment_callback_url`".into(),
+        })
     );
 }
 
@@ -485,7 +488,7 @@ fn garbage_pull_request_body_is_malformed() {
 }
 
 #[test]
-fn pull_request_body_missing_the_pull_request_is_malformed() {
+fn pull_request_body_missing_the_pull_request_is_ignored_naming_the_field() {
     // Arrange
     let mut body = json_of(&fixture!("pull_request_opened.json"));
     body.as_object_mut().unwrap().remove("pull_request");
@@ -495,9 +498,41 @@ fn pull_request_body_missing_the_pull_request_is_malformed() {
     let event = parse_event("pull_request", &body);
 
     // Assert
+    assert_eq!(
+        event,
+        Ok(GithubEvent::Ignored {
+            event: "pull_request".into(),
+            reason: "no `pull_request`".into(),
+        })
+    );
+}
+
+#[test]
+fn a_json_body_that_is_not_an_object_is_malformed() {
+    // Act
+    let event = parse_event("push", b"[1, 2, 3]");
+
+    // Assert
     assert!(
-        matches!(event, Err(ParseError::Malformed { ref event, .. }) if event == "pull_request"),
+        matches!(event, Err(ParseError::Malformed { ref event, .. }) if event == "push"),
         "got {event:?}"
+    );
+}
+
+#[test]
+fn an_unused_event_is_other_whatever_its_shape() {
+    // Arrange: nothing octocrab's `issues` model could read.
+    let body = br#"{"action": "pinned", "issue": 7}"#;
+
+    // Act
+    let event = parse_event("issues", body);
+
+    // Assert
+    assert_eq!(
+        event,
+        Ok(GithubEvent::Other {
+            event: "issues".into()
+        })
     );
 }
 
