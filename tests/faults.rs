@@ -130,17 +130,7 @@ impl Site {
 
     /// `opsledger ARGS` with this site's settings and none of the host's.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsledger"));
-        cmd.args(args).current_dir(self.dir.path());
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy().into_owned();
-            if ["OPSLEDGER_", "SLACK_", "DISCORD_", "GITHUB_"]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                cmd.env_remove(&name);
-            }
-        }
+        let mut cmd = common::scratch::bare(self.dir.path(), args);
         cmd.env("OPSLEDGER_DATABASE_URL", &self.db_url)
             .env("OPSLEDGER_POLICY", self.dir.path().join("rules.toml"))
             .env("SLACK_SIGNING_SECRET", SECRET)

@@ -88,16 +88,20 @@ async fn verified(store: &Arc<dyn Store>) -> u64 {
         .entries
 }
 
+fn team_ledger(store: &Arc<dyn Store>) -> (opsledger::ledger::Ledger, tokio::task::JoinHandle<()>) {
+    ledger_on(
+        store.clone(),
+        team_policy(),
+        TestClock::at(TestClock::default_start()),
+    )
+}
+
 /// 64 valid commands and 20 poison ones, all at once: every valid one commits with its normal
 /// answer, each poison one fails alone, and the chain still verifies.
 async fn one_commands_store_failure_fails_it_alone(db: TestDb) {
     let store = db.store().await;
     poison(&db, store.backend()).await;
-    let (ledger, writer) = ledger_on(
-        store.clone(),
-        team_policy(),
-        TestClock::at(TestClock::default_start()),
-    );
+    let (ledger, writer) = team_ledger(&store);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..84 {
         let ledger = ledger.clone();
@@ -149,11 +153,7 @@ async fn one_commands_store_failure_fails_it_alone(db: TestDb) {
 async fn a_transient_store_failure_is_retried(db: TestDb) {
     let store = db.store().await;
     let backend = store.backend();
-    let (ledger, writer) = ledger_on(
-        store.clone(),
-        team_policy(),
-        TestClock::at(TestClock::default_start()),
-    );
+    let (ledger, writer) = team_ledger(&store);
     common::ok(&ledger, "console:alice", "incident raise before impact:low").await;
     match backend {
         Backend::Sqlite => {
@@ -251,11 +251,7 @@ impl Rng {
 /// and the rest is recorded as typed, alike on both backends.
 async fn any_text_is_recorded_or_refused_never_a_store_error(db: TestDb) {
     let store = db.store().await;
-    let (ledger, writer) = ledger_on(
-        store.clone(),
-        team_policy(),
-        TestClock::at(TestClock::default_start()),
-    );
+    let (ledger, writer) = team_ledger(&store);
     common::ok(&ledger, "console:alice", "incident raise base impact:low").await;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut tasks = tokio::task::JoinSet::new();
@@ -309,11 +305,7 @@ async fn any_text_is_recorded_or_refused_never_a_store_error(db: TestDb) {
 async fn a_delivery_is_acted_on_once_and_only_when_its_command_committed(db: TestDb) {
     let store = db.store().await;
     let backend = store.backend();
-    let (ledger, writer) = ledger_on(
-        store.clone(),
-        team_policy(),
-        TestClock::at(TestClock::default_start()),
-    );
+    let (ledger, writer) = team_ledger(&store);
     // Five replays at once, and five more after: one incident.
     let d = Delivery::new("slack", "13345224609.738474920.8088930838d88f008e0");
     let mut tasks = tokio::task::JoinSet::new();

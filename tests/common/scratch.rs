@@ -36,17 +36,7 @@ impl Scratch {
     /// `opsledger ARGS` with this directory's database and none of the host's settings
     /// (`OPSLEDGER_*` and the platforms' variables).
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsledger"));
-        cmd.args(args).current_dir(self.dir.path());
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy().into_owned();
-            if ["OPSLEDGER_", "SLACK_", "DISCORD_", "GITHUB_"]
-                .iter()
-                .any(|p| name.starts_with(p))
-            {
-                cmd.env_remove(&name);
-            }
-        }
+        let mut cmd = bare(self.dir.path(), args);
         cmd.env("OPSLEDGER_DATABASE_URL", self.db_url())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
@@ -60,6 +50,23 @@ impl Scratch {
     pub fn exec(&self, actor: &str, text: &str) -> Output {
         self.run(&["exec", "--as", actor, text])
     }
+}
+
+/// `opsledger ARGS` run in `dir` with none of the host's settings (`OPSLEDGER_*` and the
+/// platforms' variables).
+pub fn bare(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsledger"));
+    cmd.args(args).current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if ["OPSLEDGER_", "SLACK_", "DISCORD_", "GITHUB_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
 }
 
 pub fn stdout(o: &Output) -> String {
