@@ -474,6 +474,56 @@ async fn a_deadline_set_by_another_process_is_acted_on_within_a_second(
     drop(serves);
 }
 
+/// The commit listener's connection is killed: `serve` listens again, and a deadline set by
+/// `exec` afterwards is still acted on within a second.
+async fn the_commit_listener_reconnects(db: TestDb) {
+    use sqlx::Connection;
+    let (_slack, api) = FakeSlack::start().await;
+    let site = Site::new(&db, &api);
+    let serve = site.serve();
+    let mut admin = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let mut killed = 0;
+    for _ in 0..100 {
+        let rows: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        killed += rows.len();
+        if killed > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(killed > 0, "serve never listened:\n{}", serve.log());
+    // It reconnects after a second; give it that, then set a deadline from elsewhere.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let out = ok_output(&site.exec("incident raise Checkout down impact:high urgency:high"));
+    assert!(out.contains("INC-1"), "{out}");
+    let store = db.store().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (at, due, _) = loop {
+        if let Some(found) = breach_times(&*store, "INC-1").await {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no breach after the listener was killed:\n{}",
+            serve.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        at - due <= chrono::Duration::milliseconds(1000),
+        "late by {}",
+        at - due
+    );
+    store.close().await;
+    drop(serve);
+}
+
 /// A change approved from the terminal updates its CAB card like one approved in chat: `exec`
 /// queues the card, and the running `serve`, woken by the commit, delivers it.
 async fn exec_queues_what_chat_would_and_serve_delivers_it(db: TestDb) {
@@ -652,6 +702,13 @@ mod postgres {
     async fn a_deadline_set_by_exec_is_acted_on_within_a_second() {
         if let Some(db) = common::postgres_db().await {
             super::a_deadline_set_by_another_process_is_acted_on_within_a_second(db, 1).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_commit_listener_reconnects() {
+        if let Some(db) = common::postgres_db().await {
+            super::the_commit_listener_reconnects(db).await;
         }
     }
 
