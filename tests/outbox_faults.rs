@@ -721,6 +721,27 @@ async fn raise(running: &Running, title: &str) -> String {
     reply.record.expect("an incident ID")
 }
 
+/// Requests and submits a change, which posts it to the CAB channel; returns its ID.
+async fn submit_change(running: &Running, title: &str) -> String {
+    let root = common::actor("console:root");
+    let reply = running
+        .ledger
+        .handle_text(
+            root.clone(),
+            &format!("change request \"{title}\" type:normal"),
+        )
+        .await
+        .reply;
+    let id = reply.record.expect("a change");
+    let submitted = running
+        .ledger
+        .handle_text(root, &format!("change submit {id}"))
+        .await
+        .reply;
+    assert_eq!(submitted.outcome, Outcome::Ok, "{}", submitted.text);
+    id
+}
+
 /// Whether `text` names the record `id` (as a word: INC-1 is not INC-12).
 fn mentions(text: &str, id: &str) -> bool {
     text.split(|c: char| !c.is_alphanumeric() && c != '-')
@@ -878,21 +899,12 @@ async fn a_channel_answering_500_past_the_bound_is_parked_and_every_other_messag
     });
     let db = common::sqlite_db();
     let running = serve_slack(&db, &base, bounds(Duration::from_secs(2), 0)).await;
-    let ledger = running.ledger.clone();
-    let root = common::actor("console:root");
     let inc = raise(&running, "Disk full").await;
     let mut changes = Vec::new();
     for i in 0..3 {
-        let r = ledger
-            .handle_text(
-                root.clone(),
-                &format!("change request \"Patch {i}\" type:normal"),
-            )
-            .await
-            .reply;
-        changes.push(r.record.expect("a change"));
+        changes.push(submit_change(&running, &format!("Patch {i}")).await);
     }
-    let store = ledger.store().clone();
+    let store = running.ledger.store().clone();
     eventually(
         "the dead channel's head parked",
         Duration::from_secs(15),
@@ -955,16 +967,7 @@ async fn an_outage_longer_than_the_bound_parks_the_head_and_every_later_message_
     .await;
     // Still down: later messages, on this channel and another, wait.
     let later = raise(&running, "Disk still full").await;
-    let change = running
-        .ledger
-        .handle_text(
-            common::actor("console:root"),
-            "change request Patch type:normal",
-        )
-        .await
-        .reply
-        .record
-        .unwrap();
+    let change = submit_change(&running, "Patch").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     fake.with(|s| s.down = None);
     let recovered = Instant::now();
