@@ -64,8 +64,6 @@ pub struct PullRequestHead {
 /// A GitHub REST client pointed at `GITHUB_API_URL`.
 pub struct GithubApi {
     root: Octocrab,
-    /// `GITHUB_API_URL` without a trailing slash, for the writes sent as absolute URIs.
-    base: String,
     app: bool,
     /// Installation clients by installation ID (octocrab refreshes their tokens).
     installations: Mutex<HashMap<u64, Octocrab>>,
@@ -176,7 +174,6 @@ impl GithubApi {
             .map_err(|e| GithubApiError::Permanent(format!("cannot build the client: {e}")))?;
         Ok(GithubApi {
             root,
-            base: base_url.trim_end_matches('/').to_string(),
             app,
             installations: Mutex::default(),
             repo_installations: Mutex::default(),
@@ -247,7 +244,9 @@ impl GithubApi {
         route: &str,
         body: &Value,
     ) -> Result<Option<Value>, GithubApiError> {
-        let uri = format!("{}{route}", self.base);
+        // A path without a host, as octocrab's own calls send: it adds the API base and, only
+        // for such URIs (or api.github.com), the credentials.
+        let uri = route.to_string();
         let response = if patch {
             client._patch(uri, Some(body)).await
         } else {
