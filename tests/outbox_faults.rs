@@ -1194,3 +1194,153 @@ async fn outbox_retry_sends_a_parked_message_again_through_a_running_serve() {
     let missing = scratch.run(&["outbox", "retry", "424242"]);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+// --- Discord's and GitHub's answers, sorted as the outbox needs them ----------------------------
+
+/// A fake HTTP API answering the queued (status, headers, body) in turn, recording each path.
+#[derive(Clone, Default)]
+struct Scripted(
+    Arc<
+        Mutex<(
+            VecDeque<(u16, Vec<(&'static str, &'static str)>, &'static str)>,
+            Vec<String>,
+        )>,
+    >,
+);
+
+async fn scripted(State(s): State<Scripted>, uri: axum::http::Uri) -> Response {
+    let mut g = s.0.lock().unwrap();
+    g.1.push(uri.path().to_string());
+    let (status, headers, body) = g.0.pop_front().unwrap_or((200, vec![], "{}"));
+    let mut r = (StatusCode::from_u16(status).unwrap(), body).into_response();
+    for (k, v) in headers {
+        r.headers_mut().insert(k, v.parse().unwrap());
+    }
+    r
+}
+
+async fn start_scripted(
+    answers: Vec<(u16, Vec<(&'static str, &'static str)>, &'static str)>,
+) -> (Scripted, String) {
+    let s = Scripted::default();
+    s.0.lock().unwrap().0.extend(answers);
+    let app = Router::new().fallback(scripted).with_state(s.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (s, base)
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[tokio::test]
+async fn discord_answers_are_sorted_and_a_429_waits_as_long_as_discord_says() {
+    use opsledger_discord::{DiscordApi, DiscordApiError};
+    let (fake, origin) = start_scripted(vec![
+        (
+            429,
+            vec![JSON, ("retry-after", "2"), ("x-ratelimit-scope", "user")],
+            r#"{"message": "You are being rate limited.", "retry_after": 1.5, "global": false}"#,
+        ),
+        // Posted, but the answer is not the JSON a message is: done, ID unknown.
+        (200, vec![("content-type", "text/plain")], "ok"),
+        (
+            404,
+            vec![JSON],
+            r#"{"message": "Unknown Channel", "code": 10003}"#,
+        ),
+        (
+            502,
+            vec![("content-type", "text/html")],
+            "<html>Bad Gateway</html>",
+        ),
+        (
+            200,
+            vec![JSON],
+            r#"{"id": "1300000000000000099", "channel_id": "1"}"#,
+        ),
+    ])
+    .await;
+    let api = DiscordApi::new("bot-token", "1200000000000000001", &origin).unwrap();
+    let view = opsledger_view::View {
+        text: "INC-1".into(),
+        fields: vec![],
+        buttons: vec![],
+    };
+    let post = || api.post_message("1300000000000000001", &view);
+    assert_eq!(
+        post().await,
+        Err(DiscordApiError::Retry {
+            after: Some(Duration::from_millis(1500)),
+            reason: "HTTP 429 You are being rate limited.".into()
+        })
+    );
+    assert_eq!(post().await, Ok(None));
+    assert_eq!(
+        post().await,
+        Err(DiscordApiError::Permanent(
+            "HTTP 404 Unknown Channel".into()
+        ))
+    );
+    assert!(matches!(
+        post().await,
+        Err(DiscordApiError::Retry { after: None, .. })
+    ));
+    assert_eq!(post().await, Ok(Some("1300000000000000099".into())));
+    let paths = fake.0.lock().unwrap().1.clone();
+    assert_eq!(paths.len(), 5);
+    assert!(paths
+        .iter()
+        .all(|p| p == "/api/v10/channels/1300000000000000001/messages"));
+}
+
+#[tokio::test]
+async fn github_writes_whose_answer_cannot_be_read_count_as_done() {
+    use opsledger_github::{Auth, CommitStatus, GithubApi, GithubApiError};
+    let (fake, base) = start_scripted(vec![
+        (201, vec![("content-type", "text/plain")], "ok"),
+        (201, vec![JSON], ""),
+        (
+            503,
+            vec![("content-type", "text/html")],
+            "<html>unavailable</html>",
+        ),
+        (
+            422,
+            vec![JSON],
+            r#"{"message": "Validation Failed", "documentation_url": "https://docs.github.com"}"#,
+        ),
+    ])
+    .await;
+    let api = GithubApi::new(Auth::Token("ghp_test".into()), &base).unwrap();
+    let status = CommitStatus {
+        state: "pending".into(),
+        description: "CHG-1 awaits approval".into(),
+        target_url: None,
+        context: "opsledger/change".into(),
+    };
+    assert_eq!(api.set_status("o/r", "abc123", &status, None).await, Ok(()));
+    assert_eq!(
+        api.upsert_comment("o/r", 7, None, "hello", None).await,
+        Ok(None),
+        "created, ID unknown: not created again"
+    );
+    assert!(matches!(
+        api.set_status("o/r", "abc123", &status, None).await,
+        Err(GithubApiError::Retry { .. })
+    ));
+    assert!(matches!(
+        api.set_status("o/r", "abc123", &status, None).await,
+        Err(GithubApiError::Permanent(_))
+    ));
+    let paths = fake.0.lock().unwrap().1.clone();
+    assert_eq!(
+        paths,
+        vec![
+            "/repos/o/r/statuses/abc123",
+            "/repos/o/r/issues/7/comments",
+            "/repos/o/r/statuses/abc123",
+            "/repos/o/r/statuses/abc123"
+        ]
+    );
+}
