@@ -140,6 +140,25 @@ pub fn should_park(
     (park_attempts > 0 && attempts >= park_attempts) || failing >= park_after
 }
 
+/// The wait for an item of a failing platform whose next probe is due at `next_probe`: its
+/// `backoff` when another attempt probes the platform within `PROBE`; otherwise at most `PROBE`,
+/// and this attempt is the probe (the new probe time is returned).
+pub fn probe_delay(
+    next_probe: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    backoff: Duration,
+) -> (Duration, Option<DateTime<Utc>>) {
+    let probe_by = now + chrono::Duration::from_std(PROBE).unwrap_or_default();
+    match next_probe {
+        Some(at) if at > now && at <= probe_by => (backoff, None),
+        _ => {
+            let delay = backoff.min(PROBE);
+            let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            (delay, Some(at))
+        }
+    }
+}
+
 /// How the worker bounds failures and names itself.
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
@@ -510,18 +529,11 @@ impl Worker {
     /// the platform within `PROBE`; then this one does.
     fn probe(&self, platform: &str, now: DateTime<Utc>, backoff: Duration) -> Duration {
         let mut probes = lock(&self.probes);
-        let probe_by = now + chrono::Duration::from_std(PROBE).unwrap_or_default();
-        match probes.get(platform) {
-            Some(at) if *at > now && *at <= probe_by => backoff,
-            _ => {
-                let delay = backoff.min(PROBE);
-                probes.insert(
-                    platform.to_string(),
-                    now + chrono::Duration::from_std(delay).unwrap_or_default(),
-                );
-                delay
-            }
+        let (delay, next) = probe_delay(probes.get(platform).copied(), now, backoff);
+        if let Some(at) = next {
+            probes.insert(platform.to_string(), at);
         }
+        delay
     }
 
     /// Whether a success may make the platform's waiting items due (not done within `PROBE`).
@@ -597,6 +609,21 @@ mod tests {
             retry_delay(s(1), 1, Some(s(86_400)), MAX_BACKOFF),
             MAX_RETRY_AFTER
         );
+    }
+
+    #[test]
+    fn one_waiting_item_probes_a_failing_platform_at_least_every_probe_interval() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
+        let s = Duration::from_secs;
+        let at = |secs: i64| now + chrono::Duration::seconds(secs);
+        // No probe yet: this item becomes it, its 30 s backoff cut to `PROBE`.
+        assert_eq!(probe_delay(None, now, s(30)), (PROBE, Some(at(4))));
+        // A short backoff stays as it is, and still counts as the probe.
+        assert_eq!(probe_delay(None, now, s(1)), (s(1), Some(at(1))));
+        // A probe is due within `PROBE`: the others keep their backoff.
+        assert_eq!(probe_delay(Some(at(3)), now, s(30)), (s(30), None));
+        // The last probe time has passed (it was delivered, parked or pulled forward).
+        assert_eq!(probe_delay(Some(at(-1)), now, s(16)), (PROBE, Some(at(4))));
     }
 
     #[test]

@@ -1197,16 +1197,12 @@ async fn outbox_retry_sends_a_parked_message_again_through_a_running_serve() {
 
 // --- Discord's and GitHub's answers, sorted as the outbox needs them ----------------------------
 
-/// A fake HTTP API answering the queued (status, headers, body) in turn, recording each path.
+/// One canned answer: status, headers, body.
+type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
+
+/// A fake HTTP API answering the queued answers in turn, recording each path.
 #[derive(Clone, Default)]
-struct Scripted(
-    Arc<
-        Mutex<(
-            VecDeque<(u16, Vec<(&'static str, &'static str)>, &'static str)>,
-            Vec<String>,
-        )>,
-    >,
-);
+struct Scripted(Arc<Mutex<(VecDeque<Answer>, Vec<String>)>>);
 
 async fn scripted(State(s): State<Scripted>, uri: axum::http::Uri) -> Response {
     let mut g = s.0.lock().unwrap();
@@ -1219,9 +1215,7 @@ async fn scripted(State(s): State<Scripted>, uri: axum::http::Uri) -> Response {
     r
 }
 
-async fn start_scripted(
-    answers: Vec<(u16, Vec<(&'static str, &'static str)>, &'static str)>,
-) -> (Scripted, String) {
+async fn start_scripted(answers: Vec<Answer>) -> (Scripted, String) {
     let s = Scripted::default();
     s.0.lock().unwrap().0.extend(answers);
     let app = Router::new().fallback(scripted).with_state(s.clone());

@@ -98,6 +98,16 @@ fn answer<T>(
 ) -> Result<Option<T>, SlackApiError> {
     match result {
         Ok(v) => Ok(Some(v)),
+        // slack-morphism reads only 200 and 204 as success; another 2xx took effect too.
+        Err(SlackClientError::HttpError(h)) if h.status_code.is_success() => {
+            tracing::warn!(
+                method,
+                status = h.status_code.as_u16(),
+                body = h.http_response_body.as_deref().unwrap_or_default(),
+                "Slack answered an unexpected 2xx; counting the call as done"
+            );
+            Ok(None)
+        }
         Err(SlackClientError::ProtocolError(p)) if p.json_body.is_some() => {
             tracing::warn!(
                 method,
@@ -403,6 +413,10 @@ mod tests {
             super::classify(http(503)),
             super::SlackApiError::Retry { .. }
         ));
+        assert_eq!(
+            super::answer::<()>("chat.postMessage", Err(http(202))),
+            Ok(None)
+        );
         assert_eq!(
             super::classify(http(404)),
             super::SlackApiError::Permanent("HTTP 404".into())
