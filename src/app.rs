@@ -20,7 +20,7 @@ use crate::integrations::slack::{SlackConfig, SlackDeliverer};
 use crate::integrations::slack_handlers::SlackHandlers;
 use crate::ledger::{Clock, Ledger, LedgerConfig, Router, SystemClock};
 use crate::metrics::Metrics;
-use crate::outbox::{Deliver, OutboxWorker};
+use crate::outbox::{Deliver, OutboxSettings, OutboxWorker};
 use crate::sla_clock::SlaClock;
 use crate::store::{self, Store};
 use secrecy::ExposeSecret;
@@ -373,7 +373,8 @@ pub async fn serve(
         }
     }
     let sla_clock = SlaClock::spawn(ledger.clone(), clock.clone());
-    let instance = format!("{}@{addr}", std::process::id());
+    let settings = outbox_settings(&args.outbox, addr);
+    let instance = settings.instance.clone();
     let background = vec![
         // Commits of other processes (`exec`, another replica) wake the clock and the outbox
         // worker as this process's own do.
@@ -401,7 +402,13 @@ pub async fn serve(
             }
         }),
     ];
-    let outbox = OutboxWorker::spawn(store, deliverers, clock, Some(ledger.metrics().clone()));
+    let outbox = OutboxWorker::start(
+        store,
+        deliverers,
+        clock,
+        Some(ledger.metrics().clone()),
+        settings,
+    );
     // Every commit may have queued messages: tell the worker (a stored permit, so none is missed).
     let outbox_waker = tokio::spawn({
         let (ledger, waker) = (ledger.clone(), outbox.waker());
@@ -474,6 +481,34 @@ pub async fn serve(
         background,
         socket_mode,
     })
+}
+
+/// The outbox worker's settings for `serve`: the park bounds, and the instance name
+/// (`OPSLEDGER_INSTANCE`, else this host's name and the address it listens on, which stay the
+/// same across restarts of one deployment and differ between replicas).
+pub fn outbox_settings(args: &crate::config::OutboxArgs, addr: SocketAddr) -> OutboxSettings {
+    let instance = args
+        .instance
+        .clone()
+        .filter(|i| !i.trim().is_empty())
+        .unwrap_or_else(|| format!("{}/{addr}", hostname()));
+    OutboxSettings {
+        park_after: args.park_after,
+        park_attempts: args.park_attempts,
+        instance,
+        ..OutboxSettings::default()
+    }
+}
+
+/// This machine's name, as the kernel has it (`localhost` when it cannot be read).
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

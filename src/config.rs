@@ -63,6 +63,37 @@ pub enum CliCommand {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Outgoing messages that were not delivered: list them, retry one, or drop one.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List parked and failed messages: id, platform, channel, op, record, attempts, last error.
+    List,
+    /// Make a parked or failed message pending and due now; a running `serve` sends it on its
+    /// next pass (within 30 s).
+    Retry {
+        /// The message's id, as `outbox list` shows it.
+        id: i64,
+    },
+    /// Mark a parked or failed message dropped: it stays in the outbox, marked, and the audit
+    /// trail records who dropped it. Needs the admin role.
+    Drop {
+        /// The message's id, as `outbox list` shows it.
+        id: i64,
+        /// Who drops it, as platform:id (for example console:alice).
+        #[arg(
+            long = "as",
+            value_name = "ACTOR",
+            default_value = "console:operator",
+            value_parser = valid_actor
+        )]
+        actor: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,9 +200,46 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub integrations: Integrations,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
     /// How long a Discord command may run before its answer is deferred; tests shorten it.
     #[arg(skip)]
     pub discord_defer_after: Option<std::time::Duration>,
+}
+
+/// How the outbox bounds a message that keeps failing, and who this process is when it claims one.
+#[derive(Debug, Clone, Args)]
+pub struct OutboxArgs {
+    /// Park a message whose delivery has kept failing for this long (e.g. 15m, 90s), so the
+    /// rest of its channel moves on.
+    #[arg(
+        long = "outbox-park-after",
+        env = "OPSLEDGER_OUTBOX_PARK_AFTER",
+        default_value = "15m",
+        value_parser = humantime::parse_duration
+    )]
+    pub park_after: std::time::Duration,
+    /// ... or after this many failed attempts, whichever comes first (0: no bound on attempts).
+    #[arg(
+        long = "outbox-park-attempts",
+        env = "OPSLEDGER_OUTBOX_PARK_ATTEMPTS",
+        default_value_t = crate::outbox::DEFAULT_PARK_ATTEMPTS
+    )]
+    pub park_attempts: u32,
+    /// This process's name in outbox claims: the same across restarts, different for every
+    /// replica (default: hostname/bind address).
+    #[arg(long, env = "OPSLEDGER_INSTANCE")]
+    pub instance: Option<String>,
+}
+
+impl Default for OutboxArgs {
+    fn default() -> Self {
+        OutboxArgs {
+            park_after: crate::outbox::DEFAULT_PARK_AFTER,
+            park_attempts: crate::outbox::DEFAULT_PARK_ATTEMPTS,
+            instance: None,
+        }
+    }
 }
 
 /// The platform settings. The adapters read them; `serve` reports which are on and why.
@@ -326,6 +394,40 @@ mod tests {
             }
         ));
         assert!(missing.is_err());
+    }
+
+    #[test]
+    fn outbox_commands_and_park_bounds_parse() {
+        let list = Cli::try_parse_from(["opsledger", "outbox", "list"]).expect("list");
+        let drop = Cli::try_parse_from(["opsledger", "outbox", "drop", "7", "--as", "console:ann"])
+            .expect("drop");
+        let serve = Cli::try_parse_from([
+            "opsledger",
+            "serve",
+            "--outbox-park-after",
+            "90s",
+            "--outbox-park-attempts",
+            "3",
+        ])
+        .expect("serve");
+        assert!(matches!(
+            list.command,
+            CliCommand::Outbox {
+                command: OutboxCommand::List
+            }
+        ));
+        assert!(matches!(
+            drop.command,
+            CliCommand::Outbox {
+                command: OutboxCommand::Drop { id: 7, ref actor }
+            } if actor == "console:ann"
+        ));
+        let CliCommand::Serve(args) = serve.command else {
+            panic!("serve expected");
+        };
+        assert_eq!(args.outbox.park_after, std::time::Duration::from_secs(90));
+        assert_eq!(args.outbox.park_attempts, 3);
+        assert!(Cli::try_parse_from(["opsledger", "outbox", "retry", "x"]).is_err());
     }
 
     #[test]

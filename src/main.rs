@@ -10,8 +10,8 @@ use clap::Parser;
 
 use opsledger::app;
 use opsledger::config::{
-    AuditCommand, Cli, CliCommand, DiscordCommand, ExecArgs, ExportArgs, PolicyCommand, ReportArgs,
-    StoreArgs,
+    AuditCommand, Cli, CliCommand, DiscordCommand, ExecArgs, ExportArgs, OutboxCommand,
+    PolicyCommand, ReportArgs, StoreArgs,
 };
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
@@ -153,6 +153,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             store.close().await;
             println!("{}", report?);
             Ok(ExitCode::SUCCESS)
+        }
+        CliCommand::Outbox { command } => {
+            let (policy, store) = open(&cli.store).await?;
+            let done = outbox(command, store.clone(), policy).await;
+            store.close().await;
+            done
         }
         CliCommand::Serve(args) => {
             let (policy, store) = open(&cli.store).await?;
@@ -312,6 +318,96 @@ fn print_reply(reply: &opsledger::domain::reply::Reply) -> u8 {
         eprintln!("{}", reply.to_plain_text());
     }
     code
+}
+
+/// `outbox list|retry ID|drop ID`. `list` and `retry` act on the store directly (a running
+/// `serve` sees the retry's commit and sends the message at once); `drop` is a command through the ledger,
+/// so it needs the admin role and leaves an audit entry. Exit 1 when the item is missing or in
+/// the wrong state (or a rule refused), 3 when the store failed.
+async fn outbox(
+    command: OutboxCommand,
+    store: Arc<dyn Store>,
+    policy: Policy,
+) -> anyhow::Result<ExitCode> {
+    let now = opsledger::domain::audit::format_time(chrono::Utc::now());
+    match command {
+        OutboxCommand::List => {
+            let items = store
+                .outbox_stuck(10_000)
+                .await
+                .context("cannot read the outbox")?;
+            if items.is_empty() {
+                println!("no parked or failed messages");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("ID\tSTATE\tPLATFORM\tCHANNEL\tOP\tRECORD\tATTEMPTS\tSINCE\tLAST ERROR");
+            for e in items {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    e.id,
+                    e.state.as_str(),
+                    e.platform,
+                    e.channel,
+                    e.op,
+                    e.record.as_deref().unwrap_or("-"),
+                    e.attempts,
+                    e.since.as_deref().unwrap_or("-"),
+                    e.last_error
+                        .as_deref()
+                        .unwrap_or("-")
+                        .replace(['\n', '\t'], " ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OutboxCommand::Retry { id } => {
+            let Some(entry) = store
+                .outbox_entry(id)
+                .await
+                .context("cannot read the outbox")?
+            else {
+                eprintln!("no outbox item {id}");
+                return Ok(ExitCode::from(1));
+            };
+            if store
+                .outbox_requeue(id, &now)
+                .await
+                .context("cannot update the outbox")?
+            {
+                println!(
+                    "outbox item {id} ({} {} to {}) is pending again and due now; a running serve sends it at once",
+                    entry.platform, entry.op, entry.channel
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "outbox item {id} is {}; only parked or failed items can be retried",
+                    entry.state.as_str()
+                );
+                Ok(ExitCode::from(1))
+            }
+        }
+        OutboxCommand::Drop { id, actor } => {
+            let actor = Actor::parse_person(&actor)
+                .context("--as must be platform:id, for example console:alice")?;
+            let (ledger, writer) = app::start_ledger(
+                store,
+                policy,
+                app::system_clock(),
+                "http://127.0.0.1:8080".to_string(),
+            );
+            let handled = ledger
+                .handle(
+                    actor,
+                    opsledger::domain::command::Command::OutboxDrop { id },
+                )
+                .await;
+            drop(ledger);
+            writer.await.context("ledger writer panicked")?;
+            // The same exit codes and output as `exec`.
+            Ok(ExitCode::from(print_reply(&handled.reply)))
+        }
+    }
 }
 
 /// The report as text or JSON.

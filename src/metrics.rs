@@ -46,6 +46,7 @@ pub struct Metrics {
     inbound: Family<DeliveryLabels, Counter>,
     outbound: Family<DeliveryLabels, Counter>,
     outbox_depth: Gauge,
+    outbox_parked: Gauge,
     sla_breaches: Family<BreachLabels, Counter>,
 }
 
@@ -97,7 +98,7 @@ impl Default for Metrics {
         let outbound = Family::<DeliveryLabels, Counter>::default();
         registry.register(
             "outbox_deliveries",
-            "Outbox delivery attempts by platform and result (delivered, retry, failed)",
+            "Outbox delivery attempts by platform and result (delivered, retry, parked, failed)",
             outbound.clone(),
         );
         let outbox_depth = Gauge::default();
@@ -105,6 +106,12 @@ impl Default for Metrics {
             "outbox_pending",
             "Outgoing messages not yet delivered (read when scraped)",
             outbox_depth.clone(),
+        );
+        let outbox_parked = Gauge::default();
+        registry.register(
+            "outbox_parked",
+            "Outgoing messages parked after failing past the bounds, not yet retried or dropped (read when scraped)",
+            outbox_parked.clone(),
         );
         let sla_breaches = Family::<BreachLabels, Counter>::default();
         registry.register(
@@ -121,6 +128,7 @@ impl Default for Metrics {
             inbound,
             outbound,
             outbox_depth,
+            outbox_parked,
             sla_breaches,
         }
     }
@@ -160,7 +168,7 @@ impl Metrics {
             .inc();
     }
 
-    /// One outbox delivery attempt: `delivered`, `retry` or `failed`.
+    /// One outbox delivery attempt: `delivered`, `retry`, `parked` or `failed`.
     pub fn outbound(&self, platform: &str, result: &str) {
         self.outbound
             .get_or_create(&DeliveryLabels {
@@ -172,6 +180,10 @@ impl Metrics {
 
     pub fn set_outbox_pending(&self, n: i64) {
         self.outbox_depth.set(n);
+    }
+
+    pub fn set_outbox_parked(&self, n: i64) {
+        self.outbox_parked.set(n);
     }
 
     pub fn sla_breach(&self, target: &str) {

@@ -9,16 +9,25 @@
 //!   (platform, channel), so a later message never overtakes an earlier one that is still being
 //!   retried. Items of different channels are delivered concurrently, so a channel that keeps
 //!   failing holds up no other.
-//! - **Retries.** `DeliveryError::Retry` schedules the item again after `retry_delay`: an
-//!   exponential backoff (base · 2^(attempts-1), at most `MAX_BACKOFF`), and never sooner than the
-//!   platform's `Retry-After` when it sent one. Retryable failures are retried for as long as it
-//!   takes; nothing is dropped.
+//! - **Retries.** `DeliveryError::Retry` schedules the item again after `retry_delay`: the
+//!   platform's `Retry-After` when it sent one (at most `MAX_RETRY_AFTER`), else an exponential
+//!   backoff (base · 2^(attempts-1)) capped by the deliverer's `Deliver::max_backoff` (30 s for
+//!   chat, `MAX_BACKOFF` otherwise). While a platform fails, one of its waiting items is tried
+//!   at least every `PROBE` so its recovery is noticed soon; the first success after failures
+//!   makes every item of that platform that waits on a backoff due at once
+//!   (`Store::outbox_retry_platform_now`).
+//! - **Parking.** A head item still failing after `OutboxSettings::park_after` since its first
+//!   failure, or after `park_attempts` attempts, is parked: it stays in the store, marked, and
+//!   its channel's next message goes. `opsledger outbox retry ID` makes it pending again,
+//!   `opsledger outbox drop ID` (audited) marks it dropped.
 //! - **Giving up.** `DeliveryError::Permanent` (a channel that does not exist, a token without the
 //!   scope) marks the item failed, logs it, and lets the channel's next message go.
 //! - **At least once.** An item is marked delivered only after `deliver` returned `Ok`; a crash in
 //!   between delivers it again. Before each attempt the worker claims the item in the store
-//!   (`Store::outbox_claim`), so with several replicas on one database each attempt is made by
-//!   one of them only; a claim lapses after `LEASE` if its worker died.
+//!   (`Store::outbox_claim`) in the name of its instance, so with several replicas on one
+//!   database each attempt is made by one of them only; a claim lapses after `LEASE` if its
+//!   worker died, and a restarted instance takes its own claims back at once
+//!   (`Store::outbox_release_claims`), so a crash costs no lease.
 //!
 //! Like the SLA clock, the worker reads timestamps from the `Clock` but sleeps in real time: until
 //! the next item is due (`Store::outbox_next_attempt`), at most `MAX_SLEEP`, or until woken
@@ -46,6 +55,15 @@ pub const BATCH: i64 = 100;
 pub const DEFAULT_BASE_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest backoff between two attempts (a `Retry-After` may ask for longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
+/// The longest backoff for chat messages, which people wait for.
+pub const CHAT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// While a platform keeps failing, one of its waiting items is tried at least this often, so
+/// the platform's recovery is noticed within seconds even when every backoff is long.
+pub const PROBE: Duration = Duration::from_secs(4);
+/// Park a head item after it failed for this long (`OPSLEDGER_OUTBOX_PARK_AFTER`) ...
+pub const DEFAULT_PARK_AFTER: Duration = Duration::from_secs(15 * 60);
+/// ... or after this many attempts (`OPSLEDGER_OUTBOX_PARK_ATTEMPTS`), whichever comes first.
+pub const DEFAULT_PARK_ATTEMPTS: u32 = 10;
 /// The longest `Retry-After` honoured, so a bogus header cannot stall a channel for days.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
 /// How long one `deliver` call may take before it counts as a retryable failure.
@@ -84,17 +102,92 @@ pub trait Deliver: Send + Sync + 'static {
     /// Delivers one item. Called at least once per item, in order within its channel, never
     /// for two items of one channel at the same time.
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError>;
+    /// The longest backoff between two attempts at one item of this platform.
+    fn max_backoff(&self) -> Duration {
+        MAX_BACKOFF
+    }
 }
 
-/// How long to wait before the next attempt after `attempts` failed ones: base · 2^(attempts-1),
-/// at most `MAX_BACKOFF`, but never less than the platform's `Retry-After` (itself at most
-/// `MAX_RETRY_AFTER`).
-pub fn retry_delay(base: Duration, attempts: u32, retry_after: Option<Duration>) -> Duration {
-    let doubling = attempts.saturating_sub(1).min(20);
-    let backoff = base.saturating_mul(1 << doubling).min(MAX_BACKOFF);
+/// How long to wait before the next attempt after `attempts` failed ones: the platform's
+/// `Retry-After` when it sent one (at most `MAX_RETRY_AFTER`: it knows when it will answer),
+/// else base · 2^(attempts-1), at most `cap`.
+pub fn retry_delay(
+    base: Duration,
+    attempts: u32,
+    retry_after: Option<Duration>,
+    cap: Duration,
+) -> Duration {
     match retry_after {
-        Some(after) => after.min(MAX_RETRY_AFTER).max(backoff),
-        None => backoff,
+        Some(after) => after.min(MAX_RETRY_AFTER),
+        None => {
+            let doubling = attempts.saturating_sub(1).min(20);
+            base.saturating_mul(1 << doubling).min(cap)
+        }
+    }
+}
+
+/// Whether a head item that just failed its `attempts`-th attempt is parked: it has been
+/// failing since `failing_since` (its first failure, or now) for `park_after` or longer, or has
+/// used up `park_attempts` attempts (0: no bound on attempts).
+pub fn should_park(
+    attempts: u32,
+    failing_since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    park_after: Duration,
+    park_attempts: u32,
+) -> bool {
+    let failing = (now - failing_since).to_std().unwrap_or(Duration::ZERO);
+    (park_attempts > 0 && attempts >= park_attempts) || failing >= park_after
+}
+
+/// The wait for an item of a failing platform whose next probe is due at `next_probe`: its
+/// `backoff` when another attempt probes the platform within `PROBE`; otherwise at most `PROBE`,
+/// and this attempt is the probe (the new probe time is returned).
+pub fn probe_delay(
+    next_probe: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    backoff: Duration,
+) -> (Duration, Option<DateTime<Utc>>) {
+    let probe_by = now + chrono::Duration::from_std(PROBE).unwrap_or_default();
+    match next_probe {
+        Some(at) if at > now && at <= probe_by => (backoff, None),
+        _ => {
+            let delay = backoff.min(PROBE);
+            let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            (delay, Some(at))
+        }
+    }
+}
+
+/// How the worker bounds failures and names itself.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// Park a head item that has been failing for this long ...
+    pub park_after: Duration,
+    /// ... or has failed this many attempts (0: no bound on attempts).
+    pub park_attempts: u32,
+    /// Who claims items: stable across restarts of one deployment (`OPSLEDGER_INSTANCE`), and
+    /// different for every process running at the same time.
+    pub instance: String,
+    /// The base of the exponential backoff (tests use milliseconds).
+    pub base_backoff: Duration,
+}
+
+impl Default for OutboxSettings {
+    /// Production bounds and a name no other worker has (this process's id and a counter).
+    fn default() -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        OutboxSettings {
+            park_after: DEFAULT_PARK_AFTER,
+            park_attempts: DEFAULT_PARK_ATTEMPTS,
+            instance: format!(
+                "pid-{}-worker-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+            base_backoff: DEFAULT_BASE_BACKOFF,
+        }
     }
 }
 
@@ -136,6 +229,22 @@ impl OutboxWorker {
         metrics: Option<Arc<Metrics>>,
         base_backoff: Duration,
     ) -> OutboxWorker {
+        let settings = OutboxSettings {
+            base_backoff,
+            ..OutboxSettings::default()
+        };
+        Self::start(store, deliverers, clock, metrics, settings)
+    }
+
+    /// Starts the worker with these settings. It first takes back the claims its instance
+    /// left behind (a crash), so they are retried at once.
+    pub fn start(
+        store: Arc<dyn Store>,
+        deliverers: Vec<Arc<dyn Deliver>>,
+        clock: Arc<dyn Clock>,
+        metrics: Option<Arc<Metrics>>,
+        settings: OutboxSettings,
+    ) -> OutboxWorker {
         let mut by_platform: HashMap<&'static str, Arc<dyn Deliver>> = HashMap::new();
         for d in deliverers {
             if by_platform.insert(d.platform(), d.clone()).is_some() {
@@ -145,15 +254,22 @@ impl OutboxWorker {
                 );
             }
         }
+        let wake = Arc::new(Notify::new());
+        // Every platform counts as failing until its first success here: then waits left by a
+        // crashed process, or by another replica, are cut short too.
+        let failing = by_platform.keys().map(|p| p.to_string()).collect();
         let worker = Arc::new(Worker {
             store,
             deliverers: by_platform,
             clock,
-            base_backoff,
+            settings,
             missing: Mutex::new(HashSet::new()),
             metrics,
+            failing: Mutex::new(failing),
+            probes: Mutex::new(HashMap::new()),
+            recovered_at: Mutex::new(HashMap::new()),
+            wake: wake.clone(),
         });
-        let wake = Arc::new(Notify::new());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(worker, wake.clone(), stopped));
         OutboxWorker { task, wake, stop }
@@ -185,15 +301,46 @@ struct Worker {
     store: Arc<dyn Store>,
     deliverers: HashMap<&'static str, Arc<dyn Deliver>>,
     clock: Arc<dyn Clock>,
-    base_backoff: Duration,
+    settings: OutboxSettings,
     /// Platforms with items but no deliverer here, already logged.
     missing: Mutex<HashSet<String>>,
     metrics: Option<Arc<Metrics>>,
+    /// Platforms that failed since their last success here.
+    failing: Mutex<HashSet<String>>,
+    /// Per platform, when the next attempt that probes it is due.
+    probes: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Per platform, when its waiting items were last made due after a success. At most once
+    /// per `PROBE`, so one channel that keeps failing while the others succeed is not retried
+    /// on every success of theirs.
+    recovered_at: Mutex<HashMap<String, std::time::Instant>>,
+    wake: Arc<Notify>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn run(worker: Arc<Worker>, wake: Arc<Notify>, mut stopped: watch::Receiver<bool>) {
     // False once the `OutboxWorker` was dropped without `stop`: then it runs on, as documented.
     let mut stoppable = true;
+    // This instance's claims from before a crash: no attempt of ours is in flight, so they are
+    // due now rather than when their lease ends.
+    let now = worker.clock.now();
+    match worker
+        .store
+        .outbox_release_claims(&worker.settings.instance, &format_time(now))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            instance = %worker.settings.instance,
+            released = n,
+            "outbox took back the claims this instance held before it restarted"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "outbox cannot release this instance's old claims; they lapse with their lease")
+        }
+    }
     loop {
         if *stopped.borrow() {
             return;
@@ -256,25 +403,30 @@ impl Worker {
         let Some(deliverer) = self.deliverers.get(item.platform.as_str()) else {
             // Leave it pending (another replica or a later start may have the deliverer), but
             // out of the way for a while so it is not fetched on every pass.
-            if self
-                .missing
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(item.platform.clone())
-            {
+            if lock(&self.missing).insert(item.platform.clone()) {
                 tracing::warn!(
                     platform = %item.platform,
                     "outbox items for a platform this process has no deliverer for; they stay pending"
                 );
             }
             self.store
-                .outbox_claim(item.id, &format_time(now), &later(now, MAX_SLEEP))
+                .outbox_claim(
+                    item.id,
+                    &format_time(now),
+                    &later(now, MAX_SLEEP),
+                    &self.settings.instance,
+                )
                 .await?;
             return Ok(());
         };
         if !self
             .store
-            .outbox_claim(item.id, &format_time(now), &later(now, LEASE))
+            .outbox_claim(
+                item.id,
+                &format_time(now),
+                &later(now, LEASE),
+                &self.settings.instance,
+            )
             .await?
         {
             return Ok(()); // another worker has it
@@ -287,32 +439,73 @@ impl Worker {
             }),
         };
         let now = self.clock.now();
-        if let Some(m) = &self.metrics {
-            let outcome = match &result {
-                Ok(()) => "delivered",
-                Err(DeliveryError::Retry { .. }) => "retry",
-                Err(DeliveryError::Permanent(_)) => "failed",
-            };
-            m.outbound(&item.platform, outcome);
-        }
-        match result {
+        let outcome = match result {
             Ok(()) => {
                 self.store
                     .outbox_delivered(item.id, &format_time(now))
                     .await?;
                 tracing::debug!(id = item.id, platform = %item.platform, channel = %item.channel, op = %item.op, "outbox item delivered");
+                // The flag stays until a recovery runs, so a success inside the `PROBE` window
+                // is followed up by the next one after it.
+                let failing = lock(&self.failing).contains(&item.platform);
+                if failing && self.may_recover(&item.platform) {
+                    lock(&self.failing).remove(&item.platform);
+                    self.recovered(&item.platform, now).await?;
+                }
+                "delivered"
             }
             Err(DeliveryError::Retry { after, reason }) => {
+                lock(&self.failing).insert(item.platform.clone());
                 let attempts = item.attempts.saturating_add(1);
-                let delay = retry_delay(self.base_backoff, attempts, after);
-                self.store
-                    .outbox_retry(item.id, attempts, &later(now, delay), &reason)
-                    .await?;
-                tracing::warn!(
-                    id = item.id, platform = %item.platform, channel = %item.channel, op = %item.op,
-                    attempts, retry_in = ?delay, error = %reason,
-                    "outbox delivery failed; will retry"
-                );
+                let since = item
+                    .first_failed_at
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map_or(now, |t| t.with_timezone(&Utc));
+                if should_park(
+                    attempts,
+                    since,
+                    now,
+                    self.settings.park_after,
+                    self.settings.park_attempts,
+                ) {
+                    self.store
+                        .outbox_park(item.id, attempts, &format_time(now), &reason)
+                        .await?;
+                    tracing::error!(
+                        id = item.id, platform = %item.platform, channel = %item.channel, op = %item.op,
+                        record = ?item.record, attempts, error = %reason,
+                        "outbox item kept failing; parked it so its channel moves on (see `opsledger outbox list`)"
+                    );
+                    "parked"
+                } else {
+                    let backoff = retry_delay(
+                        self.settings.base_backoff,
+                        attempts,
+                        after,
+                        deliverer.max_backoff(),
+                    );
+                    let delay = match after {
+                        Some(_) => backoff,
+                        None => self.probe(&item.platform, now, backoff),
+                    };
+                    self.store
+                        .outbox_retry(
+                            item.id,
+                            attempts,
+                            &format_time(now),
+                            &later(now, delay),
+                            &reason,
+                            after.is_some(),
+                        )
+                        .await?;
+                    tracing::warn!(
+                        id = item.id, platform = %item.platform, channel = %item.channel, op = %item.op,
+                        attempts, retry_in = ?delay, error = %reason,
+                        "outbox delivery failed; will retry"
+                    );
+                    "retry"
+                }
             }
             Err(DeliveryError::Permanent(reason)) => {
                 self.store
@@ -323,7 +516,50 @@ impl Worker {
                     record = ?item.record, error = %reason,
                     "outbox delivery failed permanently; gave the message up"
                 );
+                "failed"
             }
+        };
+        if let Some(m) = &self.metrics {
+            m.outbound(&item.platform, outcome);
+        }
+        Ok(())
+    }
+
+    /// The wait for an item of a failing platform: its backoff, unless no other attempt probes
+    /// the platform within `PROBE`; then this one does.
+    fn probe(&self, platform: &str, now: DateTime<Utc>, backoff: Duration) -> Duration {
+        let mut probes = lock(&self.probes);
+        let (delay, next) = probe_delay(probes.get(platform).copied(), now, backoff);
+        if let Some(at) = next {
+            probes.insert(platform.to_string(), at);
+        }
+        delay
+    }
+
+    /// Whether a success may make the platform's waiting items due (not done within `PROBE`).
+    fn may_recover(&self, platform: &str) -> bool {
+        let mut last = lock(&self.recovered_at);
+        let now = std::time::Instant::now();
+        match last.get(platform) {
+            Some(at) if now.duration_since(*at) < PROBE => false,
+            _ => {
+                last.insert(platform.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// A platform answered again after failures: everything of it that waits on a backoff is
+    /// due now.
+    async fn recovered(&self, platform: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        lock(&self.probes).remove(platform);
+        let n = self
+            .store
+            .outbox_retry_platform_now(platform, &format_time(now))
+            .await?;
+        if n > 0 {
+            tracing::info!(%platform, waiting = n, "platform answers again; retrying its waiting messages now");
+            self.wake.notify_one();
         }
         Ok(())
     }
@@ -346,21 +582,62 @@ mod tests {
     #[test]
     fn backoff_doubles_from_the_base_up_to_the_cap() {
         let s = Duration::from_secs;
-        assert_eq!(retry_delay(s(1), 1, None), s(1));
-        assert_eq!(retry_delay(s(1), 2, None), s(2));
-        assert_eq!(retry_delay(s(1), 4, None), s(8));
-        assert_eq!(retry_delay(s(1), 9, None), s(256));
-        assert_eq!(retry_delay(s(1), 10, None), MAX_BACKOFF);
-        assert_eq!(retry_delay(s(1), u32::MAX, None), MAX_BACKOFF);
-        assert_eq!(retry_delay(s(1), 0, None), s(1));
+        assert_eq!(retry_delay(s(1), 1, None, MAX_BACKOFF), s(1));
+        assert_eq!(retry_delay(s(1), 2, None, MAX_BACKOFF), s(2));
+        assert_eq!(retry_delay(s(1), 4, None, MAX_BACKOFF), s(8));
+        assert_eq!(retry_delay(s(1), 9, None, MAX_BACKOFF), s(256));
+        assert_eq!(retry_delay(s(1), 10, None, MAX_BACKOFF), MAX_BACKOFF);
+        assert_eq!(retry_delay(s(1), u32::MAX, None, MAX_BACKOFF), MAX_BACKOFF);
+        assert_eq!(retry_delay(s(1), 0, None, MAX_BACKOFF), s(1));
     }
 
     #[test]
-    fn retry_after_is_a_floor_and_is_capped() {
+    fn chat_backoff_stops_at_thirty_seconds() {
         let s = Duration::from_secs;
-        assert_eq!(retry_delay(s(1), 1, Some(s(30))), s(30));
-        assert_eq!(retry_delay(s(1), 6, Some(s(3))), s(32));
-        assert_eq!(retry_delay(s(1), 1, Some(s(86_400))), MAX_RETRY_AFTER);
+        assert_eq!(retry_delay(s(1), 5, None, CHAT_MAX_BACKOFF), s(16));
+        assert_eq!(retry_delay(s(1), 6, None, CHAT_MAX_BACKOFF), s(30));
+        assert_eq!(retry_delay(s(1), 40, None, CHAT_MAX_BACKOFF), s(30));
+    }
+
+    #[test]
+    fn retry_after_is_the_wait_and_is_capped() {
+        let s = Duration::from_secs;
+        assert_eq!(retry_delay(s(1), 1, Some(s(30)), CHAT_MAX_BACKOFF), s(30));
+        // Not a floor under a backoff that kept doubling: the platform said 3 s.
+        assert_eq!(retry_delay(s(1), 6, Some(s(3)), CHAT_MAX_BACKOFF), s(3));
+        assert_eq!(
+            retry_delay(s(1), 1, Some(s(86_400)), MAX_BACKOFF),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn one_waiting_item_probes_a_failing_platform_at_least_every_probe_interval() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
+        let s = Duration::from_secs;
+        let at = |secs: i64| now + chrono::Duration::seconds(secs);
+        // No probe yet: this item becomes it, its 30 s backoff cut to `PROBE`.
+        assert_eq!(probe_delay(None, now, s(30)), (PROBE, Some(at(4))));
+        // A short backoff stays as it is, and still counts as the probe.
+        assert_eq!(probe_delay(None, now, s(1)), (s(1), Some(at(1))));
+        // A probe is due within `PROBE`: the others keep their backoff.
+        assert_eq!(probe_delay(Some(at(3)), now, s(30)), (s(30), None));
+        // The last probe time has passed (it was delivered, parked or pulled forward).
+        assert_eq!(probe_delay(Some(at(-1)), now, s(16)), (PROBE, Some(at(4))));
+    }
+
+    #[test]
+    fn parks_after_the_time_bound_or_the_attempts_whichever_comes_first() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 29, 10, 0, 0).unwrap();
+        let min = |m: i64| t0 + chrono::Duration::minutes(m);
+        let bound = Duration::from_secs(15 * 60);
+        assert!(!should_park(1, t0, t0, bound, 10));
+        assert!(!should_park(9, t0, min(14), bound, 10));
+        assert!(should_park(10, t0, min(3), bound, 10));
+        assert!(should_park(2, t0, min(15), bound, 10));
+        // 0 attempts: only the time bound.
+        assert!(!should_park(1_000, t0, min(14), bound, 0));
+        assert!(should_park(1, t0, min(16), bound, 0));
     }
 
     #[test]

@@ -299,7 +299,7 @@ async fn each_channel_is_served_oldest_first_and_a_retrying_head_holds_back_only
 
     // C1's head fails and is due again in 10 s: C1 waits behind it, C2 does not.
     store
-        .outbox_retry(id1, 1, &at(now, 10_000), "429 rate limited")
+        .outbox_retry(id1, 1, &t, &at(now, 10_000), "429 rate limited", true)
         .await
         .unwrap();
     assert_eq!(ids(store.outbox_due(&t, 100).await.unwrap()), vec![3]);
@@ -334,11 +334,11 @@ async fn each_channel_is_served_oldest_first_and_a_retrying_head_holds_back_only
     // A claim is taken once; while held, the item and its channel are not due.
     let id2 = due[0].id;
     assert!(store
-        .outbox_claim(id2, &t, &at(now, 120_000))
+        .outbox_claim(id2, &t, &at(now, 120_000), "test")
         .await
         .unwrap());
     assert!(!store
-        .outbox_claim(id2, &t, &at(now, 120_000))
+        .outbox_claim(id2, &t, &at(now, 120_000), "test")
         .await
         .unwrap());
     assert!(store.outbox_due(&t, 100).await.unwrap().is_empty());
@@ -347,7 +347,10 @@ async fn each_channel_is_served_oldest_first_and_a_retrying_head_holds_back_only
     assert_eq!(ids(store.outbox_due(&t, 100).await.unwrap()), vec![4]);
 
     // Settling a settled item changes nothing.
-    store.outbox_retry(id3, 5, &t, "late").await.unwrap();
+    store
+        .outbox_retry(id3, 5, &t, &t, "late", false)
+        .await
+        .unwrap();
     store.outbox_give_up(id2, &t, "late").await.unwrap();
     assert_eq!(row_state(&db, id3).await, (1, true, false, None));
     assert_eq!(row_state(&db, id2).await, (1, true, false, None));

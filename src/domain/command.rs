@@ -133,6 +133,11 @@ pub enum Command {
     Tick,
     /// Not typed by people: what a GitHub webhook (or an API answer it led to) reports.
     Github(GithubCmd),
+    /// Not typed in chat: `opsledger outbox drop ID` marks a parked or failed outgoing message
+    /// dropped (it stays in the table); audited, for admins.
+    OutboxDrop {
+        id: i64,
+    },
 }
 
 /// A pull request as GitHub describes it.
@@ -590,6 +595,7 @@ impl Command {
                 GithubCmd::Deployed { .. } => "github deployment_status",
                 GithubCmd::DeploymentGate { .. } => "github deployment_protection_rule",
             },
+            Command::OutboxDrop { .. } => "outbox drop",
         }
     }
 }

@@ -41,6 +41,7 @@ pub fn required_roles(command: &Command) -> &'static [Role] {
         ) => CHANGE_MANAGERS,
         Command::Nc(NcCmd::Correct { .. }) => MANAGERS,
         Command::Nc(NcCmd::Close { .. }) => ADMIN,
+        Command::OutboxDrop { .. } => ADMIN,
         _ => ANYONE,
     }
 }
@@ -177,6 +178,9 @@ mod tests {
         let p = Policy::default();
         assert!(check(&Command::Tick, &Actor::system(), &p).is_ok());
         assert!(check(&Command::Tick, &actor("console:root"), &p).is_err());
+        let drop = Command::OutboxDrop { id: 1 };
+        assert!(check(&drop, &actor("console:root"), &p).is_ok());
+        assert!(check(&drop, &actor("console:bob"), &p).is_err());
         let grant = parse("role grant @mallory admin").unwrap();
         assert_eq!(
             check(&grant, &Actor::system(), &p).unwrap_err().rule,

@@ -23,7 +23,7 @@ use crate::domain::priority::countdown;
 use crate::domain::records::{Change, Record, Release};
 use crate::domain::status::{ChangeStatus, IncidentStatus};
 use crate::export::esc;
-use crate::store::{ListQuery, Store, StoreError};
+use crate::store::{ListQuery, OutboxState, Store, StoreError};
 
 use super::error::ApiError;
 use super::AppState;
@@ -224,7 +224,46 @@ async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError>
         }
     }
     body.push_str("</tbody></table>");
+    parked_messages(store, &mut body).await?;
     Ok(page("Overview", &body))
+}
+
+/// Outgoing messages parked after failing past the bounds: what an operator should look at
+/// (`opsledger outbox retry ID` or `drop ID`). Shown only when there are some.
+async fn parked_messages(store: &dyn Store, body: &mut String) -> Result<(), ApiError> {
+    let parked: Vec<_> = store
+        .outbox_stuck(ROWS)
+        .await?
+        .into_iter()
+        .filter(|e| e.state == OutboxState::Parked)
+        .collect();
+    if parked.is_empty() {
+        return Ok(());
+    }
+    let _ = write!(
+        body,
+        "<h2 id=\"parked\">Parked messages ({})</h2><p class=\"muted\">Retry with \
+         <code>opsledger outbox retry ID</code>, or drop with <code>opsledger outbox drop ID</code>.</p>\
+         <table><thead><tr><th>ID</th><th>Platform</th><th>Channel</th><th>Op</th><th>Record</th>\
+         <th>Attempts</th><th>Parked at</th><th>Last error</th></tr></thead><tbody>",
+        parked.len()
+    );
+    for e in &parked {
+        let record = e.record.as_deref().map(link).unwrap_or_default();
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{record}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            e.id,
+            esc(&e.platform),
+            esc(&e.channel),
+            esc(&e.op),
+            e.attempts,
+            esc(e.since.as_deref().unwrap_or("")),
+            esc(e.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    body.push_str("</tbody></table>");
+    Ok(())
 }
 
 async fn calendar(State(app): State<AppState>) -> Result<Html<String>, ApiError> {

@@ -92,6 +92,10 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         Ok(n) => app.ledger.metrics().set_outbox_pending(n),
         Err(e) => tracing::warn!(error = %e, "cannot read the outbox depth for /metrics"),
     }
+    match app.ledger.store().outbox_parked().await {
+        Ok(n) => app.ledger.metrics().set_outbox_parked(n),
+        Err(e) => tracing::warn!(error = %e, "cannot read the parked messages for /metrics"),
+    }
     (
         [(
             header::CONTENT_TYPE,

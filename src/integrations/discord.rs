@@ -163,8 +163,13 @@ impl DiscordDeliverer {
         Ok(view(&super::card(&*self.store, &self.clock, record).await?))
     }
 
-    /// Posts the card and remembers the message; returns its ID.
-    async fn post_card(&self, channel: &str, record: &str) -> Result<String, DeliveryError> {
+    /// Posts the card and remembers the message; returns its ID (`None` when Discord's answer
+    /// did not say: posted all the same, and a later update posts a new card).
+    async fn post_card(
+        &self,
+        channel: &str,
+        record: &str,
+    ) -> Result<Option<String>, DeliveryError> {
         let card = self.card(record).await?;
         let message = self
             .config
@@ -172,10 +177,12 @@ impl DiscordDeliverer {
             .post_message(channel, &card)
             .await
             .map_err(retry)?;
-        self.store
-            .set_message_ref(record, PLATFORM, channel, &message)
-            .await
-            .map_err(store_retry)?;
+        if let Some(m) = &message {
+            self.store
+                .set_message_ref(record, PLATFORM, channel, m)
+                .await
+                .map_err(store_retry)?;
+        }
         Ok(message)
     }
 
@@ -225,7 +232,10 @@ impl DiscordDeliverer {
         }
         let message = match self.posted(channel, record).await? {
             Some(m) => m,
-            None => self.post_card(channel, record).await?,
+            None => match self.post_card(channel, record).await? {
+                Some(m) => m,
+                None => return Ok(()), // no message ID to start the thread on
+            },
         };
         let Record::Incident(inc) = &found else {
             return Ok(());
@@ -237,6 +247,10 @@ impl DiscordDeliverer {
             .create_thread(channel, &message, &name)
             .await
             .map_err(retry)?;
+        let Some(thread) = thread else {
+            tracing::warn!(%record, "started the incident's thread but could not read its ID");
+            return Ok(());
+        };
         // Remembered before anything else can fail, so a retry does not start another thread.
         self.store
             .set_message_ref(record, THREAD, "", &thread)
@@ -256,6 +270,10 @@ impl DiscordDeliverer {
 impl Deliver for DiscordDeliverer {
     fn platform(&self) -> &'static str {
         PLATFORM
+    }
+
+    fn max_backoff(&self) -> std::time::Duration {
+        crate::outbox::CHAT_MAX_BACKOFF
     }
 
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {

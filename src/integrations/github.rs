@@ -303,6 +303,10 @@ impl GithubDeliverer {
             .upsert_comment(&repo, number, existing, &body, installation(item))
             .await
             .map_err(retry)?;
+        let Some(id) = id else {
+            tracing::warn!(%key, "created the pull request's comment but could not read its ID");
+            return Ok(());
+        };
         if existing != Some(id) {
             self.store()
                 .set_message_ref(&key, COMMENT, "", &id.to_string())

@@ -159,10 +159,16 @@ impl SlackDeliverer {
             .post_message(channel, &card)
             .await
             .map_err(retry)?;
-        self.store
-            .set_message_ref(record, PLATFORM, channel, &ts)
-            .await
-            .map_err(store_retry)
+        // Without a `ts` (an answer that could not be read) the card is posted all the same;
+        // a later update then posts a new one rather than repeating this post now.
+        match ts {
+            Some(ts) => self
+                .store
+                .set_message_ref(record, PLATFORM, channel, &ts)
+                .await
+                .map_err(store_retry),
+            None => Ok(()),
+        }
     }
 }
 
@@ -174,7 +180,8 @@ impl SlackDeliverer {
             .map_err(store_retry)
     }
 
-    /// Creates `inc-<n>-<slug>`, invites the reporter when they are a Slack user, posts the card.
+    /// Creates `inc-<n>-<slug>` (or, when that name is taken, `inc-<n>-<slug>-2`, ...), invites
+    /// the reporter when they are a Slack user, posts the card.
     async fn open_incident_channel(&self, record: &str) -> Result<(), DeliveryError> {
         if self.own_channel(record).await?.is_some() {
             return Ok(()); // created by an earlier, interrupted attempt
@@ -190,7 +197,15 @@ impl SlackDeliverer {
             )));
         };
         let name = opsledger_slack::incident_channel_name(inc.id.n, &inc.title);
-        let channel = self.config.api.create_channel(&name).await.map_err(retry)?;
+        let (used, channel) = self.config.api.create_channel(&name).await.map_err(retry)?;
+        let Some(channel) = channel else {
+            // Created, but Slack's answer did not say its ID: nothing more can be posted there.
+            tracing::warn!(%record, channel = %used, "created the incident channel but could not read its ID");
+            return Ok(());
+        };
+        if used != name {
+            tracing::info!(%record, wanted = %name, channel = %used, "incident channel name was taken; used a suffixed one");
+        }
         // Remember the channel before anything else can fail, so a retry does not create another.
         self.store
             .set_message_ref(record, OWN_CHANNEL, "", &channel)
@@ -214,6 +229,10 @@ impl SlackDeliverer {
 impl Deliver for SlackDeliverer {
     fn platform(&self) -> &'static str {
         PLATFORM
+    }
+
+    fn max_backoff(&self) -> std::time::Duration {
+        crate::outbox::CHAT_MAX_BACKOFF
     }
 
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {

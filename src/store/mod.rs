@@ -133,6 +133,50 @@ pub struct OutboxItem {
     pub attempts: u32,
     /// When it was enqueued (RFC 3339, as `format_time` writes it).
     pub created_at: String,
+    /// When its current run of failed attempts began; `None` before the first failure.
+    pub first_failed_at: Option<String>,
+}
+
+/// Where an outbox item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Waiting to be delivered (or being retried).
+    Pending,
+    Delivered,
+    /// Given up after a permanent failure.
+    Failed,
+    /// Failed for longer than the park bounds; no longer holds back its channel.
+    Parked,
+    /// Dropped by an operator (`opsledger outbox drop`); kept in the table, marked.
+    Dropped,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Failed => "failed",
+            OutboxState::Parked => "parked",
+            OutboxState::Dropped => "dropped",
+        }
+    }
+}
+
+/// An outbox item as operators see it (`opsledger outbox list`, the dashboard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub platform: String,
+    pub channel: String,
+    pub op: String,
+    pub record: Option<String>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub state: OutboxState,
+    pub created_at: String,
+    /// When it reached its state (parked, failed, dropped or delivered); `None` while pending.
+    pub since: Option<String>,
 }
 
 /// Everything one write batch changes, applied in one transaction.
@@ -208,23 +252,49 @@ pub trait Store: Send + Sync + 'static {
     /// `outbox_due` could return (the oldest pending item of each channel); `None` when nothing
     /// is pending.
     async fn outbox_next_attempt(&self) -> Result<Option<String>>;
-    /// Claims a due item for one delivery attempt: moves its `next_attempt_at` to `until` if it
-    /// is still pending and due at `now`. True for exactly one caller, so with several replicas
-    /// only one worker delivers it; if that worker dies, the item is due again at `until`.
-    async fn outbox_claim(&self, id: i64, now: &str, until: &str) -> Result<bool>;
+    /// Claims a due item for one delivery attempt for instance `owner`: moves its
+    /// `next_attempt_at` to `until` if it is still pending and due at `now`. True for exactly
+    /// one caller, so with several replicas only one worker delivers it; if that worker dies,
+    /// the item is due again at `until`, or at once when `owner` restarts
+    /// (`outbox_release_claims`).
+    async fn outbox_claim(&self, id: i64, now: &str, until: &str, owner: &str) -> Result<bool>;
     /// Marks an item delivered (and counts the attempt).
     async fn outbox_delivered(&self, id: i64, now: &str) -> Result<()>;
     /// Records a failed attempt: `attempts` made so far, when to try again, and why.
+    /// `rate_limited` says the wait is the platform's own `Retry-After`, which
+    /// `outbox_retry_platform_now` leaves alone. The run of failures starts at `now` if none
+    /// was under way.
     async fn outbox_retry(
         &self,
         id: i64,
         attempts: u32,
+        now: &str,
         next_attempt_at: &str,
         error: &str,
+        rate_limited: bool,
     ) -> Result<()>;
     /// Gives an item up for good (a permanent failure): it stays in the table, marked failed
     /// with the error, and no longer holds back its channel.
     async fn outbox_give_up(&self, id: i64, now: &str, error: &str) -> Result<()>;
+    /// Parks an item that kept failing past the bounds: it stays in the table, marked parked
+    /// with `attempts` and the last error, and no longer holds back its channel.
+    async fn outbox_park(&self, id: i64, attempts: u32, now: &str, error: &str) -> Result<()>;
+    /// Releases the claims `owner` holds (a restarted process taking its own back): those
+    /// items are due at `now`. Returns how many.
+    async fn outbox_release_claims(&self, owner: &str, now: &str) -> Result<u64>;
+    /// Makes every pending item of `platform` that waits on a backoff due at `now` (the
+    /// platform answers again); waits the platform asked for (`Retry-After`) and items claimed
+    /// for an attempt are left alone. Returns how many.
+    async fn outbox_retry_platform_now(&self, platform: &str, now: &str) -> Result<u64>;
+    /// Parked and failed items that were not dropped, oldest first, at most `limit`.
+    async fn outbox_stuck(&self, limit: i64) -> Result<Vec<OutboxEntry>>;
+    /// How many items are parked (and not dropped).
+    async fn outbox_parked(&self) -> Result<i64>;
+    /// One item, in any state.
+    async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>>;
+    /// Makes a parked or failed (not dropped) item pending again and due at `now`, its
+    /// attempts counted afresh. False when the item is in no such state.
+    async fn outbox_requeue(&self, id: i64, now: &str) -> Result<bool>;
     /// How many items are pending (the outbox depth).
     async fn outbox_pending(&self) -> Result<i64>;
     /// Notes that the outbox worker of `instance` is alive at `now`.
@@ -281,6 +351,11 @@ pub trait StoreTx: Send {
     async fn delivery_seen(&mut self, platform: &str, delivery_id: &str) -> Result<bool>;
     async fn write(&mut self, w: WriteSet) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
+    /// One outbox item, read inside the transaction.
+    async fn outbox_entry(&mut self, id: i64) -> Result<Option<OutboxEntry>>;
+    /// Marks a parked or failed item dropped by `by` (it stays in the table); false when the
+    /// item is in no such state.
+    async fn outbox_drop(&mut self, id: i64, now: &str, by: &str) -> Result<bool>;
 }
 
 /// Opens the store a database URL names: `sqlite://PATH` or `postgres://...`.

@@ -42,15 +42,67 @@ pub(crate) type OutboxRow = (
     String,
     i64,
     String,
+    Option<String>,
 );
 
 pub(crate) const OUTBOX_COLUMNS: &str =
-    "o.id, o.platform, o.channel, o.op, o.record, o.payload, o.attempts, o.created_at";
+    "o.id, o.platform, o.channel, o.op, o.record, o.payload, o.attempts, o.created_at, o.first_failed_at";
 
-/// Pending outbox items that head their (platform, channel): the oldest one not yet delivered
-/// or given up. Joined as `h` against `outbox o`.
+/// Pending outbox items that head their (platform, channel): the oldest one not yet delivered,
+/// given up or parked. Joined as `h` against `outbox o`.
 pub(crate) const OUTBOX_HEADS: &str = "(SELECT MIN(id) AS id FROM outbox \
-     WHERE delivered_at IS NULL AND failed_at IS NULL GROUP BY platform, channel) h";
+     WHERE delivered_at IS NULL AND failed_at IS NULL AND parked_at IS NULL GROUP BY platform, channel) h";
+
+/// What "pending" means in the outbox's statements (the partial indexes use the same).
+pub(crate) const OUTBOX_PENDING: &str =
+    "delivered_at IS NULL AND failed_at IS NULL AND parked_at IS NULL";
+
+/// Parked or failed, and not dropped: what an operator may retry or drop.
+pub(crate) const OUTBOX_STUCK: &str =
+    "(parked_at IS NOT NULL OR failed_at IS NOT NULL) AND dropped_at IS NULL";
+
+/// One outbox row as operators see it, as `OUTBOX_ENTRY_COLUMNS` selects it.
+pub(crate) type OutboxEntryRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+pub(crate) const OUTBOX_ENTRY_COLUMNS: &str =
+    "id, platform, channel, op, record, attempts, last_error, created_at, \
+     delivered_at, failed_at, parked_at, dropped_at";
+
+pub(crate) fn outbox_entry_from_row(r: OutboxEntryRow) -> crate::store::OutboxEntry {
+    use crate::store::OutboxState;
+    let (state, since) = match (r.8, r.9, r.10, r.11) {
+        (_, _, _, Some(at)) => (OutboxState::Dropped, Some(at)),
+        (Some(at), _, _, _) => (OutboxState::Delivered, Some(at)),
+        (_, Some(at), _, _) => (OutboxState::Failed, Some(at)),
+        (_, _, Some(at), _) => (OutboxState::Parked, Some(at)),
+        _ => (OutboxState::Pending, None),
+    };
+    crate::store::OutboxEntry {
+        id: r.0,
+        platform: r.1,
+        channel: r.2,
+        op: r.3,
+        record: r.4,
+        attempts: u32::try_from(r.5).unwrap_or(0),
+        last_error: r.6,
+        state,
+        created_at: r.7,
+        since,
+    }
+}
 
 pub(crate) fn outbox_from_row(
     r: OutboxRow,
@@ -67,6 +119,7 @@ pub(crate) fn outbox_from_row(
         payload,
         attempts: u32::try_from(r.6).unwrap_or(0),
         created_at: r.7,
+        first_failed_at: r.8,
     })
 }
 
@@ -115,11 +168,12 @@ macro_rules! sql_store {
         use $crate::domain::ids::{Actor, Kind};
         use $crate::domain::records::Record;
         use $crate::store::sql::{
-            audit_from_row, fixed_chunks_owned, fixed_chunks, key_number, outbox_from_row, AuditRow, OutboxRow, AUDIT_COLUMNS, OUTBOX_COLUMNS,
-            OUTBOX_HEADS,
+            audit_from_row, fixed_chunks_owned, fixed_chunks, key_number, outbox_entry_from_row, outbox_from_row, AuditRow,
+            OutboxEntryRow, OutboxRow, AUDIT_COLUMNS, OUTBOX_COLUMNS, OUTBOX_ENTRY_COLUMNS, OUTBOX_HEADS, OUTBOX_PENDING,
+            OUTBOX_STUCK,
         };
         use $crate::store::{
-            Backend, Grant, GrantChange, ListQuery, OutboxItem, Result, Store, StoreError, StoreTx, WriteSet,
+            Backend, Grant, GrantChange, ListQuery, OutboxEntry, OutboxItem, Result, Store, StoreError, StoreTx, WriteSet,
         };
 
         /// The store on this backend: a connection pool.
@@ -294,22 +348,24 @@ macro_rules! sql_store {
                 Ok(row.0)
             }
 
-            async fn outbox_claim(&self, id: i64, now: &str, until: &str) -> Result<bool> {
-                let done = sqlx::query(
-                    "UPDATE outbox SET next_attempt_at = $3 WHERE id = $1 AND next_attempt_at <= $2 \
-                     AND delivered_at IS NULL AND failed_at IS NULL",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(until)
-                .execute(&self.pool)
-                .await?;
+            async fn outbox_claim(&self, id: i64, now: &str, until: &str, owner: &str) -> Result<bool> {
+                let sql = format!(
+                    "UPDATE outbox SET next_attempt_at = $3, claimed_by = $4 WHERE id = $1 AND next_attempt_at <= $2 \
+                     AND {OUTBOX_PENDING}"
+                );
+                let done = sqlx::query(&sql)
+                    .bind(id)
+                    .bind(now)
+                    .bind(until)
+                    .bind(owner)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn outbox_delivered(&self, id: i64, now: &str) -> Result<()> {
                 sqlx::query(
-                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, last_error = NULL \
+                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, last_error = NULL, claimed_by = NULL \
                      WHERE id = $1 AND delivered_at IS NULL",
                 )
                 .bind(id)
@@ -319,38 +375,114 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn outbox_retry(&self, id: i64, attempts: u32, next_attempt_at: &str, error: &str) -> Result<()> {
-                sqlx::query(
-                    "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 \
-                     WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL",
-                )
-                .bind(id)
-                .bind(i64::from(attempts))
-                .bind(next_attempt_at)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
+            async fn outbox_retry(
+                &self,
+                id: i64,
+                attempts: u32,
+                now: &str,
+                next_attempt_at: &str,
+                error: &str,
+                rate_limited: bool,
+            ) -> Result<()> {
+                let sql = format!(
+                    "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, claimed_by = NULL, \
+                     rate_limited = $5, first_failed_at = COALESCE(first_failed_at, $6) WHERE id = $1 AND {OUTBOX_PENDING}"
+                );
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(i64::from(attempts))
+                    .bind(next_attempt_at)
+                    .bind(error)
+                    .bind(i64::from(rate_limited))
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
                 Ok(())
             }
 
             async fn outbox_give_up(&self, id: i64, now: &str, error: &str) -> Result<()> {
-                sqlx::query(
-                    "UPDATE outbox SET failed_at = $2, attempts = attempts + 1, last_error = $3 \
-                     WHERE id = $1 AND delivered_at IS NULL AND failed_at IS NULL",
-                )
-                .bind(id)
-                .bind(now)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
+                let sql = format!(
+                    "UPDATE outbox SET failed_at = $2, attempts = attempts + 1, last_error = $3, claimed_by = NULL \
+                     WHERE id = $1 AND {OUTBOX_PENDING}"
+                );
+                sqlx::query(&sql).bind(id).bind(now).bind(error).execute(&self.pool).await?;
                 Ok(())
             }
 
+            async fn outbox_park(&self, id: i64, attempts: u32, now: &str, error: &str) -> Result<()> {
+                let sql = format!(
+                    "UPDATE outbox SET parked_at = $3, attempts = $2, last_error = $4, claimed_by = NULL, \
+                     first_failed_at = COALESCE(first_failed_at, $3) WHERE id = $1 AND {OUTBOX_PENDING}"
+                );
+                sqlx::query(&sql)
+                    .bind(id)
+                    .bind(i64::from(attempts))
+                    .bind(now)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn outbox_release_claims(&self, owner: &str, now: &str) -> Result<u64> {
+                let sql = format!(
+                    "UPDATE outbox SET next_attempt_at = $2, claimed_by = NULL WHERE claimed_by = $1 AND {OUTBOX_PENDING}"
+                );
+                let done = sqlx::query(&sql).bind(owner).bind(now).execute(&self.pool).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn outbox_retry_platform_now(&self, platform: &str, now: &str) -> Result<u64> {
+                let sql = format!(
+                    "UPDATE outbox SET next_attempt_at = $2 WHERE platform = $1 AND {OUTBOX_PENDING} \
+                     AND attempts > 0 AND claimed_by IS NULL AND rate_limited = 0 AND next_attempt_at > $2"
+                );
+                let done = sqlx::query(&sql).bind(platform).bind(now).execute(&self.pool).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn outbox_stuck(&self, limit: i64) -> Result<Vec<OutboxEntry>> {
+                let sql = format!("SELECT {OUTBOX_ENTRY_COLUMNS} FROM outbox WHERE {OUTBOX_STUCK} ORDER BY id LIMIT $1");
+                let rows: Vec<OutboxEntryRow> =
+                    sqlx::query_as(&sql).bind(limit.max(0)).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(outbox_entry_from_row).collect())
+            }
+
+            async fn outbox_parked(&self) -> Result<i64> {
+                let row: (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM outbox WHERE parked_at IS NOT NULL AND dropped_at IS NULL \
+                     AND delivered_at IS NULL AND failed_at IS NULL",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.0)
+            }
+
+            async fn outbox_entry(&self, id: i64) -> Result<Option<OutboxEntry>> {
+                let sql = format!("SELECT {OUTBOX_ENTRY_COLUMNS} FROM outbox WHERE id = $1");
+                let row: Option<OutboxEntryRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&self.pool).await?;
+                Ok(row.map(outbox_entry_from_row))
+            }
+
+            async fn outbox_requeue(&self, id: i64, now: &str) -> Result<bool> {
+                let sql = format!(
+                    "UPDATE outbox SET parked_at = NULL, failed_at = NULL, attempts = 0, first_failed_at = NULL, \
+                     claimed_by = NULL, rate_limited = 0, next_attempt_at = $2 WHERE id = $1 AND {OUTBOX_STUCK} \
+                     AND delivered_at IS NULL"
+                );
+                let done = sqlx::query(&sql).bind(id).bind(now).execute(&self.pool).await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                // An empty write batch: a commit every `serve` sees (`watch_commits`), so the
+                // item goes out at once rather than at the worker's next look.
+                self.begin().await?.commit().await?;
+                Ok(true)
+            }
+
             async fn outbox_pending(&self) -> Result<i64> {
-                let row: (i64,) =
-                    sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL")
-                        .fetch_one(&self.pool)
-                        .await?;
+                let sql = format!("SELECT COUNT(*) FROM outbox WHERE {OUTBOX_PENDING}");
+                let row: (i64,) = sqlx::query_as(&sql).fetch_one(&self.pool).await?;
                 Ok(row.0)
             }
 
@@ -612,6 +744,20 @@ macro_rules! sql_store {
             async fn commit(self: Box<Self>) -> Result<()> {
                 self.tx.commit().await?;
                 Ok(())
+            }
+
+            async fn outbox_entry(&mut self, id: i64) -> Result<Option<OutboxEntry>> {
+                let sql = format!("SELECT {OUTBOX_ENTRY_COLUMNS} FROM outbox WHERE id = $1");
+                let row: Option<OutboxEntryRow> = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *self.tx).await?;
+                Ok(row.map(outbox_entry_from_row))
+            }
+
+            async fn outbox_drop(&mut self, id: i64, now: &str, by: &str) -> Result<bool> {
+                let sql = format!(
+                    "UPDATE outbox SET dropped_at = $2, dropped_by = $3 WHERE id = $1 AND {OUTBOX_STUCK} AND delivered_at IS NULL"
+                );
+                let done = sqlx::query(&sql).bind(id).bind(now).bind(by).execute(&mut *self.tx).await?;
+                Ok(done.rows_affected() == 1)
             }
         }
     };

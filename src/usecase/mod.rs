@@ -22,6 +22,7 @@ mod clock;
 mod github;
 mod incident;
 mod other;
+mod outbox;
 mod query;
 pub mod render;
 mod uow;
@@ -230,6 +231,7 @@ async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Comma
         Command::Sla { id } => query::sla(uow, ctx, actor, *id).await,
         Command::Audit { record } => query::audit(uow, ctx, actor, record).await,
         Command::Report { from, to } => query::report(uow, ctx, actor, *from, *to).await,
+        Command::OutboxDrop { id } => outbox::drop_item(uow, ctx, actor, *id).await,
     }
 }
 

@@ -179,6 +179,19 @@ impl UnitOfWork {
         self.tx.write(w).await
     }
 
+    /// One outbox item, read inside the batch's transaction.
+    pub async fn outbox_entry(&mut self, id: i64) -> Result<Option<crate::store::OutboxEntry>> {
+        self.tx.outbox_entry(id).await
+    }
+
+    /// Marks a parked or failed outbox item dropped, in the batch's transaction (so it commits,
+    /// or rolls back, with the audit entry saying who dropped it).
+    pub async fn drop_outbox(&mut self, id: i64, now: DateTime<Utc>, by: &Actor) -> Result<bool> {
+        self.tx
+            .outbox_drop(id, &crate::domain::audit::format_time(now), by.as_str())
+            .await
+    }
+
     pub async fn commit(mut self) -> Result<()> {
         self.flush().await?;
         self.tx.commit().await

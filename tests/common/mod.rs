@@ -310,6 +310,7 @@ pub fn serve_args(token: Option<&str>) -> ServeArgs {
         api_token: token.map(|t| t.to_string().into()),
         public_url: None,
         integrations: Integrations::default(),
+        outbox: Default::default(),
         discord_defer_after: None,
     }
 }

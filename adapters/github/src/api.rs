@@ -3,7 +3,9 @@
 //! GitHub App, with errors sorted into "try again later" and "will never work".
 //!
 //! Answers are read as JSON for the fields opsledger needs rather than as octocrab's full
-//! models, so a field GitHub adds or omits cannot fail a call that already took effect.
+//! models, so a field GitHub adds or omits cannot fail a call that already took effect; a write
+//! whose 2xx answer cannot be read at all counts as done (the body is logged), never as a
+//! failure that would repeat it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -98,7 +100,7 @@ fn classify(e: octocrab::Error) -> GithubApiError {
                 Duration::from_secs(reset.saturating_sub(now).max(1))
             });
             let reason = format!("HTTP {} {}", status.as_u16(), source.message);
-            let rate_limited = status.as_u16() == 429
+            let rate_limited = matches!(status.as_u16(), 408 | 429)
                 || (status.as_u16() == 403
                     && (retry_after.is_some()
                         || exhausted
@@ -112,6 +114,14 @@ fn classify(e: octocrab::Error) -> GithubApiError {
         }
         octocrab::Error::JWT { source, .. } => {
             GithubApiError::Permanent(format!("cannot sign the App JWT: {source}"))
+        }
+        // A read whose 2xx answer is not the JSON expected: asking again gets the same answer.
+        // (Writes never get here: `write` reads their answers leniently.)
+        octocrab::Error::Json { source, .. } => {
+            GithubApiError::Permanent(format!("GitHub's answer could not be read: {source}"))
+        }
+        octocrab::Error::Serde { source, .. } => {
+            GithubApiError::Permanent(format!("GitHub's answer could not be read: {source}"))
         }
         other => GithubApiError::Retry {
             after: None,
@@ -224,6 +234,44 @@ impl GithubApi {
         Ok(client)
     }
 
+    /// A write (`POST` or `PATCH` of `body` to `route`). A non-2xx is sorted by `classify`; a
+    /// 2xx answer is read as JSON, and one that cannot be read is `None`, logged with its body:
+    /// the write took effect, so it must not be retried.
+    async fn write(
+        &self,
+        client: &Octocrab,
+        patch: bool,
+        route: &str,
+        body: &Value,
+    ) -> Result<Option<Value>, GithubApiError> {
+        // A path without a host, as octocrab's own calls send: it adds the API base and, only
+        // for such URIs (or api.github.com), the credentials.
+        let uri = route.to_string();
+        let response = if patch {
+            client._patch(uri, Some(body)).await
+        } else {
+            client._post(uri, Some(body)).await
+        }
+        .map_err(classify)?;
+        let response = octocrab::map_github_error(response)
+            .await
+            .map_err(classify)?;
+        let text = match client.body_to_string(response).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%route, error = %e, "GitHub's 2xx answer could not be read; counting the call as done");
+                return Ok(None);
+            }
+        };
+        match serde_json::from_str::<Value>(&text) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                tracing::warn!(%route, body = %text, error = %e, "GitHub's 2xx answer is not JSON; counting the call as done");
+                Ok(None)
+            }
+        }
+    }
+
     /// Sets a commit status on `sha`.
     pub async fn set_status(
         &self,
@@ -238,12 +286,14 @@ impl GithubApi {
             "target_url": status.target_url,
             "context": status.context,
         });
-        let _: Value = self
-            .client(repo, installation)
-            .await?
-            .post(format!("/repos/{repo}/statuses/{sha}"), Some(&body))
-            .await
-            .map_err(classify)?;
+        let client = self.client(repo, installation).await?;
+        self.write(
+            &client,
+            false,
+            &format!("/repos/{repo}/statuses/{sha}"),
+            &body,
+        )
+        .await?;
         Ok(())
     }
 
@@ -270,16 +320,14 @@ impl GithubApi {
         if let Some(c) = conclusion {
             body["conclusion"] = json!(c);
         }
-        let _: Value = self
-            .client(repo, installation)
-            .await?
-            .post(format!("/repos/{repo}/check-runs"), Some(&body))
-            .await
-            .map_err(classify)?;
+        let client = self.client(repo, installation).await?;
+        self.write(&client, false, &format!("/repos/{repo}/check-runs"), &body)
+            .await?;
         Ok(())
     }
 
-    /// Edits comment `existing` on the pull request, or creates one; returns the comment's ID.
+    /// Edits comment `existing` on the pull request, or creates one; returns the comment's ID
+    /// (`None` when a new comment's answer did not say: it was created all the same).
     pub async fn upsert_comment(
         &self,
         repo: &str,
@@ -287,28 +335,30 @@ impl GithubApi {
         existing: Option<u64>,
         body: &str,
         installation: Option<u64>,
-    ) -> Result<u64, GithubApiError> {
+    ) -> Result<Option<u64>, GithubApiError> {
         let client = self.client(repo, installation).await?;
         let payload = json!({ "body": body });
-        let v: Value = match existing {
-            Some(id) => client
-                .patch(
-                    format!("/repos/{repo}/issues/comments/{id}"),
-                    Some(&payload),
+        let v = match existing {
+            Some(id) => {
+                self.write(
+                    &client,
+                    true,
+                    &format!("/repos/{repo}/issues/comments/{id}"),
+                    &payload,
                 )
-                .await
-                .map_err(classify)?,
-            None => client
-                .post(
-                    format!("/repos/{repo}/issues/{number}/comments"),
-                    Some(&payload),
+                .await?
+            }
+            None => {
+                self.write(
+                    &client,
+                    false,
+                    &format!("/repos/{repo}/issues/{number}/comments"),
+                    &payload,
                 )
-                .await
-                .map_err(classify)?,
+                .await?
+            }
         };
-        v["id"].as_u64().or(existing).ok_or_else(|| {
-            GithubApiError::Permanent("GitHub returned a comment without an id".into())
-        })
+        Ok(v.and_then(|v| v["id"].as_u64()).or(existing))
     }
 
     /// The commits in `head` that are not in `base`, oldest first, every page of them.

@@ -54,7 +54,7 @@ fn classify(e: SlackClientError) -> SlackApiError {
             reason: "rate limited (429)".into(),
         },
         SlackClientError::HttpError(h)
-            if h.status_code.is_server_error() || h.status_code.as_u16() == 429 =>
+            if h.status_code.is_server_error() || matches!(h.status_code.as_u16(), 408 | 429) =>
         {
             SlackApiError::Retry {
                 after: None,
@@ -64,18 +64,101 @@ fn classify(e: SlackClientError) -> SlackApiError {
         SlackClientError::HttpError(h) => {
             SlackApiError::Permanent(format!("HTTP {}", h.status_code.as_u16()))
         }
-        SlackClientError::ApiError(a) if TRANSIENT_CODES.contains(&a.code.as_str()) => {
-            SlackApiError::Retry {
-                after: None,
-                reason: a.code,
-            }
+        SlackClientError::ApiError(a) => api_error(&a.code),
+        // A request that cannot be written as JSON will never be.
+        SlackClientError::ProtocolError(p) if p.json_body.is_none() => {
+            SlackApiError::Permanent(format!("cannot encode the request: {}", p.json_error))
         }
-        SlackClientError::ApiError(a) => SlackApiError::Permanent(a.code),
+        // The network, a connection closed early, a timeout.
         other => SlackApiError::Retry {
             after: None,
             reason: other.to_string(),
         },
     }
+}
+
+/// A readable `{"ok": false, "error": code}`: transient codes are retried, the rest never work.
+fn api_error(code: &str) -> SlackApiError {
+    if TRANSIENT_CODES.contains(&code) {
+        SlackApiError::Retry {
+            after: None,
+            reason: code.to_string(),
+        }
+    } else {
+        SlackApiError::Permanent(code.to_string())
+    }
+}
+
+/// Sorts a call's result. A 2xx whose body cannot be read (not JSON, or not the shape asked
+/// for) means the call took effect: it is `Ok(None)` with the body logged, never a retry that
+/// would post again. A readable body that says the call failed is an error.
+fn answer<T>(
+    method: &str,
+    result: Result<T, SlackClientError>,
+) -> Result<Option<T>, SlackApiError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        // slack-morphism reads only 200 and 204 as success; another 2xx took effect too.
+        Err(SlackClientError::HttpError(h)) if h.status_code.is_success() => {
+            tracing::warn!(
+                method,
+                status = h.status_code.as_u16(),
+                body = h.http_response_body.as_deref().unwrap_or_default(),
+                "Slack answered an unexpected 2xx; counting the call as done"
+            );
+            Ok(None)
+        }
+        Err(SlackClientError::ProtocolError(p)) if p.json_body.is_some() => {
+            tracing::warn!(
+                method,
+                body = p.json_body.as_deref().unwrap_or_default(),
+                error = %p.json_error,
+                "Slack answered 2xx with a body that cannot be read; counting the call as done"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// A JSON answer that says `ok: false` without an `error` code (slack-morphism only checks
+/// `error`) is a failure too.
+fn checked(v: Option<serde_json::Value>) -> Result<Option<serde_json::Value>, SlackApiError> {
+    match v {
+        Some(v) if v.get("ok") == Some(&serde_json::Value::Bool(false)) => {
+            Err(api_error(v["error"].as_str().unwrap_or("ok_false")))
+        }
+        v => Ok(v),
+    }
+}
+
+/// A string field of a 2xx answer; a missing one is logged (the call took effect all the same).
+fn field(method: &str, v: &Option<serde_json::Value>, path: &[&str]) -> Option<String> {
+    let v = v.as_ref()?;
+    let found = path
+        .iter()
+        .try_fold(v, |cur, key| cur.get(*key))
+        .and_then(|f| f.as_str())
+        .map(str::to_string);
+    if found.is_none() {
+        tracing::warn!(method, body = %v, field = path.join("."), "Slack's 2xx answer lacks a field; counting the call as done");
+    }
+    found
+}
+
+/// How many names `create_channel` tries (`name`, `name-2`, ...) before giving up.
+pub const CHANNEL_NAME_TRIES: u32 = 20;
+
+/// `name` with the `n`th suffix (`-2`, `-3`, ...; the first try is `name` itself), at most 80
+/// characters as Slack requires.
+pub fn suffixed_channel_name(name: &str, n: u32) -> String {
+    if n <= 1 {
+        return name.to_string();
+    }
+    let suffix = format!("-{n}");
+    let room = 80usize.saturating_sub(suffix.len());
+    let base: String = name.chars().take(room).collect();
+    format!("{}{suffix}", base.trim_end_matches('-'))
 }
 
 impl SlackApi {
@@ -89,13 +172,35 @@ impl SlackApi {
         })
     }
 
-    /// Posts a message; returns its `ts`, which later updates need.
-    pub async fn post_message(&self, channel: &str, view: &View) -> Result<String, SlackApiError> {
+    /// A Web API method, its answer read as plain JSON so that a field Slack adds or omits
+    /// cannot fail a call that took effect (`answer`).
+    async fn call<RQ>(
+        &self,
+        method: &str,
+        req: &RQ,
+    ) -> Result<Option<serde_json::Value>, SlackApiError>
+    where
+        RQ: serde::Serialize + Send + Sync,
+    {
         let session = self.client.open_session(&self.token);
+        let result = session
+            .http_session_api
+            .http_post::<RQ, serde_json::Value>(method, req, None)
+            .await;
+        checked(answer(method, result)?)
+    }
+
+    /// Posts a message; returns its `ts`, which later updates need (`None` when Slack's 2xx
+    /// answer did not say: the message is posted all the same).
+    pub async fn post_message(
+        &self,
+        channel: &str,
+        view: &View,
+    ) -> Result<Option<String>, SlackApiError> {
         let req =
             SlackApiChatPostMessageRequest::new(SlackChannelId(channel.to_string()), content(view));
-        let resp = session.chat_post_message(&req).await.map_err(classify)?;
-        Ok(resp.ts.to_string())
+        let v = self.call("chat.postMessage", &req).await?;
+        Ok(field("chat.postMessage", &v, &["ts"]))
     }
 
     /// Replaces a message in place.
@@ -105,26 +210,28 @@ impl SlackApi {
         ts: &str,
         view: &View,
     ) -> Result<(), SlackApiError> {
-        let session = self.client.open_session(&self.token);
         let req = SlackApiChatUpdateRequest::new(
             SlackChannelId(channel.to_string()),
             content(view),
             SlackTs(ts.to_string()),
         );
-        session.chat_update(&req).await.map_err(classify)?;
+        self.call("chat.update", &req).await?;
         Ok(())
     }
 
     /// Answers through an interaction's or command's `response_url` (ephemeral by default).
+    /// Slack answers a bare `ok` (text/plain) there.
     pub async fn respond(&self, response_url: &str, view: &View) -> Result<(), SlackApiError> {
         let url = response_url
             .parse()
             .map_err(|_| SlackApiError::Permanent(format!("`{response_url}` is not a URL")))?;
         let req = SlackApiPostWebhookMessageRequest::new(content(view));
-        self.client
-            .respond_to_event(&SlackResponseUrl(url), &req)
-            .await
-            .map_err(classify)?;
+        answer(
+            "response_url",
+            self.client
+                .respond_to_event(&SlackResponseUrl(url), &req)
+                .await,
+        )?;
         Ok(())
     }
 }
@@ -180,38 +287,48 @@ impl SlackApi {
                 .with_callback_id(SlackCallbackId(modal.callback_id.clone()))
                 .with_private_metadata(modal.private_metadata.clone()),
         );
-        let session = self.client.open_session(&self.token);
-        session
-            .views_open(&SlackApiViewsOpenRequest::new(
-                SlackTriggerId(trigger_id.to_string()),
-                view,
-            ))
-            .await
-            .map_err(classify)?;
+        self.call(
+            "views.open",
+            &SlackApiViewsOpenRequest::new(SlackTriggerId(trigger_id.to_string()), view),
+        )
+        .await?;
         Ok(())
     }
 
-    /// Creates a public channel; returns its ID.
-    pub async fn create_channel(&self, name: &str) -> Result<String, SlackApiError> {
-        let session = self.client.open_session(&self.token);
-        let resp = session
-            .conversations_create(&SlackApiConversationsCreateRequest::new(name.to_string()))
-            .await
-            .map_err(classify)?;
-        Ok(resp.channel.id.to_string())
+    /// Creates a public channel named `name`; when Slack answers `name_taken` (another install
+    /// in the workspace, or a channel someone made, has it), tries `name-2`, `name-3`, ... up to
+    /// `CHANNEL_NAME_TRIES` names. Returns the name used and the channel's ID (`None` when
+    /// Slack's 2xx answer did not say).
+    pub async fn create_channel(
+        &self,
+        name: &str,
+    ) -> Result<(String, Option<String>), SlackApiError> {
+        for n in 1..=CHANNEL_NAME_TRIES {
+            let candidate = suffixed_channel_name(name, n);
+            let req = SlackApiConversationsCreateRequest::new(candidate.clone());
+            match self.call("conversations.create", &req).await {
+                Ok(v) => {
+                    let id = field("conversations.create", &v, &["channel", "id"]);
+                    return Ok((candidate, id));
+                }
+                Err(SlackApiError::Permanent(code)) if code == "name_taken" => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(SlackApiError::Permanent(format!(
+            "name_taken: {name} and {} suffixed names are all taken",
+            CHANNEL_NAME_TRIES - 1
+        )))
     }
 
     /// Invites people to a channel.
     pub async fn invite(&self, channel: &str, users: &[String]) -> Result<(), SlackApiError> {
-        let session = self.client.open_session(&self.token);
         let users = users.iter().map(|u| SlackUserId(u.clone())).collect();
-        session
-            .conversations_invite(&SlackApiConversationsInviteRequest::new(
-                SlackChannelId(channel.to_string()),
-                users,
-            ))
-            .await
-            .map_err(classify)?;
+        self.call(
+            "conversations.invite",
+            &SlackApiConversationsInviteRequest::new(SlackChannelId(channel.to_string()), users),
+        )
+        .await?;
         Ok(())
     }
 }
@@ -245,5 +362,64 @@ mod tests {
         );
         assert_eq!(super::incident_channel_name(1, "日本"), "inc-1");
         assert!(super::incident_channel_name(7, &"x".repeat(200)).len() <= 80);
+    }
+
+    #[test]
+    fn suffixed_names_keep_within_eighty_characters() {
+        assert_eq!(
+            super::suffixed_channel_name("inc-1-checkout-down", 1),
+            "inc-1-checkout-down"
+        );
+        assert_eq!(
+            super::suffixed_channel_name("inc-1-checkout-down", 2),
+            "inc-1-checkout-down-2"
+        );
+        let long = super::suffixed_channel_name(&"x".repeat(80), 12);
+        assert_eq!(long.len(), 80);
+        assert!(long.ends_with("x-12"));
+    }
+
+    #[test]
+    fn unreadable_two_hundreds_count_as_done_and_failures_are_sorted() {
+        use slack_morphism::errors::*;
+        let unreadable = SlackClientError::ProtocolError(SlackClientProtocolError {
+            json_error: serde_json::from_str::<serde_json::Value>("ok").unwrap_err(),
+            json_body: Some("ok".into()),
+        });
+        assert_eq!(
+            super::answer::<()>("chat.postMessage", Err(unreadable)),
+            Ok(None)
+        );
+        let api =
+            |code: &str| SlackClientError::ApiError(SlackClientApiError::new(code.to_string()));
+        assert_eq!(
+            super::answer::<()>("chat.postMessage", Err(api("channel_not_found"))),
+            Err(super::SlackApiError::Permanent("channel_not_found".into()))
+        );
+        assert!(matches!(
+            super::answer::<()>("chat.postMessage", Err(api("ratelimited"))),
+            Err(super::SlackApiError::Retry { .. })
+        ));
+        assert_eq!(
+            super::checked(Some(serde_json::json!({"ok": false}))),
+            Err(super::SlackApiError::Permanent("ok_false".into()))
+        );
+        let http = |code: u16| {
+            SlackClientError::HttpError(SlackClientHttpError::new(
+                http::StatusCode::from_u16(code).unwrap(),
+            ))
+        };
+        assert!(matches!(
+            super::classify(http(503)),
+            super::SlackApiError::Retry { .. }
+        ));
+        assert_eq!(
+            super::answer::<()>("chat.postMessage", Err(http(202))),
+            Ok(None)
+        );
+        assert_eq!(
+            super::classify(http(404)),
+            super::SlackApiError::Permanent("HTTP 404".into())
+        );
     }
 }
