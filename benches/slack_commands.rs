@@ -127,6 +127,7 @@ async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figu
             slack_api_url: "http://127.0.0.1:9/api".into(),
             ..Integrations::default()
         },
+        connections: Default::default(),
         discord_defer_after: None,
     };
     let running = app::serve(&args, store.clone(), Policy::default(), app::system_clock())

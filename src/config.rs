@@ -164,9 +164,56 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
     #[command(flatten)]
     pub integrations: Integrations,
+    #[command(flatten)]
+    pub connections: ConnectionLimits,
     /// How long a Discord command may run before its answer is deferred; tests shorten it.
     #[arg(skip)]
     pub discord_defer_after: Option<std::time::Duration>,
+}
+
+/// What keeps slow or idle clients from using up the server's connections (see
+/// `http::server`).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionLimits {
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive
+    /// connection is kept, before the connection is closed (for example 10s).
+    #[arg(
+        long,
+        env = "OPSLEDGER_HEADER_READ_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub header_read_timeout: std::time::Duration,
+    /// Most connections open at once; when full, a new one displaces the connection that has
+    /// waited longest for a request. Default: the open-file limit less a reserve, at most 4096.
+    #[arg(long, env = "OPSLEDGER_MAX_CONNECTIONS", value_parser = positive_count)]
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    /// The same as clap's defaults, for code that builds `ServeArgs` by hand.
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_connections: None,
+        }
+    }
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; for example 10s")),
+    }
+}
+
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("must be a whole number, for example 1000".into()),
+    }
 }
 
 /// The platform settings. The adapters read them; `serve` reports which are on and why.

@@ -298,6 +298,7 @@ pub fn serve_args(token: Option<&str>) -> ServeArgs {
         api_token: token.map(|t| t.to_string().into()),
         public_url: None,
         integrations: Integrations::default(),
+        connections: Default::default(),
         discord_defer_after: None,
     }
 }
