@@ -371,6 +371,31 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_default_to_10s_and_the_open_file_limit_and_refuse_zero() {
+        let serve = |extra: &[&str]| {
+            let mut argv = vec!["opsledger", "serve"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                CliCommand::Serve(args) => args.connections,
+                _ => unreachable!("serve parses as serve"),
+            })
+        };
+
+        let defaults = serve(&[]).expect("defaults");
+        let set = serve(&["--header-read-timeout", "2s", "--max-connections", "64"]).expect("set");
+
+        assert_eq!(
+            defaults.header_read_timeout,
+            ConnectionLimits::default().header_read_timeout
+        );
+        assert_eq!(defaults.max_connections, None);
+        assert_eq!(set.header_read_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(set.max_connections, Some(64));
+        assert!(serve(&["--max-connections", "0"]).is_err());
+        assert!(serve(&["--header-read-timeout", "0s"]).is_err());
+    }
+
+    #[test]
     fn unset_integrations_say_which_variable_is_missing() {
         let lines = Integrations::default().status_lines();
         assert_eq!(

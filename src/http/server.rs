@@ -12,7 +12,8 @@
 //!   from its accept, and again from the end of each response, until hyper has read a complete
 //!   request head; while a request runs it is *busy*. A connection that arrives at the cap
 //!   displaces the one that has been waiting longest: that one has not delivered a request head
-//!   (a slow or idle client), so closing it loses no work. Only when every connection is busy is
+//!   (a slow or idle client), so closing it loses no work. The newcomer is served once that
+//!   socket is closed, so the cap bounds descriptors. Only when every connection is busy is
 //!   the newcomer refused, at once, with a 503, rather than left in the kernel's backlog. So a
 //!   flood of slow or idle connections cannot keep out a client that sends its request promptly:
 //!   to be displaced, it would have to still be sending its head after `max` newer connections
@@ -43,7 +44,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tower::ServiceExt;
 
 use crate::config::ConnectionLimits;
@@ -175,7 +176,7 @@ pub async fn run(
                 }
             },
         };
-        let (id, displaced, evicted) = match registry.admit() {
+        let (id, displaced, evicted) = match registry.admit().await {
             Admission::Admitted {
                 id,
                 displaced,
@@ -343,23 +344,47 @@ enum Admission {
     Full,
 }
 
+/// What `Registry::try_admit` found.
+#[derive(Debug)]
+enum TryAdmit {
+    Admitted {
+        id: u64,
+        displaced: oneshot::Receiver<()>,
+    },
+    /// It told the connection waiting longest to close: wait for its socket to be closed.
+    Displaced,
+    /// A displaced connection's socket is still closing: wait for it.
+    Closing,
+    Full,
+}
+
+/// How long admission waits for a displaced connection's task to close its socket; it takes
+/// no I/O, so only a stalled runtime takes this long, and then the newcomer is refused.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// The open connections and which of them wait for a request head, oldest wait first.
 ///
-/// Hand-written: hyper and hyper-util count no connections, and tower's concurrency limits
-/// (a `Semaphore`) can only refuse or queue the newcomer, never displace an idle connection.
+/// Hand-written: hyper and hyper-util count no connections, and a `Semaphore` (or tower's
+/// concurrency limit) can only refuse or queue the newcomer, never displace an idle connection.
 #[derive(Debug)]
 struct Registry {
     max: usize,
     inner: Mutex<Inner>,
+    /// Signalled each time a connection's socket is closed.
+    closed: Notify,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     next_id: u64,
+    /// Every socket still open, displaced ones included until their task has closed them, so
+    /// the cap bounds file descriptors, not just connections being served.
     conns: HashMap<u64, Conn>,
     /// (connection, epoch) in the order the connections started waiting. An entry goes stale
-    /// when its connection starts a request or closes; stale entries are skipped.
+    /// when its connection starts a request, is displaced or closes; stale entries are skipped.
     waiting: VecDeque<(u64, u64)>,
+    /// Connections told to close whose socket is not closed yet.
+    closing: usize,
 }
 
 #[derive(Debug)]
@@ -367,7 +392,8 @@ struct Conn {
     /// Bumped each time the connection starts waiting again, so its older entries go stale.
     epoch: u64,
     in_flight: u32,
-    displace: oneshot::Sender<()>,
+    /// Taken when the connection is told to close (displaced, or at shutdown).
+    displace: Option<oneshot::Sender<()>>,
 }
 
 impl Registry {
@@ -375,6 +401,7 @@ impl Registry {
         Registry {
             max: max.max(1),
             inner: Mutex::new(Inner::default()),
+            closed: Notify::new(),
         }
     }
 
@@ -384,17 +411,47 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn admit(&self) -> Admission {
-        let mut inner = self.lock();
+    /// Admits a new connection, displacing the one waiting longest at the cap, and only once a
+    /// socket has actually been closed to make room.
+    async fn admit(&self) -> Admission {
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
         let mut evicted = false;
+        loop {
+            match self.try_admit() {
+                TryAdmit::Admitted { id, displaced } => {
+                    return Admission::Admitted {
+                        id,
+                        displaced,
+                        evicted,
+                    }
+                }
+                TryAdmit::Full => return Admission::Full,
+                TryAdmit::Displaced => evicted = true,
+                TryAdmit::Closing => {}
+            }
+            // `notify_one` keeps a permit, so a socket closed since `try_admit` is not missed.
+            if tokio::time::timeout_at(deadline, self.closed.notified())
+                .await
+                .is_err()
+            {
+                return Admission::Full;
+            }
+        }
+    }
+
+    fn try_admit(&self) -> TryAdmit {
+        let mut inner = self.lock();
         if inner.conns.len() >= self.max {
-            match inner.longest_waiting() {
+            if inner.closing > 0 {
+                return TryAdmit::Closing;
+            }
+            return match inner.longest_waiting() {
                 Some(victim) => {
                     inner.displace(victim);
-                    evicted = true;
+                    TryAdmit::Displaced
                 }
-                None => return Admission::Full,
-            }
+                None => TryAdmit::Full,
+            };
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -404,26 +461,22 @@ impl Registry {
             Conn {
                 epoch: 0,
                 in_flight: 0,
-                displace,
+                displace: Some(displace),
             },
         );
         inner.waiting.push_back((id, 0));
         inner.compact();
-        Admission::Admitted {
-            id,
-            displaced,
-            evicted,
-        }
+        TryAdmit::Admitted { id, displaced }
     }
 
-    /// Marks the connection busy; false when it has been displaced.
+    /// Marks the connection busy; false when it has been told to close.
     fn begin_request(&self, id: u64) -> bool {
         match self.lock().conns.get_mut(&id) {
-            Some(conn) => {
+            Some(conn) if conn.displace.is_some() => {
                 conn.in_flight += 1;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -433,7 +486,7 @@ impl Registry {
             return;
         };
         conn.in_flight = conn.in_flight.saturating_sub(1);
-        if conn.in_flight == 0 {
+        if conn.in_flight == 0 && conn.displace.is_some() {
             conn.epoch += 1;
             let epoch = conn.epoch;
             inner.waiting.push_back((id, epoch));
@@ -441,8 +494,16 @@ impl Registry {
         }
     }
 
+    /// The connection's socket is closed.
     fn remove(&self, id: u64) {
-        self.lock().conns.remove(&id);
+        let mut inner = self.lock();
+        if let Some(conn) = inner.conns.remove(&id) {
+            if conn.displace.is_none() {
+                inner.closing -= 1;
+            }
+        }
+        drop(inner);
+        self.closed.notify_one();
     }
 
     /// At shutdown: closes every connection without a request in flight.
@@ -458,16 +519,14 @@ impl Registry {
             inner.displace(id);
         }
     }
-
-    #[cfg(test)]
-    fn open(&self) -> usize {
-        self.lock().conns.len()
-    }
 }
 
 impl Inner {
     fn is_current(&self, (id, epoch): (u64, u64)) -> bool {
-        matches!(self.conns.get(&id), Some(c) if c.in_flight == 0 && c.epoch == epoch)
+        matches!(
+            self.conns.get(&id),
+            Some(c) if c.in_flight == 0 && c.epoch == epoch && c.displace.is_some()
+        )
     }
 
     fn longest_waiting(&mut self) -> Option<u64> {
@@ -479,10 +538,11 @@ impl Inner {
         None
     }
 
-    /// Forgets the connection at once (its slot is free) and tells its task to close it.
+    /// Tells the connection's task to close it; it keeps its slot until its socket is closed.
     fn displace(&mut self, id: u64) {
-        if let Some(conn) = self.conns.remove(&id) {
-            let _ = conn.displace.send(());
+        if let Some(tx) = self.conns.get_mut(&id).and_then(|c| c.displace.take()) {
+            self.closing += 1;
+            let _ = tx.send(());
         }
     }
 
@@ -503,35 +563,36 @@ impl Inner {
 mod tests {
     use super::*;
 
-    fn admitted(a: Admission) -> (u64, oneshot::Receiver<()>, bool) {
+    fn admitted(a: TryAdmit) -> (u64, oneshot::Receiver<()>) {
         match a {
-            Admission::Admitted {
-                id,
-                displaced,
-                evicted,
-            } => (id, displaced, evicted),
-            Admission::Full => panic!("refused"),
+            TryAdmit::Admitted { id, displaced } => (id, displaced),
+            other => panic!("not admitted: {other:?}"),
         }
     }
 
     #[test]
-    fn at_the_cap_the_connection_waiting_longest_makes_room() {
+    fn at_the_cap_the_connection_waiting_longest_makes_room_once_closed() {
         // Arrange: three connections; the first served a request, so it waits since then.
         let r = Registry::new(3);
-        let (a, mut a_gone, _) = admitted(r.admit());
-        let (b, mut b_gone, _) = admitted(r.admit());
-        let (_c, _, _) = admitted(r.admit());
+        let (a, mut a_gone) = admitted(r.try_admit());
+        let (b, mut b_gone) = admitted(r.try_admit());
+        let (_c, _) = admitted(r.try_admit());
         assert!(r.begin_request(a));
         r.end_request(a);
 
         // Act
-        let (_d, _, evicted) = admitted(r.admit());
+        let first = r.try_admit();
+        let again = r.try_admit();
+        r.remove(b);
+        let after = r.try_admit();
 
-        // Assert: b, which has waited since its accept, goes; a stays.
-        assert!(evicted);
+        // Assert: b, which has waited since its accept, is told to close, and its slot is
+        // free once its socket is closed; a stays.
+        assert!(matches!(first, TryAdmit::Displaced), "{first:?}");
+        assert!(matches!(again, TryAdmit::Closing), "{again:?}");
+        assert!(matches!(after, TryAdmit::Admitted { .. }), "{after:?}");
         assert_eq!(b_gone.try_recv(), Ok(()));
         assert!(a_gone.try_recv().is_err());
-        assert_eq!(r.open(), 3);
         assert!(
             !r.begin_request(b),
             "a displaced connection runs no request"
@@ -542,44 +603,74 @@ mod tests {
     fn when_every_connection_is_busy_the_newcomer_is_refused() {
         // Arrange
         let r = Registry::new(2);
-        let (a, _, _) = admitted(r.admit());
-        let (b, _, _) = admitted(r.admit());
+        let (a, _) = admitted(r.try_admit());
+        let (b, _) = admitted(r.try_admit());
         assert!(r.begin_request(a));
         assert!(r.begin_request(b));
 
         // Act
-        let full = r.admit();
+        let full = r.try_admit();
         r.end_request(b);
-        let after = r.admit();
+        let after = r.try_admit();
 
         // Assert: refused while both ran a request; once b is done, b makes room.
-        assert!(matches!(full, Admission::Full));
-        assert!(matches!(after, Admission::Admitted { evicted: true, .. }));
+        assert!(matches!(full, TryAdmit::Full), "{full:?}");
+        assert!(matches!(after, TryAdmit::Displaced), "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn admission_waits_for_the_displaced_socket_to_close() {
+        // Arrange: a full registry whose one connection waits for a request head.
+        let r = Arc::new(Registry::new(1));
+        let (a, a_gone) = admitted(r.try_admit());
+        let closer = tokio::spawn({
+            let r = r.clone();
+            async move {
+                // The connection's task: closes its socket when displaced.
+                let _ = a_gone.await;
+                r.remove(a);
+            }
+        });
+
+        // Act
+        let admission = r.admit().await;
+        closer.await.unwrap();
+
+        // Assert
+        assert!(matches!(
+            admission,
+            Admission::Admitted { evicted: true, .. }
+        ));
+        assert_eq!(r.lock().conns.len(), 1);
     }
 
     #[test]
     fn closed_connections_free_their_slot_and_stale_entries_are_compacted() {
         let r = Registry::new(4);
-        let (a, _, _) = admitted(r.admit());
+        let (a, _) = admitted(r.try_admit());
         for _ in 0..1000 {
             assert!(r.begin_request(a));
             r.end_request(a);
         }
-        assert!(r.lock().waiting.len() <= 2 * r.open() + 65);
+        let (waiting, open) = {
+            let inner = r.lock();
+            (inner.waiting.len(), inner.conns.len())
+        };
+        assert!(
+            waiting <= 2 * open + 65,
+            "{waiting} entries for {open} connections"
+        );
         r.remove(a);
         for _ in 0..4 {
-            assert!(matches!(
-                r.admit(),
-                Admission::Admitted { evicted: false, .. }
-            ));
+            assert!(matches!(r.try_admit(), TryAdmit::Admitted { .. }));
         }
     }
 
     #[test]
     fn shutdown_closes_waiting_connections_and_keeps_busy_ones() {
         let r = Registry::new(4);
-        let (a, mut a_gone, _) = admitted(r.admit());
-        let (b, mut b_gone, _) = admitted(r.admit());
+        let (a, mut a_gone) = admitted(r.try_admit());
+        let (b, mut b_gone) = admitted(r.try_admit());
         assert!(r.begin_request(b));
 
         r.close_waiting();
