@@ -244,6 +244,7 @@ async fn handle(
             .into_response();
         return Ok(resp.map(|body| Tracked { body, _busy: None }));
     };
+    // The peer address lets the dashboard admit this machine without the token.
     req.extensions_mut().insert(ConnectInfo(peer));
     let resp = match app.oneshot(req).await {
         Ok(resp) => resp,
