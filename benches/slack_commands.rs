@@ -136,6 +136,7 @@ async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figu
             ..Integrations::default()
         },
         outbox: Default::default(),
+        connections: Default::default(),
         discord_defer_after: None,
     };
     let running = app::serve(&args, store.clone(), Policy::default(), app::system_clock())

@@ -253,7 +253,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub ledger: Ledger,
     stop: oneshot::Sender<()>,
-    server: JoinHandle<anyhow::Result<()>>,
+    server: JoinHandle<()>,
     writer: JoinHandle<()>,
     /// The SLA clock, so tests can wake it after moving their clock.
     pub sla_clock: SlaClock,
@@ -287,7 +287,7 @@ impl Running {
             s.stop().await;
         }
         let _ = stop.send(());
-        server.await.context("server task panicked")??;
+        server.await.context("server task panicked")?;
         sla_clock.stop().await;
         outbox_waker.abort();
         let _ = outbox_waker.await;
@@ -324,6 +324,8 @@ pub async fn serve(
             args.bind
         );
     }
+    // Before binding: the cap depends on the open-file limit this raises.
+    let limits = http::server::Limits::at_start_up(&args.connections);
     let listener = TcpListener::bind(args.bind)
         .await
         .with_context(|| format!("cannot listen on OPSLEDGER_BIND={}", args.bind))?;
@@ -457,18 +459,15 @@ pub async fn serve(
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);
-    let server = tokio::spawn(async move {
-        // The peer address lets the dashboard admit this machine without the token.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+    let server = tokio::spawn(http::server::run(
+        listener,
+        app,
+        limits,
+        ledger.metrics().clone(),
+        async move {
             let _ = stopped.await;
-        })
-        .await
-        .context("http server failed")
-    });
+        },
+    ));
     Ok(Running {
         addr,
         ledger,

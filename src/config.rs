@@ -202,6 +202,8 @@ pub struct ServeArgs {
     pub integrations: Integrations,
     #[command(flatten)]
     pub outbox: OutboxArgs,
+    #[command(flatten)]
+    pub connections: ConnectionLimits,
     /// How long a Discord command may run before its answer is deferred; tests shorten it.
     #[arg(skip)]
     pub discord_defer_after: Option<std::time::Duration>,
@@ -239,6 +241,51 @@ impl Default for OutboxArgs {
             park_attempts: crate::outbox::DEFAULT_PARK_ATTEMPTS,
             instance: None,
         }
+    }
+}
+
+/// What keeps slow or idle clients from using up the server's connections (see
+/// `http::server`).
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionLimits {
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive
+    /// connection is kept, before the connection is closed (for example 10s).
+    #[arg(
+        long,
+        env = "OPSLEDGER_HEADER_READ_TIMEOUT",
+        default_value = "10s",
+        value_parser = positive_duration
+    )]
+    pub header_read_timeout: std::time::Duration,
+    /// Most connections open at once; when full, a new one displaces the connection that has
+    /// waited longest for a request. Default: the open-file limit less a reserve, at most 4096.
+    #[arg(long, env = "OPSLEDGER_MAX_CONNECTIONS", value_parser = positive_count)]
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ConnectionLimits {
+    /// The same as clap's defaults, for code that builds `ServeArgs` by hand.
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_connections: None,
+        }
+    }
+}
+
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0s".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("{e}; for example 10s")),
+    }
+}
+
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("must be a whole number, for example 1000".into()),
     }
 }
 
@@ -428,6 +475,31 @@ mod tests {
         assert_eq!(args.outbox.park_after, std::time::Duration::from_secs(90));
         assert_eq!(args.outbox.park_attempts, 3);
         assert!(Cli::try_parse_from(["opsledger", "outbox", "retry", "x"]).is_err());
+    }
+
+    #[test]
+    fn connection_limits_default_to_10s_and_the_open_file_limit_and_refuse_zero() {
+        let serve = |extra: &[&str]| {
+            let mut argv = vec!["opsledger", "serve"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                CliCommand::Serve(args) => args.connections,
+                _ => unreachable!("serve parses as serve"),
+            })
+        };
+
+        let defaults = serve(&[]).expect("defaults");
+        let set = serve(&["--header-read-timeout", "2s", "--max-connections", "64"]).expect("set");
+
+        assert_eq!(
+            defaults.header_read_timeout,
+            ConnectionLimits::default().header_read_timeout
+        );
+        assert_eq!(defaults.max_connections, None);
+        assert_eq!(set.header_read_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(set.max_connections, Some(64));
+        assert!(serve(&["--max-connections", "0"]).is_err());
+        assert!(serve(&["--header-read-timeout", "0s"]).is_err());
     }
 
     #[test]

@@ -36,6 +36,11 @@ struct BreachLabels {
     target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: &'static str,
+}
+
 /// One registry per process (tests run several apps in one process, so no globals).
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -48,6 +53,8 @@ pub struct Metrics {
     outbox_depth: Gauge,
     outbox_parked: Gauge,
     sla_breaches: Family<BreachLabels, Counter>,
+    connections_open: Gauge,
+    connections_shed: Family<ShedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,6 +126,18 @@ impl Default for Metrics {
             "SLA targets missed, by target (response, resolution)",
             sla_breaches.clone(),
         );
+        let connections_open = Gauge::default();
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        let connections_shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "http_connections_shed",
+            "HTTP connections closed or refused by the server's limits, by reason (displaced, refused, header_timeout)",
+            connections_shed.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             commands,
@@ -130,6 +149,8 @@ impl Default for Metrics {
             outbox_depth,
             outbox_parked,
             sla_breaches,
+            connections_open,
+            connections_shed,
         }
     }
 }
@@ -191,6 +212,19 @@ impl Metrics {
             .get_or_create(&BreachLabels {
                 target: target.to_string(),
             })
+            .inc();
+    }
+
+    /// A connection opened (+1) or closed (-1).
+    pub fn connections_open(&self, delta: i64) {
+        self.connections_open.inc_by(delta);
+    }
+
+    /// A connection the limits closed or refused: `displaced` (it waited longest for a request
+    /// head when the cap was reached), `refused` (every connection was busy) or `header_timeout`.
+    pub fn connection_shed(&self, reason: &'static str) {
+        self.connections_shed
+            .get_or_create(&ShedLabels { reason })
             .inc();
     }
 

@@ -813,6 +813,7 @@ async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url()
             ..Integrations::default()
         },
         outbox: Default::default(),
+        connections: Default::default(),
         discord_defer_after: None,
     };
 

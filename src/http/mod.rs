@@ -24,6 +24,7 @@ mod dashboard;
 mod discord;
 pub mod error;
 mod github;
+pub mod server;
 mod slack;
 
 use error::ApiError;

@@ -311,6 +311,7 @@ pub fn serve_args(token: Option<&str>) -> ServeArgs {
         public_url: None,
         integrations: Integrations::default(),
         outbox: Default::default(),
+        connections: Default::default(),
         discord_defer_after: None,
     }
 }
