@@ -1118,15 +1118,23 @@ async fn metrics_count_deliveries_in_and_out_and_show_the_outbox_depth() {
         .await;
     let comment_sent = |c: &[Call]| c.iter().any(|c| c.path.ends_with("/issues/60/comments"));
     app.fake.wait_for("the comment", comment_sent).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The fake records a call before the worker marks it delivered: scrape until it has.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("opsledger_outbox_pending 0") || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
 
     // Assert
     assert_eq!(forged.status(), 401);
