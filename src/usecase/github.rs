@@ -10,7 +10,7 @@ use crate::domain::records::{Change, Link, LinkKind, Nonconformity, Record, Rele
 use crate::domain::reply::{Event, Reply};
 use crate::store::ListQuery;
 
-use super::{render, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{render, AuditNote, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
 
 const PAGE: i64 = 500;
 
@@ -49,15 +49,15 @@ fn noted(
     record: Option<String>,
     text: String,
 ) -> Handled {
-    uow.audit(
-        ctx.now,
+    uow.audit(AuditNote {
+        at: ctx.now,
         actor,
-        record.clone(),
+        record: record.clone(),
         action,
-        None,
-        None,
-        format!("ok: {text}"),
-    );
+        before: None,
+        after: None,
+        outcome: format!("ok: {text}"),
+    });
     Handled::reply(Reply::ok(record, text))
 }
 

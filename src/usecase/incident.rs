@@ -10,7 +10,9 @@ use crate::domain::reply::{Event, Reply};
 use crate::domain::status::IncidentStatus;
 use crate::store::ListQuery;
 
-use super::{refuse, render, resolve_mention, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{
+    refuse, render, resolve_mention, AuditNote, Ctx, Handled, Outcome, RefusedOn, UnitOfWork,
+};
 
 /// How many records a chat list shows; the API pages through the rest.
 pub(crate) const LIST_LIMIT: i64 = 25;
@@ -208,15 +210,15 @@ pub(crate) async fn run(
                 IncidentFilter::All => {}
             }
             let rows = uow.list(&q).await?;
-            uow.audit(
-                ctx.now,
+            uow.audit(AuditNote {
+                at: ctx.now,
                 actor,
-                None,
+                record: None,
                 action,
-                None,
-                None,
-                format!("ok: {} listed", rows.len()),
-            );
+                before: None,
+                after: None,
+                outcome: format!("ok: {} listed", rows.len()),
+            });
             let name = match filter {
                 IncidentFilter::Open => "open incidents",
                 IncidentFilter::Mine => "your open incidents",

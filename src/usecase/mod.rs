@@ -28,7 +28,7 @@ pub mod render;
 mod uow;
 
 pub use query::help;
-pub use uow::UnitOfWork;
+pub use uow::{AuditNote, UnitOfWork};
 
 /// What the rules and the clock say for one command.
 #[derive(Debug, Clone, Copy)]
@@ -165,7 +165,15 @@ impl UnitOfWork {
         record: Option<String>,
         action: &str,
     ) {
-        self.audit(ctx.now, actor, record, action, None, None, "ok".to_string());
+        self.audit(AuditNote {
+            at: ctx.now,
+            actor,
+            record,
+            action,
+            before: None,
+            after: None,
+            outcome: "ok".to_string(),
+        });
     }
 
     /// Stages a record's new state and its audit entry (before and after as stored JSON).
@@ -181,15 +189,15 @@ impl UnitOfWork {
         after.set_updated_at(ctx.now);
         let before_json = before.map(Record::to_json_string);
         let after_json = after.to_json_string();
-        self.audit(
-            ctx.now,
+        self.audit(AuditNote {
+            at: ctx.now,
             actor,
-            Some(after.key()),
+            record: Some(after.key()),
             action,
-            before_json,
-            Some(after_json.clone()),
-            "ok".to_string(),
-        );
+            before: before_json,
+            after: Some(after_json.clone()),
+            outcome: "ok".to_string(),
+        });
         self.put(after, after_json);
     }
 }
@@ -248,7 +256,15 @@ fn finish(
         Err(Fail::Store(e)) => Err(e),
         Err(Fail::Refused { record, refusal }) => {
             let outcome = format!("refused ({}): {}", refusal.rule, refusal.message);
-            uow.audit(ctx.now, actor, record.clone(), action, None, None, outcome);
+            uow.audit(AuditNote {
+                at: ctx.now,
+                actor,
+                record: record.clone(),
+                action,
+                before: None,
+                after: None,
+                outcome,
+            });
             Ok(Handled::reply(Reply::refused(
                 record,
                 refusal.rule,
@@ -256,15 +272,15 @@ fn finish(
             )))
         }
         Err(Fail::NotFound { record, message }) => {
-            uow.audit(
-                ctx.now,
+            uow.audit(AuditNote {
+                at: ctx.now,
                 actor,
-                Some(record.clone()),
+                record: Some(record.clone()),
                 action,
-                None,
-                None,
-                format!("not found: {message}"),
-            );
+                before: None,
+                after: None,
+                outcome: format!("not found: {message}"),
+            });
             Ok(Handled::reply(Reply::not_found(record, message)))
         }
     }

@@ -11,7 +11,9 @@ use crate::domain::reply::{Event, Reply};
 use crate::store::{Grant, GrantChange, ListQuery};
 
 use super::incident::{list_reply, LIST_LIMIT};
-use super::{refuse, render, resolve_mention, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{
+    refuse, render, resolve_mention, AuditNote, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork,
+};
 
 fn updated(id: impl ToString) -> Vec<Event> {
     vec![Event::RecordUpdated { id: id.to_string() }]
@@ -167,15 +169,15 @@ pub(crate) async fn nc(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, cmd: 
                 q.statuses = vec!["open".into()];
             }
             let rows = uow.list(&q).await?;
-            uow.audit(
-                ctx.now,
+            uow.audit(AuditNote {
+                at: ctx.now,
                 actor,
-                None,
+                record: None,
                 action,
-                None,
-                None,
-                format!("ok: {} listed", rows.len()),
-            );
+                before: None,
+                after: None,
+                outcome: format!("ok: {} listed", rows.len()),
+            });
             Ok(Handled::reply(list_reply(
                 if *open_only {
                     "open nonconformities"
@@ -365,14 +367,14 @@ pub(crate) async fn role(
     if let Some(c) = change {
         uow.grant(c);
     }
-    uow.audit(
-        ctx.now,
+    uow.audit(AuditNote {
+        at: ctx.now,
         actor,
-        Some(who.to_string()),
+        record: Some(who.to_string()),
         action,
-        None,
+        before: None,
         after,
-        outcome.into(),
-    );
+        outcome: outcome.into(),
+    });
     Ok(Handled::reply(Reply::ok(Some(who.to_string()), text)))
 }
