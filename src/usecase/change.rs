@@ -58,91 +58,12 @@ pub(crate) async fn run(
             id,
             text,
         } => {
-            let mut chg: Change = uow.load_id(*id).await?;
-            let before = Record::Change(chg.clone());
             let text = text.as_deref();
-            let mut events = Vec::new();
-            let headline = match act {
-                ChangeAction::Submit => match chg.submit(ctx.now, ctx.policy).on(id)? {
-                    VoteResult::Decided(_) => {
-                        events.push(Event::ChangeDecided {
-                            id: id.to_string(),
-                            status: "approved".into(),
-                        });
-                        format!("{id} submitted and approved as a pre-approved standard change")
-                    }
-                    VoteResult::Counted => {
-                        events.push(Event::ChangeSubmitted { id: id.to_string() });
-                        format!(
-                            "{id} submitted for approval: needs {}",
-                            approvals(chg.required_approvals)
-                        )
-                    }
-                },
-                ChangeAction::Approve | ChangeAction::Reject => {
-                    let decision = if *act == ChangeAction::Approve {
-                        Decision::Approve
-                    } else {
-                        Decision::Reject
-                    };
-                    let result = chg
-                        .vote(actor, decision, text, ctx.now, ctx.policy)
-                        .on(id)?;
-                    events.push(Event::ChangeVoted { id: id.to_string() });
-                    match result {
-                        VoteResult::Decided(s) => {
-                            events.push(Event::ChangeDecided {
-                                id: id.to_string(),
-                                status: s.to_string(),
-                            });
-                            format!("{id} {s} after {actor}'s vote")
-                        }
-                        VoteResult::Counted => format!(
-                            "{id}: {actor} voted to {}; {}/{} approvals",
-                            act.verb(),
-                            chg.approval_count(),
-                            chg.required_approvals
-                        ),
-                    }
-                }
-                ChangeAction::Start => {
-                    implementer(&chg, ctx, actor, "change start")?;
-                    chg.start(ctx.now, ctx.policy).on(id)?;
-                    format!("{id} started by {actor}")
-                }
-                ChangeAction::Complete => {
-                    finish(&mut chg, ChangeStatus::Completed, actor, ctx, text)?
-                }
-                ChangeAction::Fail => finish(&mut chg, ChangeStatus::Failed, actor, ctx, text)?,
-                ChangeAction::Rollback => {
-                    finish(&mut chg, ChangeStatus::RolledBack, actor, ctx, text)?
-                }
-                ChangeAction::Review => {
-                    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-                        return refuse(
-                            Some(id.to_string()),
-                            "post-implementation-review",
-                            format!("say what the review found: `change review {id} <findings>`"),
-                        );
-                    };
-                    chg.record_review(text, ctx.now).on(id)?;
-                    format!("{id} reviewed")
-                }
-                ChangeAction::Close => {
-                    chg.close(actor, ctx.now, text).on(id)?;
-                    format!("{id} closed")
-                }
-            };
-            if !matches!(
-                act,
-                ChangeAction::Submit | ChangeAction::Approve | ChangeAction::Reject
-            ) {
-                events.push(Event::ChangeUpdated {
-                    id: id.to_string(),
-                    status: chg.status.to_string(),
-                });
-            }
-            uow.save(ctx, actor, action, Some(&before), chg.clone());
+            let (chg, (headline, events)) = uow
+                .update(ctx, actor, action, *id, |chg: &mut Change| {
+                    act_on(chg, act, actor, ctx, text)
+                })
+                .await?;
             Ok(Handled::with(render::change(&chg, headline), events))
         }
         ChangeCmd::Show { id } => {
@@ -179,6 +100,96 @@ pub(crate) async fn run(
             ))
         }
     }
+}
+
+/// Applies a submit, vote or implementation step to a change: the reply's headline and the
+/// events it raises.
+fn act_on(
+    chg: &mut Change,
+    act: &ChangeAction,
+    actor: &Actor,
+    ctx: &Ctx<'_>,
+    text: Option<&str>,
+) -> Outcome<(String, Vec<Event>)> {
+    let id = chg.id;
+    let mut events = Vec::new();
+    let headline = match act {
+        ChangeAction::Submit => match chg.submit(ctx.now, ctx.policy).on(id)? {
+            VoteResult::Decided(_) => {
+                events.push(Event::ChangeDecided {
+                    id: id.to_string(),
+                    status: "approved".into(),
+                });
+                format!("{id} submitted and approved as a pre-approved standard change")
+            }
+            VoteResult::Counted => {
+                events.push(Event::ChangeSubmitted { id: id.to_string() });
+                format!(
+                    "{id} submitted for approval: needs {}",
+                    approvals(chg.required_approvals)
+                )
+            }
+        },
+        ChangeAction::Approve | ChangeAction::Reject => {
+            let decision = if *act == ChangeAction::Approve {
+                Decision::Approve
+            } else {
+                Decision::Reject
+            };
+            let result = chg
+                .vote(actor, decision, text, ctx.now, ctx.policy)
+                .on(id)?;
+            events.push(Event::ChangeVoted { id: id.to_string() });
+            match result {
+                VoteResult::Decided(s) => {
+                    events.push(Event::ChangeDecided {
+                        id: id.to_string(),
+                        status: s.to_string(),
+                    });
+                    format!("{id} {s} after {actor}'s vote")
+                }
+                VoteResult::Counted => format!(
+                    "{id}: {actor} voted to {}; {}/{} approvals",
+                    act.verb(),
+                    chg.approval_count(),
+                    chg.required_approvals
+                ),
+            }
+        }
+        ChangeAction::Start => {
+            implementer(chg, ctx, actor, "change start")?;
+            chg.start(ctx.now, ctx.policy).on(id)?;
+            format!("{id} started by {actor}")
+        }
+        ChangeAction::Complete => finish(chg, ChangeStatus::Completed, actor, ctx, text)?,
+        ChangeAction::Fail => finish(chg, ChangeStatus::Failed, actor, ctx, text)?,
+        ChangeAction::Rollback => finish(chg, ChangeStatus::RolledBack, actor, ctx, text)?,
+        ChangeAction::Review => {
+            let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+                return refuse(
+                    Some(id.to_string()),
+                    "post-implementation-review",
+                    format!("say what the review found: `change review {id} <findings>`"),
+                );
+            };
+            chg.record_review(text, ctx.now).on(id)?;
+            format!("{id} reviewed")
+        }
+        ChangeAction::Close => {
+            chg.close(actor, ctx.now, text).on(id)?;
+            format!("{id} closed")
+        }
+    };
+    if !matches!(
+        act,
+        ChangeAction::Submit | ChangeAction::Approve | ChangeAction::Reject
+    ) {
+        events.push(Event::ChangeUpdated {
+            id: id.to_string(),
+            status: chg.status.to_string(),
+        });
+    }
+    Ok((headline, events))
 }
 
 fn finish(
@@ -241,10 +252,11 @@ pub(crate) async fn release(
             ))
         }
         ReleaseCmd::Deploy { id, env } => {
-            let mut rel: Release = uow.load_id(*id).await?;
-            let before = Record::Release(rel.clone());
-            rel.deploy(env, actor, ctx.now).on(id)?;
-            uow.save(ctx, actor, action, Some(&before), rel.clone());
+            let (rel, _) = uow
+                .update(ctx, actor, action, *id, |rel: &mut Release| {
+                    rel.deploy(env, actor, ctx.now)
+                })
+                .await?;
             let events = vec![Event::ReleaseDeployed {
                 id: id.to_string(),
                 env: env.clone(),
@@ -255,10 +267,11 @@ pub(crate) async fn release(
             ))
         }
         ReleaseCmd::Rollback { id, text } => {
-            let mut rel: Release = uow.load_id(*id).await?;
-            let before = Record::Release(rel.clone());
-            rel.roll_back(actor, ctx.now, text.as_deref()).on(id)?;
-            uow.save(ctx, actor, action, Some(&before), rel.clone());
+            let (rel, _) = uow
+                .update(ctx, actor, action, *id, |rel: &mut Release| {
+                    rel.roll_back(actor, ctx.now, text.as_deref())
+                })
+                .await?;
             Ok(Handled::with(
                 render::release(&rel, format!("{id} rolled back")),
                 vec![Event::RecordUpdated { id: id.to_string() }],

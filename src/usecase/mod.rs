@@ -95,6 +95,27 @@ impl<T> RefusedOn<T> for Result<T, Refusal> {
     }
 }
 
+/// What an `update` closure may fail with: a domain refusal, filed against the record being
+/// updated, or a `Fail` that already says which record (if any) it is about.
+pub(crate) trait IntoFail {
+    fn into_fail(self, record: RecordId) -> Fail;
+}
+
+impl IntoFail for Refusal {
+    fn into_fail(self, record: RecordId) -> Fail {
+        Fail::Refused {
+            record: Some(record.to_string()),
+            refusal: self,
+        }
+    }
+}
+
+impl IntoFail for Fail {
+    fn into_fail(self, _: RecordId) -> Fail {
+        self
+    }
+}
+
 pub(crate) fn refuse<T>(
     record: Option<String>,
     rule: &'static str,
@@ -199,6 +220,29 @@ impl UnitOfWork {
             outcome: "ok".to_string(),
         });
         self.put(after, after_json);
+    }
+
+    /// Loads a record, lets `change` act on it, and stages the result with its audit entry
+    /// (before and after), as `load` then `save` would. A refusal from `change` leaves nothing
+    /// staged; a bare `Refusal` is filed against the record's ID. Returns the record as saved,
+    /// for the reply, with what `change` returned.
+    pub(crate) async fn update<T, R, E>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        actor: &Actor,
+        action: &str,
+        id: RecordId,
+        change: impl FnOnce(&mut T) -> Result<R, E>,
+    ) -> Outcome<(T, R)>
+    where
+        T: Typed + Clone,
+        E: IntoFail,
+    {
+        let mut record: T = self.load_id(id).await?;
+        let before = record.clone().into_record();
+        let result = change(&mut record).map_err(|e| e.into_fail(id))?;
+        self.save(ctx, actor, action, Some(&before), record.clone());
+        Ok((record, result))
     }
 }
 

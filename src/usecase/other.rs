@@ -37,16 +37,16 @@ pub(crate) async fn request(
             ))
         }
         RequestCmd::Fulfil { id, text } | RequestCmd::Close { id, text } => {
-            let mut req: ServiceRequest = uow.load_id(*id).await?;
-            let before = Record::Request(req.clone());
-            let verb = if matches!(cmd, RequestCmd::Fulfil { .. }) {
-                req.fulfil(actor, ctx.now, text.as_deref()).on(id)?;
-                "fulfilled"
-            } else {
-                req.close(actor, ctx.now, text.as_deref()).on(id)?;
-                "closed"
-            };
-            uow.save(ctx, actor, action, Some(&before), req.clone());
+            let (req, verb) = uow
+                .update(ctx, actor, action, *id, |req: &mut ServiceRequest| {
+                    if matches!(cmd, RequestCmd::Fulfil { .. }) {
+                        req.fulfil(actor, ctx.now, text.as_deref())
+                            .map(|_| "fulfilled")
+                    } else {
+                        req.close(actor, ctx.now, text.as_deref()).map(|_| "closed")
+                    }
+                })
+                .await?;
             Ok(Handled::with(
                 render::request(&req, format!("{id} {verb}")),
                 updated(id),
@@ -114,18 +114,18 @@ pub(crate) async fn problem(
             id,
             text,
         } => {
-            let mut prb: Problem = uow.load_id(*id).await?;
-            let before = Record::Problem(prb.clone());
-            let verb = match act {
-                ProblemAction::RootCause => prb.set_root_cause(text).map(|_| "root cause recorded"),
-                ProblemAction::Workaround => {
-                    prb.set_workaround(text).map(|_| "workaround recorded")
-                }
-                ProblemAction::Resolve => prb.resolve(text).map(|_| "resolved"),
-                ProblemAction::Close => prb.close(actor, ctx.now, text).map(|_| "closed"),
-            }
-            .on(id)?;
-            uow.save(ctx, actor, action, Some(&before), prb.clone());
+            let (prb, verb) = uow
+                .update(ctx, actor, action, *id, |prb: &mut Problem| match act {
+                    ProblemAction::RootCause => {
+                        prb.set_root_cause(text).map(|_| "root cause recorded")
+                    }
+                    ProblemAction::Workaround => {
+                        prb.set_workaround(text).map(|_| "workaround recorded")
+                    }
+                    ProblemAction::Resolve => prb.resolve(text).map(|_| "resolved"),
+                    ProblemAction::Close => prb.close(actor, ctx.now, text).map(|_| "closed"),
+                })
+                .await?;
             Ok(Handled::with(
                 render::problem(&prb, format!("{id} {verb} ({})", prb.status)),
                 updated(id),
@@ -189,20 +189,22 @@ pub(crate) async fn nc(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, cmd: 
             )))
         }
         NcCmd::Correct { id, action: what } => {
-            let mut nc: Nonconformity = uow.load_id(*id).await?;
-            let before = Record::Nonconformity(nc.clone());
-            nc.correct(what, ctx.now).on(id)?;
-            uow.save(ctx, actor, action, Some(&before), nc.clone());
+            let (nc, _) = uow
+                .update(ctx, actor, action, *id, |nc: &mut Nonconformity| {
+                    nc.correct(what, ctx.now)
+                })
+                .await?;
             Ok(Handled::with(
                 render::nonconformity(&nc, format!("{id} corrected")),
                 updated(id),
             ))
         }
         NcCmd::Close { id } => {
-            let mut nc: Nonconformity = uow.load_id(*id).await?;
-            let before = Record::Nonconformity(nc.clone());
-            nc.close(ctx.now).on(id)?;
-            uow.save(ctx, actor, action, Some(&before), nc.clone());
+            let (nc, _) = uow
+                .update(ctx, actor, action, *id, |nc: &mut Nonconformity| {
+                    nc.close(ctx.now)
+                })
+                .await?;
             Ok(Handled::with(
                 render::nonconformity(&nc, format!("{id} closed")),
                 updated(id),
