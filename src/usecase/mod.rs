@@ -18,13 +18,19 @@ use crate::domain::reply::{Event, Reply};
 use crate::store::StoreError;
 
 mod change;
+mod ci;
 mod clock;
 mod github;
 mod incident;
-mod other;
+mod nonconformity;
 mod outbox;
+mod problem;
 mod query;
+mod release;
 pub mod render;
+mod request;
+mod role;
+mod service;
 mod uow;
 
 pub use query::help;
@@ -273,13 +279,13 @@ async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Comma
         Command::Github(c) => github::run(uow, ctx, actor, &c.neutralized()).await,
         Command::Incident(c) => incident::run(uow, ctx, actor, c).await,
         Command::Change(c) => change::run(uow, ctx, actor, c).await,
-        Command::Release(c) => change::release(uow, ctx, actor, c).await,
-        Command::Request(c) => other::request(uow, ctx, actor, c).await,
-        Command::Problem(c) => other::problem(uow, ctx, actor, c).await,
-        Command::Nc(c) => other::nc(uow, ctx, actor, c).await,
-        Command::Service(c) => other::service(uow, ctx, actor, c).await,
-        Command::Ci(c) => other::ci(uow, ctx, actor, c).await,
-        Command::Role(c) => other::role(uow, ctx, actor, c).await,
+        Command::Release(c) => release::run(uow, ctx, actor, c).await,
+        Command::Request(c) => request::run(uow, ctx, actor, c).await,
+        Command::Problem(c) => problem::run(uow, ctx, actor, c).await,
+        Command::Nc(c) => nonconformity::run(uow, ctx, actor, c).await,
+        Command::Service(c) => service::run(uow, ctx, actor, c).await,
+        Command::Ci(c) => ci::run(uow, ctx, actor, c).await,
+        Command::Role(c) => role::run(uow, ctx, actor, c).await,
         Command::Sla { id } => query::sla(uow, ctx, actor, *id).await,
         Command::Audit { record } => query::audit(uow, ctx, actor, record).await,
         Command::Report { from, to } => query::report(uow, ctx, actor, *from, *to).await,
@@ -328,6 +334,11 @@ fn finish(
             Ok(Handled::reply(Reply::not_found(record, message)))
         }
     }
+}
+
+/// The event most commands raise: a record changed.
+pub(crate) fn updated(id: impl ToString) -> Vec<Event> {
+    vec![Event::RecordUpdated { id: id.to_string() }]
 }
 
 /// Turns a mention into an actor on the platform the command came from. A `[people]` name maps
