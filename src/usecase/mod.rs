@@ -19,7 +19,7 @@ use crate::store::StoreError;
 
 mod change;
 mod ci;
-mod clock;
+mod deadlines;
 mod github;
 mod incident;
 mod nonconformity;
@@ -36,7 +36,7 @@ mod uow;
 pub use query::help;
 pub use uow::{AuditNote, UnitOfWork};
 
-/// What the rules and the clock say for one command.
+/// What the rules and the time source say for one command.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
     pub policy: &'a Policy,
@@ -274,7 +274,7 @@ pub async fn execute(
 async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Command) -> Outcome {
     match command {
         Command::Help { topic } => Ok(query::help(topic.as_deref())),
-        Command::Tick => clock::tick(uow, ctx).await,
+        Command::Tick => deadlines::tick(uow, ctx).await,
         // GitHub's text cannot be refused like a person's; it is recorded neutralized.
         Command::Github(c) => github::run(uow, ctx, actor, &c.neutralized()).await,
         Command::Incident(c) => incident::run(uow, ctx, actor, c).await,
