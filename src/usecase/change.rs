@@ -8,7 +8,7 @@ use crate::domain::records::{Change, Decision, Link, Record};
 use crate::domain::reply::{Event, Reply};
 use crate::domain::status::ChangeStatus;
 
-use super::{refuse, render, AuditNote, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{refuse, render, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
 
 pub(crate) async fn run(
     uow: &mut UnitOfWork,
@@ -78,15 +78,13 @@ pub(crate) async fn run(
             let mut chg: Change = uow.load_id(*id).await?;
             let before = Record::Change(chg.clone());
             if !chg.link(Link::pull_request(repo, *number)) {
-                uow.audit(AuditNote {
-                    at: ctx.now,
+                uow.audit_outcome(
+                    ctx,
                     actor,
-                    record: Some(id.to_string()),
+                    Some(id.to_string()),
                     action,
-                    before: None,
-                    after: None,
-                    outcome: "ok: already linked".into(),
-                });
+                    "ok: already linked".into(),
+                );
                 return Ok(Handled::reply(Reply::ok(
                     Some(id.to_string()),
                     format!("{id} is already linked to {repo}#{number}"),

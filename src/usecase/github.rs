@@ -10,7 +10,7 @@ use crate::domain::records::{Change, Link, LinkKind, Nonconformity, Record, Rele
 use crate::domain::reply::{Event, Reply};
 use crate::store::ListQuery;
 
-use super::{render, AuditNote, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{render, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
 
 const PAGE: i64 = 500;
 
@@ -49,15 +49,7 @@ fn noted(
     record: Option<String>,
     text: String,
 ) -> Handled {
-    uow.audit(AuditNote {
-        at: ctx.now,
-        actor,
-        record: record.clone(),
-        action,
-        before: None,
-        after: None,
-        outcome: format!("ok: {text}"),
-    });
+    uow.audit_outcome(ctx, actor, record.clone(), action, format!("ok: {text}"));
     Handled::reply(Reply::ok(record, text))
 }
 

@@ -10,9 +10,7 @@ use crate::domain::reply::{Event, Reply};
 use crate::domain::status::IncidentStatus;
 use crate::store::ListQuery;
 
-use super::{
-    refuse, render, resolve_mention, AuditNote, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork,
-};
+use super::{refuse, render, resolve_mention, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
 
 /// How many records a chat list shows; the API pages through the rest.
 pub(crate) const LIST_LIMIT: i64 = 25;
@@ -215,15 +213,13 @@ pub(crate) async fn run(
                 IncidentFilter::All => {}
             }
             let rows = uow.list(&q).await?;
-            uow.audit(AuditNote {
-                at: ctx.now,
+            uow.audit_outcome(
+                ctx,
                 actor,
-                record: None,
+                None,
                 action,
-                before: None,
-                after: None,
-                outcome: format!("ok: {} listed", rows.len()),
-            });
+                format!("ok: {} listed", rows.len()),
+            );
             let name = match filter {
                 IncidentFilter::Open => "open incidents",
                 IncidentFilter::Mine => "your open incidents",

@@ -192,6 +192,19 @@ impl UnitOfWork {
         record: Option<String>,
         action: &str,
     ) {
+        self.audit_outcome(ctx, actor, record, action, "ok".to_string());
+    }
+
+    /// Files a command that changed no record (a read, a list, a no-op, a refusal) with how it
+    /// ended.
+    pub(crate) fn audit_outcome(
+        &mut self,
+        ctx: &Ctx<'_>,
+        actor: &Actor,
+        record: Option<String>,
+        action: &str,
+        outcome: String,
+    ) {
         self.audit(AuditNote {
             at: ctx.now,
             actor,
@@ -199,7 +212,7 @@ impl UnitOfWork {
             action,
             before: None,
             after: None,
-            outcome: "ok".to_string(),
+            outcome,
         });
     }
 
@@ -306,15 +319,7 @@ fn finish(
         Err(Fail::Store(e)) => Err(e),
         Err(Fail::Refused { record, refusal }) => {
             let outcome = format!("refused ({}): {}", refusal.rule, refusal.message);
-            uow.audit(AuditNote {
-                at: ctx.now,
-                actor,
-                record: record.clone(),
-                action,
-                before: None,
-                after: None,
-                outcome,
-            });
+            uow.audit_outcome(ctx, actor, record.clone(), action, outcome);
             Ok(Handled::reply(Reply::refused(
                 record,
                 refusal.rule,
@@ -322,15 +327,13 @@ fn finish(
             )))
         }
         Err(Fail::NotFound { record, message }) => {
-            uow.audit(AuditNote {
-                at: ctx.now,
+            uow.audit_outcome(
+                ctx,
                 actor,
-                record: Some(record.clone()),
+                Some(record.clone()),
                 action,
-                before: None,
-                after: None,
-                outcome: format!("not found: {message}"),
-            });
+                format!("not found: {message}"),
+            );
             Ok(Handled::reply(Reply::not_found(record, message)))
         }
     }

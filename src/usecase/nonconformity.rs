@@ -7,7 +7,7 @@ use crate::domain::reply::Event;
 use crate::store::ListQuery;
 
 use super::incident::{list_reply, LIST_LIMIT};
-use super::{render, updated, AuditNote, Ctx, Fail, Handled, Outcome, UnitOfWork};
+use super::{render, updated, Ctx, Fail, Handled, Outcome, UnitOfWork};
 
 pub(crate) async fn run(
     uow: &mut UnitOfWork,
@@ -41,15 +41,13 @@ pub(crate) async fn run(
                 q.statuses = vec!["open".into()];
             }
             let rows = uow.list(&q).await?;
-            uow.audit(AuditNote {
-                at: ctx.now,
+            uow.audit_outcome(
+                ctx,
                 actor,
-                record: None,
+                None,
                 action,
-                before: None,
-                after: None,
-                outcome: format!("ok: {} listed", rows.len()),
-            });
+                format!("ok: {} listed", rows.len()),
+            );
             Ok(Handled::reply(list_reply(
                 if *open_only {
                     "open nonconformities"

@@ -11,7 +11,7 @@ use crate::domain::reply::Reply;
 use crate::domain::report::ReportBuilder;
 use crate::store::ListQuery;
 
-use super::{refuse, AuditNote, Ctx, Fail, Handled, Outcome, UnitOfWork};
+use super::{refuse, Ctx, Fail, Handled, Outcome, UnitOfWork};
 
 /// Records read per page while folding a report.
 const REPORT_PAGE: i64 = 1000;
@@ -40,15 +40,7 @@ pub(crate) async fn sla(
         );
     }
     let inc: Incident = uow.load_id(id).await?;
-    uow.audit(AuditNote {
-        at: ctx.now,
-        actor,
-        record: Some(id.to_string()),
-        action: "sla",
-        before: None,
-        after: None,
-        outcome: "ok".into(),
-    });
+    uow.audit_read(ctx, actor, Some(id.to_string()), "sla");
     let target = ctx.policy.sla.target(inc.priority);
     let state = |done: Option<chrono::DateTime<chrono::Utc>>, due| match done {
         Some(at) if at <= due => format!("met at {}", at.format("%Y-%m-%d %H:%MZ")),
@@ -102,15 +94,7 @@ pub(crate) async fn audit(
             message: format!("no audit entries for {record}"),
         });
     }
-    uow.audit(AuditNote {
-        at: ctx.now,
-        actor,
-        record: Some(record.to_string()),
-        action: "audit",
-        before: None,
-        after: None,
-        outcome: "ok".into(),
-    });
+    uow.audit_read(ctx, actor, Some(record.to_string()), "audit");
     let mut text = format!("{record} timeline ({} entries):", entries.len());
     for e in &entries {
         text.push_str(&format!(
