@@ -212,21 +212,13 @@ pub(crate) async fn run(
                 IncidentFilter::Breached => q.breached = Some(true),
                 IncidentFilter::All => {}
             }
-            let rows = uow.list(&q).await?;
-            uow.audit_outcome(
-                ctx,
-                actor,
-                None,
-                action,
-                format!("ok: {} listed", rows.len()),
-            );
             let name = match filter {
                 IncidentFilter::Open => "open incidents",
                 IncidentFilter::Mine => "your open incidents",
                 IncidentFilter::Breached => "incidents that breached their SLA",
                 IncidentFilter::All => "incidents",
             };
-            Ok(Handled::reply(list_reply(name, &rows, ctx)))
+            listed(uow, ctx, actor, action, &q, name).await
         }
     }
 }
@@ -255,8 +247,29 @@ async fn declare_major(
     }])
 }
 
+/// Runs a chat list: reads the records, files the list in the audit trail, and answers with
+/// one line per record.
+pub(crate) async fn listed(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    action: &str,
+    q: &ListQuery,
+    name: &str,
+) -> Outcome {
+    let rows = uow.list(q).await?;
+    uow.audit_outcome(
+        ctx,
+        actor,
+        None,
+        action,
+        format!("ok: {} listed", rows.len()),
+    );
+    Ok(Handled::reply(list_reply(name, &rows, ctx)))
+}
+
 /// One line per record: `INC-3 [P1 acknowledged] Checkout down`.
-pub(crate) fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
+fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
     if rows.is_empty() {
         return Reply::ok(None, format!("No {name}."));
     }

@@ -6,7 +6,7 @@ use crate::domain::records::Nonconformity;
 use crate::domain::reply::Event;
 use crate::store::ListQuery;
 
-use super::incident::{list_reply, LIST_LIMIT};
+use super::incident::{listed, LIST_LIMIT};
 use super::{render, updated, Ctx, Fail, Handled, Outcome, UnitOfWork};
 
 pub(crate) async fn run(
@@ -40,23 +40,12 @@ pub(crate) async fn run(
             if *open_only {
                 q.statuses = vec!["open".into()];
             }
-            let rows = uow.list(&q).await?;
-            uow.audit_outcome(
-                ctx,
-                actor,
-                None,
-                action,
-                format!("ok: {} listed", rows.len()),
-            );
-            Ok(Handled::reply(list_reply(
-                if *open_only {
-                    "open nonconformities"
-                } else {
-                    "nonconformities"
-                },
-                &rows,
-                ctx,
-            )))
+            let name = if *open_only {
+                "open nonconformities"
+            } else {
+                "nonconformities"
+            };
+            listed(uow, ctx, actor, action, &q, name).await
         }
         NcCmd::Correct { id, action: what } => {
             let (nc, _) = uow
