@@ -158,7 +158,7 @@ fn main() {
             &common::serve_args(None),
             store.clone(),
             Policy::default(),
-            opsledger::app::system_clock(),
+            opsledger::app::system_time_source(),
         )
         .await
         .unwrap();

@@ -139,9 +139,14 @@ async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figu
         connections: Default::default(),
         discord_defer_after: None,
     };
-    let running = app::serve(&args, store.clone(), Policy::default(), app::system_clock())
-        .await
-        .expect("serve");
+    let running = app::serve(
+        &args,
+        store.clone(),
+        Policy::default(),
+        app::system_time_source(),
+    )
+    .await
+    .expect("serve");
     let url: Arc<str> = format!("http://{}/slack/commands", running.addr).into();
 
     // Warm up connections and caches with `help`, which touches no record.

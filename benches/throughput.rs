@@ -77,7 +77,7 @@ async fn drive(
     if poison_every.is_some() {
         poison(db.url()).await;
     }
-    let clock = common::TestClock::at(common::TestClock::default_start());
+    let clock = common::TestTime::at(common::TestTime::default_start());
     let (ledger, _writer) = common::ledger_on(store.clone(), Policy::default(), clock);
     // Warm up connections and caches.
     for _ in 0..50 {

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{Integrations, ServeArgs};
+use crate::deadline_timer::DeadlineTimer;
 use crate::domain::audit::ChainVerifier;
 use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
@@ -18,10 +19,9 @@ use crate::integrations::discord_handlers::DiscordHandlers;
 use crate::integrations::github::{GithubConfig, GithubDeliverer, GithubHandlers};
 use crate::integrations::slack::{SlackConfig, SlackDeliverer};
 use crate::integrations::slack_handlers::SlackHandlers;
-use crate::ledger::{Clock, Ledger, LedgerConfig, Router, SystemClock};
+use crate::ledger::{Ledger, LedgerConfig, Router, SystemTimeSource, TimeSource};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliver, OutboxSettings, OutboxWorker};
-use crate::sla_clock::SlaClock;
 use crate::store::{self, Store};
 use secrecy::ExposeSecret;
 
@@ -80,24 +80,24 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
 pub fn start_ledger(
     store: Arc<dyn Store>,
     policy: Policy,
-    clock: Arc<dyn Clock>,
+    time: Arc<dyn TimeSource>,
     public_url: String,
 ) -> (Ledger, JoinHandle<()>) {
-    start_ledger_with(store, policy, clock, public_url, Vec::new())
+    start_ledger_with(store, policy, time, public_url, Vec::new())
 }
 
 /// Starts the ledger with routers that turn events into outgoing messages.
 pub fn start_ledger_with(
     store: Arc<dyn Store>,
     policy: Policy,
-    clock: Arc<dyn Clock>,
+    time: Arc<dyn TimeSource>,
     public_url: String,
     routers: Vec<Arc<dyn Router>>,
 ) -> (Ledger, JoinHandle<()>) {
     Ledger::start(LedgerConfig {
         store,
         policy: Arc::new(policy),
-        clock,
+        time,
         metrics: Arc::new(Metrics::default()),
         public_url,
         routers,
@@ -255,8 +255,8 @@ pub struct Running {
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
     writer: JoinHandle<()>,
-    /// The SLA clock, so tests can wake it after moving their clock.
-    pub sla_clock: SlaClock,
+    /// The deadline timer, so tests can wake it after moving their time.
+    pub deadline_timer: DeadlineTimer,
     outbox: OutboxWorker,
     outbox_waker: JoinHandle<()>,
     /// The commit watcher and the outbox heartbeat.
@@ -272,7 +272,7 @@ impl Running {
             stop,
             server,
             writer,
-            sla_clock,
+            deadline_timer,
             outbox,
             outbox_waker,
             background,
@@ -288,7 +288,7 @@ impl Running {
         }
         let _ = stop.send(());
         server.await.context("server task panicked")?;
-        sla_clock.stop().await;
+        deadline_timer.stop().await;
         outbox_waker.abort();
         let _ = outbox_waker.await;
         // Undelivered messages stay in the outbox for the next start.
@@ -316,7 +316,7 @@ pub async fn serve(
     args: &ServeArgs,
     store: Arc<dyn Store>,
     policy: Policy,
-    clock: Arc<dyn Clock>,
+    time: Arc<dyn TimeSource>,
 ) -> anyhow::Result<Running> {
     if !http::is_loopback(&args.bind) && args.api_token.is_none() {
         bail!(
@@ -351,18 +351,18 @@ pub async fn serve(
         deliverers.push(Arc::new(SlackDeliverer {
             config: cfg.clone(),
             store: store.clone(),
-            clock: clock.clone(),
+            time: time.clone(),
         }));
     }
     if let Some(cfg) = &discord {
         deliverers.push(Arc::new(DiscordDeliverer {
             config: cfg.clone(),
             store: store.clone(),
-            clock: clock.clone(),
+            time: time.clone(),
         }));
     }
     let (ledger, writer) =
-        start_ledger_with(store.clone(), policy, clock.clone(), public_url, routers);
+        start_ledger_with(store.clone(), policy, time.clone(), public_url, routers);
     // GitHub's deliverer runs commands (a release's commits, a synced pull request), so it
     // needs the ledger, which needs the routers first.
     if let Some(cfg) = &github {
@@ -374,12 +374,12 @@ pub async fn serve(
             }));
         }
     }
-    let sla_clock = SlaClock::spawn(ledger.clone(), clock.clone());
+    let deadline_timer = DeadlineTimer::spawn(ledger.clone(), time.clone());
     let settings = outbox_settings(&args.outbox, addr);
     let instance = settings.instance.clone();
     let background = vec![
-        // Commits of other processes (`exec`, another replica) wake the clock and the outbox
-        // worker as this process's own do.
+        // Commits of other processes (`exec`, another replica) wake the deadline timer and the
+        // outbox worker as this process's own do.
         tokio::spawn({
             let (store, ledger) = (store.clone(), ledger.clone());
             async move {
@@ -407,7 +407,7 @@ pub async fn serve(
     let outbox = OutboxWorker::start(
         store,
         deliverers,
-        clock,
+        time,
         Some(ledger.metrics().clone()),
         settings,
     );
@@ -474,7 +474,7 @@ pub async fn serve(
         stop,
         server,
         writer,
-        sla_clock,
+        deadline_timer,
         outbox,
         outbox_waker,
         background,
@@ -576,7 +576,7 @@ pub async fn verify_audit(
     }))
 }
 
-/// The system clock, shared.
-pub fn system_clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
+/// The system's time, shared.
+pub fn system_time_source() -> Arc<dyn TimeSource> {
+    Arc::new(SystemTimeSource)
 }

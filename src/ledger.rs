@@ -23,14 +23,14 @@ use crate::usecase::{self, Ctx, Handled, UnitOfWork};
 const MAX_BATCH: usize = 1024;
 
 /// Where the time comes from; tests pin it.
-pub trait Clock: Send + Sync + 'static {
+pub trait TimeSource: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub struct SystemTimeSource;
 
-impl Clock for SystemClock {
+impl TimeSource for SystemTimeSource {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
@@ -69,13 +69,13 @@ pub struct Ledger {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
     metrics: Arc<Metrics>,
-    clock: Arc<dyn Clock>,
+    time: Arc<dyn TimeSource>,
     bus: Arc<Bus>,
 }
 
 /// What the writer tells the rest of the process after each commit.
 struct Bus {
-    /// Events of committed commands, in commit order, for adapters and the clock.
+    /// Events of committed commands, in commit order, for adapters and the deadline timer.
     events: broadcast::Sender<Event>,
     /// Signalled after every commit: deadlines may have moved.
     committed: Notify,
@@ -85,7 +85,7 @@ struct Bus {
 pub struct LedgerConfig {
     pub store: Arc<dyn Store>,
     pub policy: Arc<Policy>,
-    pub clock: Arc<dyn Clock>,
+    pub time: Arc<dyn TimeSource>,
     pub metrics: Arc<Metrics>,
     pub public_url: String,
     /// Turns events into outgoing messages, written in the same transaction as the command.
@@ -112,7 +112,7 @@ impl Ledger {
             store: cfg.store.clone(),
             policy: cfg.policy.clone(),
             metrics: cfg.metrics.clone(),
-            clock: cfg.clock.clone(),
+            time: cfg.time.clone(),
             bus: bus.clone(),
         };
         let writer = tokio::spawn(run_writer(rx, cfg, bus));
@@ -135,9 +135,9 @@ impl Ledger {
         &self.store
     }
 
-    /// The clock commands are stamped with (a test clock in tests).
-    pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+    /// Where the time commands are stamped with comes from (a hand-moved one in tests).
+    pub fn time(&self) -> &Arc<dyn TimeSource> {
+        &self.time
     }
 
     pub fn policy(&self) -> &Arc<Policy> {
@@ -149,7 +149,8 @@ impl Ledger {
     }
 
     /// Signals a commit made by another process (another replica, `opsledger exec`), which the
-    /// store reported: the SLA clock and the outbox worker look again, as after a local commit.
+    /// store reported: the deadline timer and the outbox worker look again, as after a local
+    /// commit.
     pub fn committed_elsewhere(&self) {
         self.bus.committed.notify_waiters();
     }
@@ -345,7 +346,7 @@ async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, 
     for job in batch {
         let ctx = Ctx {
             policy: &policy,
-            now: cfg.clock.now(),
+            now: cfg.time.now(),
             public_url: &cfg.public_url,
         };
         if let Some(d) = &job.delivery {

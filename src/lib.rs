@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod config;
+pub mod deadline_timer;
 pub mod domain;
 pub mod export;
 pub mod http;
@@ -13,6 +14,5 @@ pub mod ledger;
 pub mod metrics;
 pub mod outbox;
 pub mod reports;
-pub mod sla_clock;
 pub mod store;
 pub mod usecase;

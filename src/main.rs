@@ -162,7 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         CliCommand::Serve(args) => {
             let (policy, store) = open(&cli.store).await?;
-            let running = app::serve(&args, store, policy, app::system_clock()).await?;
+            let running = app::serve(&args, store, policy, app::system_time_source()).await?;
             tracing::info!(addr = %running.addr, backend = ?running.ledger.store().backend(), "opsledger listening");
             for line in args.integrations.status_lines() {
                 tracing::info!("{line}");
@@ -237,7 +237,7 @@ async fn exec(args: ExecArgs, store: Arc<dyn Store>, policy: Policy) -> anyhow::
     let (ledger, writer) = app::start_ledger_with(
         store.clone(),
         policy,
-        app::system_clock(),
+        app::system_time_source(),
         args.public_url.clone(),
         routers.clone(),
     );
@@ -393,7 +393,7 @@ async fn outbox(
             let (ledger, writer) = app::start_ledger(
                 store,
                 policy,
-                app::system_clock(),
+                app::system_time_source(),
                 "http://127.0.0.1:8080".to_string(),
             );
             let handled = ledger

@@ -29,9 +29,9 @@
 //!   worker died, and a restarted instance takes its own claims back at once
 //!   (`Store::outbox_release_claims`), so a crash costs no lease.
 //!
-//! Like the SLA clock, the worker reads timestamps from the `Clock` but sleeps in real time: until
-//! the next item is due (`Store::outbox_next_attempt`), at most `MAX_SLEEP`, or until woken
-//! (`OutboxWorker::wake` or an `OutboxWaker`, to be called after a commit that enqueued).
+//! Like the deadline timer, the worker reads timestamps from the `TimeSource` but sleeps in real
+//! time: until the next item is due (`Store::outbox_next_attempt`), at most `MAX_SLEEP`, or until
+//! woken (`OutboxWorker::wake` or an `OutboxWaker`, to be called after a commit that enqueued).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -43,7 +43,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::domain::audit::format_time;
-use crate::ledger::Clock;
+use crate::ledger::TimeSource;
 use crate::metrics::Metrics;
 use crate::store::{OutboxItem, Store, StoreError};
 
@@ -71,9 +71,9 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a claim holds an item for one attempt; longer than `DELIVERY_TIMEOUT`.
 pub const LEASE: Duration = Duration::from_secs(120);
 /// The longest the worker sleeps without looking (another replica may have enqueued).
-/// The same cap as the SLA clock's, whose `until` the worker shares.
-const MAX_SLEEP: Duration = crate::sla_clock::MAX_SLEEP;
-use crate::sla_clock::until;
+/// The same cap as the deadline timer's, whose `until` the worker shares.
+const MAX_SLEEP: Duration = crate::deadline_timer::MAX_SLEEP;
+use crate::deadline_timer::until;
 /// After a store failure, wait this long before trying again.
 const STORE_RETRY: Duration = Duration::from_secs(2);
 /// How long `stop` lets deliveries in flight finish.
@@ -215,17 +215,17 @@ impl OutboxWorker {
     pub fn spawn(
         store: Arc<dyn Store>,
         deliverers: Vec<Arc<dyn Deliver>>,
-        clock: Arc<dyn Clock>,
+        time: Arc<dyn TimeSource>,
         metrics: Option<Arc<Metrics>>,
     ) -> OutboxWorker {
-        Self::spawn_with(store, deliverers, clock, metrics, DEFAULT_BASE_BACKOFF)
+        Self::spawn_with(store, deliverers, time, metrics, DEFAULT_BASE_BACKOFF)
     }
 
     /// Starts the worker with another backoff base (tests use milliseconds).
     pub fn spawn_with(
         store: Arc<dyn Store>,
         deliverers: Vec<Arc<dyn Deliver>>,
-        clock: Arc<dyn Clock>,
+        time: Arc<dyn TimeSource>,
         metrics: Option<Arc<Metrics>>,
         base_backoff: Duration,
     ) -> OutboxWorker {
@@ -233,7 +233,7 @@ impl OutboxWorker {
             base_backoff,
             ..OutboxSettings::default()
         };
-        Self::start(store, deliverers, clock, metrics, settings)
+        Self::start(store, deliverers, time, metrics, settings)
     }
 
     /// Starts the worker with these settings. It first takes back the claims its instance
@@ -241,7 +241,7 @@ impl OutboxWorker {
     pub fn start(
         store: Arc<dyn Store>,
         deliverers: Vec<Arc<dyn Deliver>>,
-        clock: Arc<dyn Clock>,
+        time: Arc<dyn TimeSource>,
         metrics: Option<Arc<Metrics>>,
         settings: OutboxSettings,
     ) -> OutboxWorker {
@@ -261,7 +261,7 @@ impl OutboxWorker {
         let worker = Arc::new(Worker {
             store,
             deliverers: by_platform,
-            clock,
+            time,
             settings,
             missing: Mutex::new(HashSet::new()),
             metrics,
@@ -300,7 +300,7 @@ impl OutboxWorker {
 struct Worker {
     store: Arc<dyn Store>,
     deliverers: HashMap<&'static str, Arc<dyn Deliver>>,
-    clock: Arc<dyn Clock>,
+    time: Arc<dyn TimeSource>,
     settings: OutboxSettings,
     /// Platforms with items but no deliverer here, already logged.
     missing: Mutex<HashSet<String>>,
@@ -325,7 +325,7 @@ async fn run(worker: Arc<Worker>, wake: Arc<Notify>, mut stopped: watch::Receive
     let mut stoppable = true;
     // This instance's claims from before a crash: no attempt of ours is in flight, so they are
     // due now rather than when their lease ends.
-    let now = worker.clock.now();
+    let now = worker.time.now();
     match worker
         .store
         .outbox_release_claims(&worker.settings.instance, &format_time(now))
@@ -349,7 +349,7 @@ async fn run(worker: Arc<Worker>, wake: Arc<Notify>, mut stopped: watch::Receive
             // A full batch: there may be more due right now.
             Ok(true) => Duration::ZERO,
             Ok(false) => match worker.store.outbox_next_attempt().await {
-                Ok(next) => until(next.as_deref(), worker.clock.now()),
+                Ok(next) => until(next.as_deref(), worker.time.now()),
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox cannot read when the next item is due; retrying");
                     STORE_RETRY
@@ -374,7 +374,7 @@ async fn run(worker: Arc<Worker>, wake: Arc<Notify>, mut stopped: watch::Receive
 impl Worker {
     /// Delivers what is due, each channel's head concurrently. True when the batch was full.
     async fn pass(self: &Arc<Self>) -> Result<bool, StoreError> {
-        let now = format_time(self.clock.now());
+        let now = format_time(self.time.now());
         let items = self.store.outbox_due(&now, BATCH).await?;
         let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= BATCH;
         let mut attempts = JoinSet::new();
@@ -399,7 +399,7 @@ impl Worker {
 
     /// One attempt at one item: claim, deliver, settle.
     async fn attempt(&self, item: OutboxItem) -> Result<(), StoreError> {
-        let now = self.clock.now();
+        let now = self.time.now();
         let Some(deliverer) = self.deliverers.get(item.platform.as_str()) else {
             // Leave it pending (another replica or a later start may have the deliverer), but
             // out of the way for a while so it is not fetched on every pass.
@@ -438,7 +438,7 @@ impl Worker {
                 reason: format!("delivery timed out after {}s", DELIVERY_TIMEOUT.as_secs()),
             }),
         };
-        let now = self.clock.now();
+        let now = self.time.now();
         let outcome = match result {
             Ok(()) => {
                 self.store

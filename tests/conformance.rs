@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{actor, ledger_on, TestClock, TestDb};
+use common::{actor, ledger_on, TestDb, TestTime};
 use opsledger::app::verify_audit;
 use opsledger::domain::ids::Kind;
 use opsledger::domain::policy::Policy;
@@ -31,12 +31,12 @@ conformance!(
 struct Harness {
     store: Arc<dyn Store>,
     ledger: Ledger,
-    clock: Arc<TestClock>,
+    clock: Arc<TestTime>,
 }
 
 async fn harness(db: &TestDb) -> Harness {
     let store = db.store().await;
-    let clock = TestClock::at(TestClock::default_start());
+    let clock = TestTime::at(TestTime::default_start());
     let (ledger, _writer) = ledger_on(store.clone(), common::team_policy(), clock.clone());
     Harness {
         store,
@@ -420,7 +420,7 @@ async fn migrating_a_database_that_already_holds_data_keeps_it(db: TestDb) {
         migrations: Cow::Owned(vec![all.migrations[0].clone()]),
         ..Migrator::DEFAULT
     };
-    let now = TestClock::default_start();
+    let now = TestTime::default_start();
     let new = NewIncident {
         title: "Legacy outage".into(),
         impact: None,

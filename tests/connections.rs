@@ -63,7 +63,7 @@ async fn serve(slack_api: &str, limits: ConnectionLimits) -> (Running, common::T
         &args,
         db.store().await,
         Policy::default(),
-        app::system_clock(),
+        app::system_time_source(),
     )
     .await
     .expect("serve");

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::TestClock;
+use common::TestTime;
 use opsledger::app;
 use opsledger::domain::policy::Policy;
 
@@ -91,7 +91,7 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
     // Arrange: a breached P1, an open P3, a change waiting for votes, an approved change with a
     // window, a deployed release; spread over the last weeks for the charts.
     let db = common::sqlite_db();
-    let clock = TestClock::at(TestClock::default_start() - Duration::days(14));
+    let clock = TestTime::at(TestTime::default_start() - Duration::days(14));
     let running = app::serve(
         &common::serve_args(None),
         db.store().await,
@@ -275,7 +275,7 @@ async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
     // Arrange: the router alone has no peer address, as for a request from elsewhere.
     use tower::ServiceExt;
     let db = common::sqlite_db();
-    let clock = TestClock::at(TestClock::default_start());
+    let clock = TestTime::at(TestTime::default_start());
     let (ledger, _writer) = common::ledger_on(db.store().await, common::team_policy(), clock);
     let state = opsledger::http::AppState {
         ledger,

@@ -663,7 +663,7 @@ async fn a_malformed_public_key_stops_serve_with_a_message_naming_the_variable()
         &args,
         db.store().await,
         common::team_policy(),
-        opsledger::app::system_clock(),
+        opsledger::app::system_time_source(),
     )
     .await;
 

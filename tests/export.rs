@@ -3,9 +3,9 @@
 mod common;
 
 use chrono::Duration;
-use common::{ok, TestClock};
+use common::{ok, TestTime};
 use opsledger::domain::policy::Policy;
-use opsledger::ledger::Clock;
+use opsledger::ledger::TimeSource;
 
 const RULES: &str = r#"
 [roles]
@@ -24,7 +24,7 @@ async fn a_seeded_period_exports_every_clause_with_its_records_timelines_and_pro
     // Arrange: one record of each kind on 2026-11-29, and an incident the day before.
     let db = common::sqlite_db();
     let store = db.store().await;
-    let clock = TestClock::at(TestClock::default_start() - Duration::days(1));
+    let clock = TestTime::at(TestTime::default_start() - Duration::days(1));
     let (ledger, _writer) = common::ledger_on(
         store.clone(),
         Policy::from_toml(RULES).unwrap(),

@@ -58,7 +58,7 @@ async fn spawn(db: TestDb) -> App {
         &args,
         store,
         Policy::from_toml(RULES).unwrap(),
-        app::system_clock(),
+        app::system_time_source(),
     )
     .await
     .expect("serve");

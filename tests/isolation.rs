@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{actor, ledger_on, team_policy, TestClock, TestDb};
+use common::{actor, ledger_on, team_policy, TestDb, TestTime};
 use opsledger::domain::ids::Kind;
 use opsledger::domain::reply::Outcome;
 use opsledger::ledger::Delivery;
@@ -92,7 +92,7 @@ fn team_ledger(store: &Arc<dyn Store>) -> (opsledger::ledger::Ledger, tokio::tas
     ledger_on(
         store.clone(),
         team_policy(),
-        TestClock::at(TestClock::default_start()),
+        TestTime::at(TestTime::default_start()),
     )
 }
 

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use common::{TestClock, TestDb};
+use common::{TestDb, TestTime};
 use opsledger::domain::audit::format_time;
-use opsledger::ledger::{Clock, SystemClock};
+use opsledger::ledger::{SystemTimeSource, TimeSource};
 use opsledger::outbox::{Deliver, DeliveryError, OutboxWorker};
 use opsledger::store::{NewOutbox, OutboxItem, Store};
 use opsledger::usecase::UnitOfWork;
@@ -200,13 +200,13 @@ impl Deliver for Fake {
     }
 }
 
-fn system_clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
+fn system_time_source() -> Arc<dyn TimeSource> {
+    Arc::new(SystemTimeSource)
 }
 
 async fn enqueued_items_become_visible_only_when_their_transaction_commits(db: TestDb) {
     let store = db.store().await;
-    let now = TestClock::default_start();
+    let now = TestTime::default_start();
     let soon = at(now, 1000);
 
     // A transaction that enqueued (and wrote, flushed) but has not committed.
@@ -278,7 +278,7 @@ async fn each_channel_is_served_oldest_first_and_a_retrying_head_holds_back_only
     db: TestDb,
 ) {
     let store = db.store().await;
-    let now = TestClock::default_start();
+    let now = TestTime::default_start();
     let t = format_time(now);
     enqueue(
         &store,
@@ -401,7 +401,7 @@ async fn retries_honour_retry_after_and_keep_order_without_blocking_other_channe
     let worker = OutboxWorker::spawn_with(
         store.clone(),
         vec![fake.clone() as Arc<dyn Deliver>],
-        system_clock(),
+        system_time_source(),
         None,
         base,
     );
@@ -470,7 +470,7 @@ async fn a_permanent_failure_is_given_up_and_the_channel_moves_on(db: TestDb) {
     let worker = OutboxWorker::spawn(
         store.clone(),
         vec![fake.clone() as Arc<dyn Deliver>],
-        system_clock(),
+        system_time_source(),
         None,
     );
     wait_until_nothing_pending(&store, Duration::from_secs(10)).await;
@@ -506,7 +506,7 @@ async fn items_for_a_platform_without_a_deliverer_stay_pending(db: TestDb) {
     let worker = OutboxWorker::spawn(
         store.clone(),
         vec![fake.clone() as Arc<dyn Deliver>],
-        system_clock(),
+        system_time_source(),
         None,
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -558,13 +558,13 @@ async fn two_workers_on_one_database_deliver_each_item_once_in_order(db: TestDb)
     let w1 = OutboxWorker::spawn(
         store1.clone(),
         vec![fake.clone() as Arc<dyn Deliver>],
-        system_clock(),
+        system_time_source(),
         None,
     );
     let w2 = OutboxWorker::spawn(
         store2.clone(),
         vec![fake.clone() as Arc<dyn Deliver>],
-        system_clock(),
+        system_time_source(),
         None,
     );
     wait_until_nothing_pending(&store1, Duration::from_secs(20)).await;

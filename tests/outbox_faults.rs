@@ -23,7 +23,7 @@ use opsledger::config::{Integrations, OutboxArgs, ServeArgs};
 use opsledger::domain::audit::format_time;
 use opsledger::domain::command::Command;
 use opsledger::domain::reply::{Outcome, Reply};
-use opsledger::ledger::{Clock, SystemClock};
+use opsledger::ledger::{SystemTimeSource, TimeSource};
 use opsledger::outbox::{Deliver, DeliveryError, OutboxSettings, OutboxWorker};
 use opsledger::store::{NewOutbox, OutboxItem, OutboxState, Store};
 use opsledger::usecase::UnitOfWork;
@@ -70,8 +70,8 @@ async fn enqueue(store: &Arc<dyn Store>, items: Vec<NewOutbox>) {
     uow.commit().await.expect("commit");
 }
 
-fn clock() -> Arc<dyn Clock> {
-    Arc::new(SystemClock)
+fn clock() -> Arc<dyn TimeSource> {
+    Arc::new(SystemTimeSource)
 }
 
 /// Polls `cond` every 20 ms until it holds; panics naming `what` after `within`.
@@ -463,7 +463,7 @@ async fn retry_makes_a_parked_item_pending_and_drop_is_audited(db: TestDb) {
     let (ledger, writer) = common::ledger_on(
         store.clone(),
         common::team_policy(),
-        common::TestClock::at(Utc::now()),
+        common::TestTime::at(Utc::now()),
     );
     let drop_as = |who: &str, id: i64| {
         let ledger = ledger.clone();
@@ -694,7 +694,7 @@ async fn serve_slack(db: &TestDb, fake_base: &str, outbox: OutboxArgs) -> Runnin
         &args,
         db.store().await,
         common::team_policy(),
-        app::system_clock(),
+        app::system_time_source(),
     )
     .await
     .expect("serve")

@@ -6,14 +6,14 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{actor, ledger_on, TestClock, TestDb};
+use common::{actor, ledger_on, TestDb, TestTime};
+use opsledger::deadline_timer::DeadlineTimer;
 use opsledger::domain::command::Command;
 use opsledger::domain::ids::{Actor, Kind};
 use opsledger::domain::policy::Policy;
 use opsledger::domain::records::Record;
 use opsledger::domain::reply::{Event, Outcome, Reply};
 use opsledger::ledger::Ledger;
-use opsledger::sla_clock::SlaClock;
 use opsledger::store::{ListQuery, Store};
 use tokio::sync::broadcast;
 
@@ -53,13 +53,13 @@ allow = ["emergency"]
 struct Team {
     store: Arc<dyn Store>,
     ledger: Ledger,
-    clock: Arc<TestClock>,
+    clock: Arc<TestTime>,
     events: broadcast::Receiver<Event>,
 }
 
 async fn team(db: &TestDb) -> Team {
     let store = db.store().await;
-    let clock = TestClock::at(TestClock::default_start());
+    let clock = TestTime::at(TestTime::default_start());
     let (ledger, _writer) = ledger_on(
         store.clone(),
         Policy::from_toml(RULES).unwrap(),
@@ -441,8 +441,8 @@ async fn two_instances_escalate_each_breach_exactly_once(db: TestDb) {
     // Two ledgers with their own pools and SLA clocks: two `serve` processes on one database.
     let mut a = team(&db).await;
     let b = team(&db).await;
-    let clock_a = SlaClock::spawn(a.ledger.clone(), a.clock.clone());
-    let clock_b = SlaClock::spawn(b.ledger.clone(), b.clock.clone());
+    let timer_a = DeadlineTimer::spawn(a.ledger.clone(), a.clock.clone());
+    let timer_b = DeadlineTimer::spawn(b.ledger.clone(), b.clock.clone());
     for i in 0..6 {
         let t = if i % 2 == 0 { &a } else { &b };
         t.ok(
@@ -454,16 +454,16 @@ async fn two_instances_escalate_each_breach_exactly_once(db: TestDb) {
     // Both replicas see the deadlines pass at the same moment.
     a.clock.advance(chrono::Duration::minutes(16));
     b.clock.advance(chrono::Duration::minutes(16));
-    clock_a.wake();
-    clock_b.wake();
+    timer_a.wake();
+    timer_b.wake();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while a.ncs().await.len() < 6 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Let any duplicate have its chance before counting.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    clock_a.stop().await;
-    clock_b.stop().await;
+    timer_a.stop().await;
+    timer_b.stop().await;
 
     let ncs = a.ncs().await;
     let mut breached: Vec<String> = ncs
@@ -548,15 +548,16 @@ async fn owners_and_managers_alone_act_on_records_and_the_cmdb_stays_consistent(
 
 /// With the real clock: a breach is acted on within a second of its due time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sla_clock_detects_a_breach_within_one_second_of_its_due_time() {
+async fn deadline_timer_detects_a_breach_within_one_second_of_its_due_time() {
     let db = common::sqlite_db();
     let store = db.store().await;
     let policy = Policy::from_toml("[sla.P4]\nrespond = \"2s\"\nresolve = \"1h\"\n").unwrap();
-    let clock: Arc<dyn opsledger::ledger::Clock> = Arc::new(opsledger::ledger::SystemClock);
+    let clock: Arc<dyn opsledger::ledger::TimeSource> =
+        Arc::new(opsledger::ledger::SystemTimeSource);
     let (ledger, _writer) =
         opsledger::app::start_ledger(store.clone(), policy, clock.clone(), "http://x".into());
     let mut events = ledger.subscribe();
-    let sla = SlaClock::spawn(ledger.clone(), clock);
+    let timer = DeadlineTimer::spawn(ledger.clone(), clock);
 
     let raised = ledger
         .handle_text(
@@ -575,7 +576,7 @@ async fn sla_clock_detects_a_breach_within_one_second_of_its_due_time() {
     })
     .await
     .expect("no escalation within 5 s");
-    sla.stop().await;
+    timer.stop().await;
     assert_eq!(escalated, "INC-1");
     assert!(
         ledger

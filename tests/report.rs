@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::{ok, TestClock};
+use common::{ok, TestTime};
 use opsledger::domain::command::Command;
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
@@ -28,7 +28,7 @@ resolve = "1h"
 
 /// Seeds the day 2026-11-29 (the test clock starts there at 10:00 UTC); one incident the day
 /// before lies outside the period.
-async fn seed(ledger: &Ledger, clock: &Arc<TestClock>) {
+async fn seed(ledger: &Ledger, clock: &Arc<TestTime>) {
     clock.advance(-Duration::days(1));
     ok(
         ledger,
@@ -138,7 +138,7 @@ async fn the_report_adds_up_to_the_hand_worked_figures_in_chat_the_api_and_the_c
     // Arrange
     let db = common::sqlite_db();
     let store = db.store().await;
-    let clock = TestClock::at(TestClock::default_start());
+    let clock = TestTime::at(TestTime::default_start());
     let (ledger, _writer) = common::ledger_on(
         store.clone(),
         Policy::from_toml(RULES).unwrap(),
@@ -152,7 +152,7 @@ async fn the_report_adds_up_to_the_hand_worked_figures_in_chat_the_api_and_the_c
         &*store,
         day,
         day,
-        opsledger::ledger::Clock::now(&*clock),
+        opsledger::ledger::TimeSource::now(&*clock),
     )
     .await
     .unwrap();

@@ -822,7 +822,7 @@ async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url()
         &args,
         db.store().await,
         Policy::from_toml(RULES).unwrap(),
-        app::system_clock(),
+        app::system_time_source(),
     )
     .await
     .expect("serve");

@@ -129,7 +129,7 @@ pub enum Command {
     Audit {
         record: String,
     },
-    /// Not typed by people: the SLA clock asks the ledger to act on every deadline now due.
+    /// Not typed by people: the deadline timer asks the ledger to act on every deadline now due.
     Tick,
     /// Not typed by people: what a GitHub webhook (or an API answer it led to) reports.
     Github(GithubCmd),

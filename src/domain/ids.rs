@@ -203,7 +203,7 @@ impl Actor {
         Ok(a)
     }
 
-    /// The actor opsledger itself uses for automatic actions (SLA clock, webhooks).
+    /// The actor opsledger itself uses for automatic actions (the deadline timer, webhooks).
     pub fn system() -> Self {
         Actor("system:opsledger".to_string())
     }

@@ -114,7 +114,7 @@ impl Incident {
         transition(&self.key(), &mut self.status, IncidentStatus::Acknowledged)?;
         if self.acknowledged_at.is_none() {
             self.acknowledged_at = Some(now);
-            // A response after its due time is an SLA breach even if no clock saw it happen.
+            // A response after its due time is an SLA breach even if no timer saw it happen.
             self.breached |= now > self.response_due;
         }
         if self.assignee.is_none() {
@@ -191,8 +191,8 @@ impl Incident {
         note(&mut self.notes, actor, now, Some(text));
     }
 
-    /// The next SLA target the clock must watch: response until acknowledged, resolution until
-    /// resolved; each only until its breach is recorded.
+    /// The next SLA target the deadline timer must watch: response until acknowledged,
+    /// resolution until resolved; each only until its breach is recorded.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         let respond = (self.acknowledged_at.is_none()
             && self.response_breached_at.is_none()

@@ -1744,7 +1744,7 @@ mod tests {
     }
 
     #[test]
-    fn the_sla_clock_tick_cannot_be_typed() {
+    fn the_deadline_timer_tick_cannot_be_typed() {
         // Arrange: the name the internal command carries in metrics and the audit trail.
         let name = Command::Tick.name();
 

@@ -62,7 +62,7 @@ pub fn role_refusal(action: &str, actor: &Actor, roles: &[Role]) -> Refusal {
 /// Checks the static table for one command.
 pub fn check(command: &Command, actor: &Actor, policy: &Policy) -> Result<(), Refusal> {
     let roles = required_roles(command);
-    // The clock's tick is the system's alone; the system account has no other privileges.
+    // The deadline timer's tick is the system's alone; the system account has no other privileges.
     if matches!(command, Command::Tick) {
         return if *actor == Actor::system() {
             Ok(())

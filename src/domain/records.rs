@@ -35,7 +35,7 @@ pub struct Incident {
     pub response_due: DateTime<Utc>,
     pub resolve_due: DateTime<Utc>,
     pub breached: bool,
-    /// When the SLA clock saw the response or resolution target missed (each raises one NC).
+    /// When the deadline timer saw the response or resolution target missed (each raises one NC).
     #[serde(default)]
     pub response_breached_at: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -170,7 +170,7 @@ pub struct Change {
     /// Emergency changes: the post-implementation review is due by then.
     #[serde(default)]
     pub review_due: Option<DateTime<Utc>>,
-    /// When the clock found the review overdue (and raised a nonconformity).
+    /// When the deadline timer found the review overdue (and raised a nonconformity).
     #[serde(default)]
     pub review_overdue_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
@@ -351,7 +351,8 @@ impl Record {
         }
     }
 
-    /// The next time the clock must look at this record (an SLA target or a review due), if any.
+    /// The next time the deadline timer must look at this record (an SLA target or a review
+    /// due), if any.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         match self {
             Record::Incident(i) => i.next_deadline(),

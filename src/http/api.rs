@@ -184,7 +184,7 @@ pub async fn report(
         }
     }
     let report =
-        crate::reports::service_report(&**app.ledger.store(), from, to, app.ledger.clock().now())
+        crate::reports::service_report(&**app.ledger.store(), from, to, app.ledger.time().now())
             .await?;
     Ok(Json(
         serde_json::to_value(report).map_err(anyhow::Error::from)?,

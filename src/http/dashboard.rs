@@ -157,7 +157,7 @@ fn window(c: &Change) -> String {
 
 async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
     let store = &**app.ledger.store();
-    let now = app.ledger.clock().now();
+    let now = app.ledger.time().now();
     let mut body = String::new();
     let incidents = listed(store, Kind::Incident, &["new", "acknowledged"], ROWS).await?;
     let mut rows: Vec<_> = incidents
@@ -268,7 +268,7 @@ async fn parked_messages(store: &dyn Store, body: &mut String) -> Result<(), Api
 
 async fn calendar(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
     let store = &**app.ledger.store();
-    let now = app.ledger.clock().now();
+    let now = app.ledger.time().now();
     let policy = app.ledger.policy();
     let mut changes: Vec<Change> = listed(store, Kind::Change, &["approved", "in_progress"], ROWS)
         .await?
@@ -464,7 +464,7 @@ fn bars(title: &str, unit: &str, values: &[(String, Option<f64>)]) -> String {
 
 async fn charts(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
     let store = &**app.ledger.store();
-    let now = app.ledger.clock().now();
+    let now = app.ledger.time().now();
     let monday = (now - Duration::days(now.weekday().num_days_from_monday() as i64))
         .date_naive()
         .and_hms_opt(0, 0, 0)
@@ -615,7 +615,7 @@ async fn report(
         &**app.ledger.store(),
         p.from,
         p.to,
-        app.ledger.clock().now(),
+        app.ledger.time().now(),
     )
     .await?;
     let mut body = format!(

@@ -32,7 +32,7 @@ async fn interactions(
         )
     })?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = app.ledger.clock().now().timestamp();
+    let now = app.ledger.time().now().timestamp();
     discord
         .config
         .verifier

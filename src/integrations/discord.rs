@@ -15,7 +15,7 @@ use crate::domain::ids::Kind;
 use crate::domain::parser::{self, Part, UsageError};
 use crate::domain::records::Record;
 use crate::domain::reply::{Event, Reply};
-use crate::ledger::{Clock, Router};
+use crate::ledger::{Router, TimeSource};
 use crate::outbox::{Deliver, DeliveryError};
 use crate::store::{NewOutbox, OutboxItem, Store};
 
@@ -143,7 +143,7 @@ impl Router for DiscordConfig {
 pub struct DiscordDeliverer {
     pub config: DiscordConfig,
     pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
+    pub time: Arc<dyn TimeSource>,
 }
 
 fn retry(e: DiscordApiError) -> DeliveryError {
@@ -160,7 +160,7 @@ fn is_major(record: &Record) -> bool {
 
 impl DiscordDeliverer {
     async fn card(&self, record: &str) -> Result<View, DeliveryError> {
-        Ok(view(&super::card(&*self.store, &self.clock, record).await?))
+        Ok(view(&super::card(&*self.store, &self.time, record).await?))
     }
 
     /// Posts the card and remembers the message; returns its ID (`None` when Discord's answer

@@ -268,7 +268,7 @@ impl DiscordHandlers {
         };
         match super::load(&**self.ledger.store(), &id).await {
             Ok(record) => {
-                let mut card = render::record(&record, self.ledger.clock().now());
+                let mut card = render::record(&record, self.ledger.time().now());
                 card.text = format!("{}\n{}", handled.reply.text, card.text);
                 Handled {
                     reply: card,

@@ -19,7 +19,7 @@ use opsledger_view::{ButtonStyle, View, ViewButton};
 use crate::domain::ids::RecordId;
 use crate::domain::records::Record;
 use crate::domain::reply::{Outcome, Reply};
-use crate::ledger::Clock;
+use crate::ledger::TimeSource;
 use crate::outbox::{DeliveryError, OutboxWaker};
 use crate::store::{NewOutbox, OutboxItem, Store, StoreError, WriteSet};
 use crate::usecase::render;
@@ -80,10 +80,10 @@ pub(crate) async fn load(store: &dyn Store, record: &str) -> Result<Record, Deli
 /// The record's card as it is now: messages are rendered when sent, so a late delivery is right.
 pub(crate) async fn card(
     store: &dyn Store,
-    clock: &Arc<dyn Clock>,
+    time: &Arc<dyn TimeSource>,
     record: &str,
 ) -> Result<Reply, DeliveryError> {
-    Ok(render::record(&load(store, record).await?, clock.now()))
+    Ok(render::record(&load(store, record).await?, time.now()))
 }
 
 /// The reply an outbox item carries in `payload.reply`.

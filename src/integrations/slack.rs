@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use crate::domain::ids::Kind;
 use crate::domain::reply::{Event, Reply};
-use crate::ledger::{Clock, Router};
+use crate::ledger::{Router, TimeSource};
 use crate::outbox::{Deliver, DeliveryError};
 use crate::store::{NewOutbox, OutboxItem, Store};
 
@@ -136,7 +136,7 @@ impl Router for SlackConfig {
 pub struct SlackDeliverer {
     pub config: SlackConfig,
     pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
+    pub time: Arc<dyn TimeSource>,
 }
 
 fn retry(e: SlackApiError) -> DeliveryError {
@@ -148,7 +148,7 @@ fn retry(e: SlackApiError) -> DeliveryError {
 
 impl SlackDeliverer {
     async fn card(&self, record: &str) -> Result<View, DeliveryError> {
-        Ok(view(&super::card(&*self.store, &self.clock, record).await?))
+        Ok(view(&super::card(&*self.store, &self.time, record).await?))
     }
 
     async fn post_card(&self, channel: &str, record: &str) -> Result<(), DeliveryError> {

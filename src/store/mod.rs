@@ -327,7 +327,7 @@ pub trait Store: Send + Sync + 'static {
     /// Calls `on_commit` soon (within `COMMIT_PROBE` on SQLite, at once on PostgreSQL) after any
     /// connection, in this process or another, committed a write batch. Runs until the store
     /// closes; a lost connection is reopened, and `on_commit` called then too, since a commit
-    /// may have been missed meanwhile. `serve` uses it to wake the SLA clock and the outbox
+    /// may have been missed meanwhile. `serve` uses it to wake the deadline timer and the outbox
     /// worker on commits of `opsledger exec` and of other replicas.
     async fn watch_commits(&self, on_commit: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()>;
 

@@ -1,10 +1,10 @@
-//! Change and release commands: request, submit, vote, implement, review, close, link; create, deploy, roll back.
+//! Change commands: request, submit, vote, implement, review, close, link.
 
-use crate::domain::command::{ChangeAction, ChangeCmd, Command, ReleaseCmd};
+use crate::domain::command::{ChangeAction, ChangeCmd, Command};
 use crate::domain::ids::{Actor, Kind};
 use crate::domain::lifecycle::{check_schedule, NewChange, VoteResult};
 use crate::domain::permissions;
-use crate::domain::records::{Change, Decision, Link, Record, Release};
+use crate::domain::records::{Change, Decision, Link, Record};
 use crate::domain::reply::{Event, Reply};
 use crate::domain::status::ChangeStatus;
 
@@ -58,91 +58,12 @@ pub(crate) async fn run(
             id,
             text,
         } => {
-            let mut chg: Change = uow.load_id(*id).await?;
-            let before = Record::Change(chg.clone());
             let text = text.as_deref();
-            let mut events = Vec::new();
-            let headline = match act {
-                ChangeAction::Submit => match chg.submit(ctx.now, ctx.policy).on(id)? {
-                    VoteResult::Decided(_) => {
-                        events.push(Event::ChangeDecided {
-                            id: id.to_string(),
-                            status: "approved".into(),
-                        });
-                        format!("{id} submitted and approved as a pre-approved standard change")
-                    }
-                    VoteResult::Counted => {
-                        events.push(Event::ChangeSubmitted { id: id.to_string() });
-                        format!(
-                            "{id} submitted for approval: needs {}",
-                            approvals(chg.required_approvals)
-                        )
-                    }
-                },
-                ChangeAction::Approve | ChangeAction::Reject => {
-                    let decision = if *act == ChangeAction::Approve {
-                        Decision::Approve
-                    } else {
-                        Decision::Reject
-                    };
-                    let result = chg
-                        .vote(actor, decision, text, ctx.now, ctx.policy)
-                        .on(id)?;
-                    events.push(Event::ChangeVoted { id: id.to_string() });
-                    match result {
-                        VoteResult::Decided(s) => {
-                            events.push(Event::ChangeDecided {
-                                id: id.to_string(),
-                                status: s.to_string(),
-                            });
-                            format!("{id} {s} after {actor}'s vote")
-                        }
-                        VoteResult::Counted => format!(
-                            "{id}: {actor} voted to {}; {}/{} approvals",
-                            act.verb(),
-                            chg.approval_count(),
-                            chg.required_approvals
-                        ),
-                    }
-                }
-                ChangeAction::Start => {
-                    implementer(&chg, ctx, actor, "change start")?;
-                    chg.start(ctx.now, ctx.policy).on(id)?;
-                    format!("{id} started by {actor}")
-                }
-                ChangeAction::Complete => {
-                    finish(&mut chg, ChangeStatus::Completed, actor, ctx, text)?
-                }
-                ChangeAction::Fail => finish(&mut chg, ChangeStatus::Failed, actor, ctx, text)?,
-                ChangeAction::Rollback => {
-                    finish(&mut chg, ChangeStatus::RolledBack, actor, ctx, text)?
-                }
-                ChangeAction::Review => {
-                    let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
-                        return refuse(
-                            Some(id.to_string()),
-                            "post-implementation-review",
-                            format!("say what the review found: `change review {id} <findings>`"),
-                        );
-                    };
-                    chg.record_review(text, ctx.now).on(id)?;
-                    format!("{id} reviewed")
-                }
-                ChangeAction::Close => {
-                    chg.close(actor, ctx.now, text).on(id)?;
-                    format!("{id} closed")
-                }
-            };
-            if !matches!(
-                act,
-                ChangeAction::Submit | ChangeAction::Approve | ChangeAction::Reject
-            ) {
-                events.push(Event::ChangeUpdated {
-                    id: id.to_string(),
-                    status: chg.status.to_string(),
-                });
-            }
-            uow.save(ctx, actor, action, Some(&before), chg.clone());
+            let (chg, (headline, events)) = uow
+                .update(ctx, actor, action, *id, |chg: &mut Change| {
+                    act_on(chg, act, actor, ctx, text)
+                })
+                .await?;
             Ok(Handled::with(render::change(&chg, headline), events))
         }
         ChangeCmd::Show { id } => {
@@ -157,13 +78,11 @@ pub(crate) async fn run(
             let mut chg: Change = uow.load_id(*id).await?;
             let before = Record::Change(chg.clone());
             if !chg.link(Link::pull_request(repo, *number)) {
-                uow.audit(
-                    ctx.now,
+                uow.audit_outcome(
+                    ctx,
                     actor,
                     Some(id.to_string()),
                     action,
-                    None,
-                    None,
                     "ok: already linked".into(),
                 );
                 return Ok(Handled::reply(Reply::ok(
@@ -179,6 +98,96 @@ pub(crate) async fn run(
             ))
         }
     }
+}
+
+/// Applies a submit, vote or implementation step to a change: the reply's headline and the
+/// events it raises.
+fn act_on(
+    chg: &mut Change,
+    act: &ChangeAction,
+    actor: &Actor,
+    ctx: &Ctx<'_>,
+    text: Option<&str>,
+) -> Outcome<(String, Vec<Event>)> {
+    let id = chg.id;
+    let mut events = Vec::new();
+    let headline = match act {
+        ChangeAction::Submit => match chg.submit(ctx.now, ctx.policy).on(id)? {
+            VoteResult::Decided(_) => {
+                events.push(Event::ChangeDecided {
+                    id: id.to_string(),
+                    status: "approved".into(),
+                });
+                format!("{id} submitted and approved as a pre-approved standard change")
+            }
+            VoteResult::Counted => {
+                events.push(Event::ChangeSubmitted { id: id.to_string() });
+                format!(
+                    "{id} submitted for approval: needs {}",
+                    approvals(chg.required_approvals)
+                )
+            }
+        },
+        ChangeAction::Approve | ChangeAction::Reject => {
+            let decision = if *act == ChangeAction::Approve {
+                Decision::Approve
+            } else {
+                Decision::Reject
+            };
+            let result = chg
+                .vote(actor, decision, text, ctx.now, ctx.policy)
+                .on(id)?;
+            events.push(Event::ChangeVoted { id: id.to_string() });
+            match result {
+                VoteResult::Decided(s) => {
+                    events.push(Event::ChangeDecided {
+                        id: id.to_string(),
+                        status: s.to_string(),
+                    });
+                    format!("{id} {s} after {actor}'s vote")
+                }
+                VoteResult::Counted => format!(
+                    "{id}: {actor} voted to {}; {}/{} approvals",
+                    act.verb(),
+                    chg.approval_count(),
+                    chg.required_approvals
+                ),
+            }
+        }
+        ChangeAction::Start => {
+            implementer(chg, ctx, actor, "change start")?;
+            chg.start(ctx.now, ctx.policy).on(id)?;
+            format!("{id} started by {actor}")
+        }
+        ChangeAction::Complete => finish(chg, ChangeStatus::Completed, actor, ctx, text)?,
+        ChangeAction::Fail => finish(chg, ChangeStatus::Failed, actor, ctx, text)?,
+        ChangeAction::Rollback => finish(chg, ChangeStatus::RolledBack, actor, ctx, text)?,
+        ChangeAction::Review => {
+            let Some(text) = text.filter(|t| !t.trim().is_empty()) else {
+                return refuse(
+                    Some(id.to_string()),
+                    "post-implementation-review",
+                    format!("say what the review found: `change review {id} <findings>`"),
+                );
+            };
+            chg.record_review(text, ctx.now).on(id)?;
+            format!("{id} reviewed")
+        }
+        ChangeAction::Close => {
+            chg.close(actor, ctx.now, text).on(id)?;
+            format!("{id} closed")
+        }
+    };
+    if !matches!(
+        act,
+        ChangeAction::Submit | ChangeAction::Approve | ChangeAction::Reject
+    ) {
+        events.push(Event::ChangeUpdated {
+            id: id.to_string(),
+            status: chg.status.to_string(),
+        });
+    }
+    Ok((headline, events))
 }
 
 fn finish(
@@ -199,80 +208,6 @@ fn finish(
     Ok(format!(
         "{id} {to}. Record the post-implementation review with `change review {id} <findings>`"
     ))
-}
-
-pub(crate) async fn release(
-    uow: &mut UnitOfWork,
-    ctx: &Ctx<'_>,
-    actor: &Actor,
-    cmd: &ReleaseCmd,
-) -> Outcome {
-    let action = Command::Release(cmd.clone()).name();
-    match cmd {
-        ReleaseCmd::Create {
-            version,
-            repo,
-            changes,
-        } => {
-            for c in changes {
-                let _: Change = uow.load_id(*c).await?;
-            }
-            let id = uow.next_id(Kind::Release).await?;
-            let rel = Release::create(
-                id,
-                version.clone(),
-                repo.clone(),
-                changes.clone(),
-                actor,
-                ctx.now,
-            );
-            uow.save(ctx, actor, action, None, rel.clone());
-            let mut events = vec![Event::ReleaseCreated { id: id.to_string() }];
-            // With a repository named, GitHub's integration collects its commits.
-            if repo.is_some() {
-                events.push(Event::ReleaseNeedsCommits {
-                    id: id.to_string(),
-                    installation: None,
-                });
-            }
-            Ok(Handled::with(
-                render::release(&rel, format!("{id} created: release {version}")),
-                events,
-            ))
-        }
-        ReleaseCmd::Deploy { id, env } => {
-            let mut rel: Release = uow.load_id(*id).await?;
-            let before = Record::Release(rel.clone());
-            rel.deploy(env, actor, ctx.now).on(id)?;
-            uow.save(ctx, actor, action, Some(&before), rel.clone());
-            let events = vec![Event::ReleaseDeployed {
-                id: id.to_string(),
-                env: env.clone(),
-            }];
-            Ok(Handled::with(
-                render::release(&rel, format!("{id} deployed to {env}")),
-                events,
-            ))
-        }
-        ReleaseCmd::Rollback { id, text } => {
-            let mut rel: Release = uow.load_id(*id).await?;
-            let before = Record::Release(rel.clone());
-            rel.roll_back(actor, ctx.now, text.as_deref()).on(id)?;
-            uow.save(ctx, actor, action, Some(&before), rel.clone());
-            Ok(Handled::with(
-                render::release(&rel, format!("{id} rolled back")),
-                vec![Event::RecordUpdated { id: id.to_string() }],
-            ))
-        }
-        ReleaseCmd::Show { id } => {
-            let rel: Release = uow.load_id(*id).await?;
-            uow.audit_read(ctx, actor, Some(id.to_string()), action);
-            Ok(Handled::reply(render::release(
-                &rel,
-                format!("{id}: release {}", rel.version),
-            )))
-        }
-    }
 }
 
 /// Implementing a change is for its requester or a change manager.

@@ -49,15 +49,7 @@ fn noted(
     record: Option<String>,
     text: String,
 ) -> Handled {
-    uow.audit(
-        ctx.now,
-        actor,
-        record.clone(),
-        action,
-        None,
-        None,
-        format!("ok: {text}"),
-    );
+    uow.audit_outcome(ctx, actor, record.clone(), action, format!("ok: {text}"));
     Handled::reply(Reply::ok(record, text))
 }
 

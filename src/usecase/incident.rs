@@ -2,7 +2,7 @@
 
 use crate::domain::command::{IncidentAction, IncidentCmd, IncidentFilter};
 use crate::domain::ids::{Actor, Kind};
-use crate::domain::lifecycle::NewIncident;
+use crate::domain::lifecycle::{NewIncident, Refusal};
 use crate::domain::permissions;
 use crate::domain::priority::Priority;
 use crate::domain::records::{Incident, Problem, Record};
@@ -10,7 +10,7 @@ use crate::domain::reply::{Event, Reply};
 use crate::domain::status::IncidentStatus;
 use crate::store::ListQuery;
 
-use super::{refuse, render, resolve_mention, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
+use super::{refuse, render, resolve_mention, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
 
 /// How many records a chat list shows; the API pages through the rest.
 pub(crate) const LIST_LIMIT: i64 = 25;
@@ -60,27 +60,27 @@ pub(crate) async fn run(
             id,
             text,
         } => {
-            let mut inc: Incident = uow.load_id(*id).await?;
-            let before = Record::Incident(inc.clone());
             let text = text.as_deref();
-            let verb = match act {
-                IncidentAction::Ack => inc
-                    .acknowledge(actor, ctx.now, text)
-                    .map(|_| "acknowledged"),
-                IncidentAction::Resolve => inc.resolve(actor, ctx.now, text).map(|_| "resolved"),
-                IncidentAction::Close => permissions::check_owner_or(
-                    action,
-                    actor,
-                    &inc.reporter,
-                    permissions::INCIDENT_CLOSERS,
-                    ctx.policy,
-                )
-                .and_then(|_| inc.close(actor, ctx.now, text))
-                .map(|_| "closed"),
-                IncidentAction::Reopen => inc.reopen(actor, ctx.now, text).map(|_| "reopened"),
-            }
-            .on(id)?;
-            uow.save(ctx, actor, action, Some(&before), inc.clone());
+            let (inc, verb) = uow
+                .update(ctx, actor, action, *id, |inc: &mut Incident| match act {
+                    IncidentAction::Ack => inc
+                        .acknowledge(actor, ctx.now, text)
+                        .map(|_| "acknowledged"),
+                    IncidentAction::Resolve => {
+                        inc.resolve(actor, ctx.now, text).map(|_| "resolved")
+                    }
+                    IncidentAction::Close => permissions::check_owner_or(
+                        action,
+                        actor,
+                        &inc.reporter,
+                        permissions::INCIDENT_CLOSERS,
+                        ctx.policy,
+                    )
+                    .and_then(|_| inc.close(actor, ctx.now, text))
+                    .map(|_| "closed"),
+                    IncidentAction::Reopen => inc.reopen(actor, ctx.now, text).map(|_| "reopened"),
+                })
+                .await?;
             let headline = format!("{id} {verb} by {actor}: {}", inc.title);
             let events = vec![Event::IncidentUpdated {
                 id: id.to_string(),
@@ -92,11 +92,15 @@ pub(crate) async fn run(
             ))
         }
         IncidentCmd::Assign { id, assignee } => {
-            let mut inc: Incident = uow.load_id(*id).await?;
-            let who = resolve_mention(ctx, actor, assignee)?;
-            let before = Record::Incident(inc.clone());
-            inc.assign(&who).on(id)?;
-            uow.save(ctx, actor, action, Some(&before), inc.clone());
+            // The mention is resolved after the load, so a missing incident is reported first;
+            // its refusal names no record.
+            let (inc, who) = uow
+                .update(ctx, actor, action, *id, |inc: &mut Incident| {
+                    let who = resolve_mention(ctx, actor, assignee)?;
+                    inc.assign(&who).on(id)?;
+                    Ok::<_, Fail>(who)
+                })
+                .await?;
             let events = vec![Event::IncidentUpdated {
                 id: id.to_string(),
                 status: inc.status.to_string(),
@@ -107,10 +111,11 @@ pub(crate) async fn run(
             ))
         }
         IncidentCmd::Note { id, text } => {
-            let mut inc: Incident = uow.load_id(*id).await?;
-            let before = Record::Incident(inc.clone());
-            inc.add_note(actor, ctx.now, text);
-            uow.save(ctx, actor, action, Some(&before), inc);
+            uow.update(ctx, actor, action, *id, |inc: &mut Incident| {
+                inc.add_note(actor, ctx.now, text);
+                Ok::<_, Refusal>(())
+            })
+            .await?;
             let events = vec![Event::RecordUpdated { id: id.to_string() }];
             Ok(Handled::with(
                 Reply::ok(Some(id.to_string()), format!("{id}: note added")),
@@ -207,23 +212,13 @@ pub(crate) async fn run(
                 IncidentFilter::Breached => q.breached = Some(true),
                 IncidentFilter::All => {}
             }
-            let rows = uow.list(&q).await?;
-            uow.audit(
-                ctx.now,
-                actor,
-                None,
-                action,
-                None,
-                None,
-                format!("ok: {} listed", rows.len()),
-            );
             let name = match filter {
                 IncidentFilter::Open => "open incidents",
                 IncidentFilter::Mine => "your open incidents",
                 IncidentFilter::Breached => "incidents that breached their SLA",
                 IncidentFilter::All => "incidents",
             };
-            Ok(Handled::reply(list_reply(name, &rows, ctx)))
+            listed(uow, ctx, actor, action, &q, name).await
         }
     }
 }
@@ -252,8 +247,29 @@ async fn declare_major(
     }])
 }
 
+/// Runs a chat list: reads the records, files the list in the audit trail, and answers with
+/// one line per record.
+pub(crate) async fn listed(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    action: &str,
+    q: &ListQuery,
+    name: &str,
+) -> Outcome {
+    let rows = uow.list(q).await?;
+    uow.audit_outcome(
+        ctx,
+        actor,
+        None,
+        action,
+        format!("ok: {} listed", rows.len()),
+    );
+    Ok(Handled::reply(list_reply(name, &rows, ctx)))
+}
+
 /// One line per record: `INC-3 [P1 acknowledged] Checkout down`.
-pub(crate) fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
+fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
     if rows.is_empty() {
         return Reply::ok(None, format!("No {name}."));
     }

@@ -18,19 +18,25 @@ use crate::domain::reply::{Event, Reply};
 use crate::store::StoreError;
 
 mod change;
-mod clock;
+mod ci;
+mod deadlines;
 mod github;
 mod incident;
-mod other;
+mod nonconformity;
 mod outbox;
+mod problem;
 mod query;
+mod release;
 pub mod render;
+mod request;
+mod role;
+mod service;
 mod uow;
 
 pub use query::help;
-pub use uow::UnitOfWork;
+pub use uow::{AuditNote, UnitOfWork};
 
-/// What the rules and the clock say for one command.
+/// What the rules and the time source say for one command.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
     pub policy: &'a Policy,
@@ -92,6 +98,27 @@ impl<T> RefusedOn<T> for Result<T, Refusal> {
             record: Some(record.to_string()),
             refusal,
         })
+    }
+}
+
+/// What an `update` closure may fail with: a domain refusal, filed against the record being
+/// updated, or a `Fail` that already says which record (if any) it is about.
+pub(crate) trait IntoFail {
+    fn into_fail(self, record: RecordId) -> Fail;
+}
+
+impl IntoFail for Refusal {
+    fn into_fail(self, record: RecordId) -> Fail {
+        Fail::Refused {
+            record: Some(record.to_string()),
+            refusal: self,
+        }
+    }
+}
+
+impl IntoFail for Fail {
+    fn into_fail(self, _: RecordId) -> Fail {
+        self
     }
 }
 
@@ -165,7 +192,28 @@ impl UnitOfWork {
         record: Option<String>,
         action: &str,
     ) {
-        self.audit(ctx.now, actor, record, action, None, None, "ok".to_string());
+        self.audit_outcome(ctx, actor, record, action, "ok".to_string());
+    }
+
+    /// Files a command that changed no record (a read, a list, a no-op, a refusal) with how it
+    /// ended.
+    pub(crate) fn audit_outcome(
+        &mut self,
+        ctx: &Ctx<'_>,
+        actor: &Actor,
+        record: Option<String>,
+        action: &str,
+        outcome: String,
+    ) {
+        self.audit(AuditNote {
+            at: ctx.now,
+            actor,
+            record,
+            action,
+            before: None,
+            after: None,
+            outcome,
+        });
     }
 
     /// Stages a record's new state and its audit entry (before and after as stored JSON).
@@ -181,16 +229,39 @@ impl UnitOfWork {
         after.set_updated_at(ctx.now);
         let before_json = before.map(Record::to_json_string);
         let after_json = after.to_json_string();
-        self.audit(
-            ctx.now,
+        self.audit(AuditNote {
+            at: ctx.now,
             actor,
-            Some(after.key()),
+            record: Some(after.key()),
             action,
-            before_json,
-            Some(after_json.clone()),
-            "ok".to_string(),
-        );
+            before: before_json,
+            after: Some(after_json.clone()),
+            outcome: "ok".to_string(),
+        });
         self.put(after, after_json);
+    }
+
+    /// Loads a record, lets `change` act on it, and stages the result with its audit entry
+    /// (before and after), as `load` then `save` would. A refusal from `change` leaves nothing
+    /// staged; a bare `Refusal` is filed against the record's ID. Returns the record as saved,
+    /// for the reply, with what `change` returned.
+    pub(crate) async fn update<T, R, E>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        actor: &Actor,
+        action: &str,
+        id: RecordId,
+        change: impl FnOnce(&mut T) -> Result<R, E>,
+    ) -> Outcome<(T, R)>
+    where
+        T: Typed + Clone,
+        E: IntoFail,
+    {
+        let mut record: T = self.load_id(id).await?;
+        let before = record.clone().into_record();
+        let result = change(&mut record).map_err(|e| e.into_fail(id))?;
+        self.save(ctx, actor, action, Some(&before), record.clone());
+        Ok((record, result))
     }
 }
 
@@ -216,18 +287,18 @@ pub async fn execute(
 async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Command) -> Outcome {
     match command {
         Command::Help { topic } => Ok(query::help(topic.as_deref())),
-        Command::Tick => clock::tick(uow, ctx).await,
+        Command::Tick => deadlines::tick(uow, ctx).await,
         // GitHub's text cannot be refused like a person's; it is recorded neutralized.
         Command::Github(c) => github::run(uow, ctx, actor, &c.neutralized()).await,
         Command::Incident(c) => incident::run(uow, ctx, actor, c).await,
         Command::Change(c) => change::run(uow, ctx, actor, c).await,
-        Command::Release(c) => change::release(uow, ctx, actor, c).await,
-        Command::Request(c) => other::request(uow, ctx, actor, c).await,
-        Command::Problem(c) => other::problem(uow, ctx, actor, c).await,
-        Command::Nc(c) => other::nc(uow, ctx, actor, c).await,
-        Command::Service(c) => other::service(uow, ctx, actor, c).await,
-        Command::Ci(c) => other::ci(uow, ctx, actor, c).await,
-        Command::Role(c) => other::role(uow, ctx, actor, c).await,
+        Command::Release(c) => release::run(uow, ctx, actor, c).await,
+        Command::Request(c) => request::run(uow, ctx, actor, c).await,
+        Command::Problem(c) => problem::run(uow, ctx, actor, c).await,
+        Command::Nc(c) => nonconformity::run(uow, ctx, actor, c).await,
+        Command::Service(c) => service::run(uow, ctx, actor, c).await,
+        Command::Ci(c) => ci::run(uow, ctx, actor, c).await,
+        Command::Role(c) => role::run(uow, ctx, actor, c).await,
         Command::Sla { id } => query::sla(uow, ctx, actor, *id).await,
         Command::Audit { record } => query::audit(uow, ctx, actor, record).await,
         Command::Report { from, to } => query::report(uow, ctx, actor, *from, *to).await,
@@ -248,7 +319,7 @@ fn finish(
         Err(Fail::Store(e)) => Err(e),
         Err(Fail::Refused { record, refusal }) => {
             let outcome = format!("refused ({}): {}", refusal.rule, refusal.message);
-            uow.audit(ctx.now, actor, record.clone(), action, None, None, outcome);
+            uow.audit_outcome(ctx, actor, record.clone(), action, outcome);
             Ok(Handled::reply(Reply::refused(
                 record,
                 refusal.rule,
@@ -256,18 +327,21 @@ fn finish(
             )))
         }
         Err(Fail::NotFound { record, message }) => {
-            uow.audit(
-                ctx.now,
+            uow.audit_outcome(
+                ctx,
                 actor,
                 Some(record.clone()),
                 action,
-                None,
-                None,
                 format!("not found: {message}"),
             );
             Ok(Handled::reply(Reply::not_found(record, message)))
         }
     }
+}
+
+/// The event most commands raise: a record changed.
+pub(crate) fn updated(id: impl ToString) -> Vec<Event> {
+    vec![Event::RecordUpdated { id: id.to_string() }]
 }
 
 /// Turns a mention into an actor on the platform the command came from. A `[people]` name maps

@@ -4,7 +4,7 @@ use crate::domain::ids::Actor;
 use crate::domain::reply::Reply;
 use crate::store::{OutboxEntry, OutboxState};
 
-use super::{refuse, Ctx, Fail, Handled, Outcome, UnitOfWork};
+use super::{refuse, AuditNote, Ctx, Fail, Handled, Outcome, UnitOfWork};
 
 /// The audit trail's name for an outbox item, so `audit outbox:ID` shows what happened to it.
 fn audit_key(id: i64) -> String {
@@ -49,15 +49,15 @@ pub(crate) async fn drop_item(
             ),
         );
     }
-    uow.audit(
-        ctx.now,
+    uow.audit(AuditNote {
+        at: ctx.now,
         actor,
-        Some(key),
-        "outbox drop",
-        Some(describe(&entry, entry.state)),
-        Some(describe(&entry, OutboxState::Dropped)),
-        "ok".to_string(),
-    );
+        record: Some(key),
+        action: "outbox drop",
+        before: Some(describe(&entry, entry.state)),
+        after: Some(describe(&entry, OutboxState::Dropped)),
+        outcome: "ok".to_string(),
+    });
     Ok(Handled::reply(Reply::ok(
         None,
         format!(

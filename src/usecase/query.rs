@@ -40,15 +40,7 @@ pub(crate) async fn sla(
         );
     }
     let inc: Incident = uow.load_id(id).await?;
-    uow.audit(
-        ctx.now,
-        actor,
-        Some(id.to_string()),
-        "sla",
-        None,
-        None,
-        "ok".into(),
-    );
+    uow.audit_read(ctx, actor, Some(id.to_string()), "sla");
     let target = ctx.policy.sla.target(inc.priority);
     let state = |done: Option<chrono::DateTime<chrono::Utc>>, due| match done {
         Some(at) if at <= due => format!("met at {}", at.format("%Y-%m-%d %H:%MZ")),
@@ -102,15 +94,7 @@ pub(crate) async fn audit(
             message: format!("no audit entries for {record}"),
         });
     }
-    uow.audit(
-        ctx.now,
-        actor,
-        Some(record.to_string()),
-        "audit",
-        None,
-        None,
-        "ok".into(),
-    );
+    uow.audit_read(ctx, actor, Some(record.to_string()), "audit");
     let mut text = format!("{record} timeline ({} entries):", entries.len());
     for e in &entries {
         text.push_str(&format!(

@@ -9,6 +9,18 @@ use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::records::Record;
 use crate::store::{Grant, GrantChange, ListQuery, NewOutbox, Result, StoreTx, WriteSet};
 
+/// One audit entry to append: who did what to which record, the record's stored JSON before
+/// and after (when it changed), and how it ended (`ok`, `refused (rule): ...`).
+pub struct AuditNote<'a> {
+    pub at: DateTime<Utc>,
+    pub actor: &'a Actor,
+    pub record: Option<String>,
+    pub action: &'a str,
+    pub before: Option<String>,
+    pub after: Option<String>,
+    pub outcome: String,
+}
+
 /// Staged writes over one store transaction. Reads see staged writes first, so commands later
 /// in a batch see what earlier ones did.
 pub struct UnitOfWork {
@@ -106,27 +118,17 @@ impl UnitOfWork {
     }
 
     /// Appends an entry to the audit chain.
-    #[allow(clippy::too_many_arguments)]
-    pub fn audit(
-        &mut self,
-        at: DateTime<Utc>,
-        actor: &Actor,
-        record: Option<String>,
-        action: &str,
-        before: Option<String>,
-        after: Option<String>,
-        outcome: String,
-    ) {
+    pub fn audit(&mut self, note: AuditNote<'_>) {
         let e = AuditEntry::next(
             self.head.0,
             &self.head.1,
-            at,
-            actor.as_str(),
-            record,
-            action,
-            before,
-            after,
-            outcome,
+            note.at,
+            note.actor.as_str(),
+            note.record,
+            note.action,
+            note.before,
+            note.after,
+            note.outcome,
         );
         self.head = (e.seq, e.hash.clone());
         self.audit.push(e);

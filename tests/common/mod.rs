@@ -9,7 +9,7 @@ use opsledger::app::{self, Running};
 use opsledger::config::{Integrations, ServeArgs};
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
-use opsledger::ledger::{Clock, Ledger};
+use opsledger::ledger::{Ledger, TimeSource};
 use opsledger::store::Store;
 use tokio::task::JoinHandle;
 
@@ -95,12 +95,12 @@ fn uuid_ish() -> String {
     )
 }
 
-/// A clock tests move by hand.
-pub struct TestClock(Mutex<DateTime<Utc>>);
+/// A time source tests move by hand.
+pub struct TestTime(Mutex<DateTime<Utc>>);
 
-impl TestClock {
-    pub fn at(t: DateTime<Utc>) -> Arc<TestClock> {
-        Arc::new(TestClock(Mutex::new(t)))
+impl TestTime {
+    pub fn at(t: DateTime<Utc>) -> Arc<TestTime> {
+        Arc::new(TestTime(Mutex::new(t)))
     }
 
     pub fn default_start() -> DateTime<Utc> {
@@ -117,7 +117,7 @@ impl TestClock {
     }
 }
 
-impl Clock for TestClock {
+impl TimeSource for TestTime {
     fn now(&self) -> DateTime<Utc> {
         *self.0.lock().unwrap()
     }
@@ -157,7 +157,7 @@ pub async fn ok(ledger: &Ledger, who: &str, text: &str) -> String {
 pub fn ledger_on(
     store: Arc<dyn Store>,
     policy: Policy,
-    clock: Arc<TestClock>,
+    clock: Arc<TestTime>,
 ) -> (Ledger, JoinHandle<()>) {
     app::start_ledger(store, policy, clock, "http://opsledger.test".into())
 }
@@ -237,7 +237,7 @@ pub async fn serve_platforms(
         &args,
         store,
         Policy::from_toml(rules).expect("test rules"),
-        app::system_clock(),
+        app::system_time_source(),
     )
     .await
     .expect("serve");
@@ -280,7 +280,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub running: Option<Running>,
     pub db: TestDb,
-    pub clock: Arc<TestClock>,
+    pub clock: Arc<TestTime>,
 }
 
 impl TestApp {
@@ -322,7 +322,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(db: TestDb, token: Option<&str>) -> TestApp {
-    let clock = TestClock::at(TestClock::default_start());
+    let clock = TestTime::at(TestTime::default_start());
     let store = db.store().await;
     let running = app::serve(&serve_args(token), store, team_policy(), clock.clone())
         .await

@@ -1,4 +1,5 @@
-//! The clock's command: act on every deadline that has come, once, inside the batch's lock.
+//! The deadline timer's command, `Command::Tick`: act on every deadline that has come, once,
+//! inside the batch's lock.
 //!
 //! Two replicas may both ask; the second finds the deadlines already handled, because it reads
 //! them inside its own transaction after the first committed.
@@ -9,7 +10,7 @@ use crate::domain::reply::{Event, Reply};
 
 use super::{Ctx, Handled, Outcome, UnitOfWork};
 
-/// The most deadlines one tick handles; the clock ticks again at once when more are due.
+/// The most deadlines one tick handles; the timer ticks again at once when more are due.
 const TICK_LIMIT: i64 = 200;
 
 pub(crate) async fn tick(uow: &mut UnitOfWork, ctx: &Ctx<'_>) -> Outcome {

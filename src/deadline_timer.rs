@@ -1,7 +1,8 @@
-//! The SLA clock: sleeps until the next deadline any record waits on, then asks the ledger to act.
+//! The deadline timer (the "SLA clock" of the README): sleeps until the next deadline any record
+//! waits on, then asks the ledger to act.
 //!
 //! It never scans the records: the store keeps each record's next deadline in an indexed
-//! column, and the clock reads only the earliest. It wakes early after every commit (a new
+//! column, and the timer reads only the earliest. It wakes early after every commit (a new
 //! incident may be due sooner) and at least every `MAX_SLEEP` (another replica may have
 //! written one). Acting on a deadline is an ordinary command, `Command::Tick`, so it is
 //! audited, and with several replicas each deadline is handled once: the tick reads due
@@ -17,27 +18,27 @@ use tokio::task::JoinHandle;
 use crate::domain::command::Command;
 use crate::domain::ids::Actor;
 use crate::domain::reply::Outcome;
-use crate::ledger::{Clock, Ledger};
+use crate::ledger::{Ledger, TimeSource};
 
-/// The longest the clock sleeps without looking.
+/// The longest the timer sleeps without looking.
 pub(crate) const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// After a failure (database down), wait this long before trying again.
 const RETRY: Duration = Duration::from_secs(2);
 
-/// A running clock. Dropping it does not stop it; call `stop`.
-pub struct SlaClock {
+/// A running timer. Dropping it does not stop it; call `stop`.
+pub struct DeadlineTimer {
     task: JoinHandle<()>,
     wake: Arc<Notify>,
 }
 
-impl SlaClock {
-    pub fn spawn(ledger: Ledger, clock: Arc<dyn Clock>) -> SlaClock {
+impl DeadlineTimer {
+    pub fn spawn(ledger: Ledger, time: Arc<dyn TimeSource>) -> DeadlineTimer {
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(run(ledger, clock, wake.clone()));
-        SlaClock { task, wake }
+        let task = tokio::spawn(run(ledger, time, wake.clone()));
+        DeadlineTimer { task, wake }
     }
 
-    /// Makes the clock look again now (tests move their clock by hand).
+    /// Makes the timer look again now (tests move their time by hand).
     pub fn wake(&self) {
         self.wake.notify_one();
     }
@@ -48,13 +49,13 @@ impl SlaClock {
     }
 }
 
-async fn run(ledger: Ledger, clock: Arc<dyn Clock>, wake: Arc<Notify>) {
+async fn run(ledger: Ledger, time: Arc<dyn TimeSource>, wake: Arc<Notify>) {
     loop {
         let committed = ledger.committed();
         tokio::pin!(committed);
         committed.as_mut().enable();
         let wait = match ledger.store().next_due().await {
-            Ok(next) => until(next.as_deref(), clock.now()),
+            Ok(next) => until(next.as_deref(), time.now()),
             Err(e) => {
                 tracing::warn!(error = %e, "sla clock cannot read the next deadline; retrying");
                 RETRY
