@@ -59,6 +59,17 @@ pub struct NewIncident {
 }
 
 impl Incident {
+    /// Whether the incident gets a room of its own in chat (a Slack channel, a Discord thread):
+    /// a major incident, whether it was raised at P1 or P2, declared major, or re-prioritised
+    /// to P1 or P2. The one rule every chat platform applies.
+    pub fn gets_room(&self) -> bool {
+        self.major
+            || matches!(
+                self.priority,
+                super::priority::Priority::P1 | super::priority::Priority::P2
+            )
+    }
+
     /// Opens an incident; priority from the matrix, due times from the SLA targets.
     /// Impact and urgency default to medium, as most service desks do.
     pub fn raise(
@@ -989,6 +1000,21 @@ mod tests {
             now(),
             &Policy::default(),
         )
+    }
+
+    #[test]
+    fn a_room_for_p1_p2_and_major_incidents_only() {
+        assert!(incident(Level::High, Level::High).gets_room()); // P1
+        assert!(incident(Level::High, Level::Medium).gets_room()); // P2
+        let mut p3 = incident(Level::Medium, Level::Medium);
+        assert!(!p3.gets_room());
+        p3.major = true;
+        assert!(p3.gets_room(), "declared major");
+        let mut p4 = incident(Level::Low, Level::Low);
+        assert!(!p4.gets_room());
+        p4.reprioritize(Some(Level::High), Some(Level::Medium), &Policy::default())
+            .unwrap();
+        assert!(p4.gets_room(), "re-prioritised to P2");
     }
 
     fn change(t: ChangeType) -> Change {

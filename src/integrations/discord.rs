@@ -153,9 +153,9 @@ fn retry(e: DiscordApiError) -> DeliveryError {
     }
 }
 
-/// A major incident gets a thread: one declared major, or raised at P1 or P2.
+/// An incident that gets a room (`Incident::gets_room`) gets a thread.
 fn is_major(record: &Record) -> bool {
-    matches!(record, Record::Incident(i) if i.major || matches!(i.priority.as_str(), "P1" | "P2"))
+    matches!(record, Record::Incident(i) if i.gets_room())
 }
 
 impl DiscordDeliverer {

@@ -84,16 +84,16 @@ impl Router for SlackConfig {
                 .collect::<Vec<_>>()
         };
         match event {
-            Event::IncidentRaised { id, priority } => {
+            // Whether the incident gets a channel is decided when the item is delivered, by
+            // `Incident::gets_room`, the rule every platform shares.
+            Event::IncidentRaised { id, .. } => {
                 let mut out = on(&self.incident_channel, op::POST_RECORD, id);
-                if priority == "P1" || priority == "P2" {
-                    out.push(item(
-                        &own_channel_key(id),
-                        op::OPEN_INCIDENT_CHANNEL,
-                        id,
-                        none.clone(),
-                    ));
-                }
+                out.push(item(
+                    &own_channel_key(id),
+                    op::OPEN_INCIDENT_CHANNEL,
+                    id,
+                    none.clone(),
+                ));
                 out
             }
             Event::IncidentUpdated { id, .. } => {
@@ -196,6 +196,9 @@ impl SlackDeliverer {
                 "no such incident {record}"
             )));
         };
+        if !inc.gets_room() {
+            return Ok(());
+        }
         let name = opsledger_slack::incident_channel_name(inc.id.n, &inc.title);
         let (used, channel) = self.config.api.create_channel(&name).await.map_err(retry)?;
         let Some(channel) = channel else {
@@ -290,7 +293,9 @@ impl Deliver for SlackDeliverer {
                         .map(|_| ())
                         .map_err(retry)
                 }
-                None => Ok(()), // P3 and P4 incidents have no channel of their own
+                // Declared major or re-prioritised to P1/P2 since it was raised: open its room
+                // now (which posts the card there); otherwise it has none.
+                None => self.open_incident_channel(&record).await,
             },
             op::INCIDENT_CHANNEL_REPLY => {
                 let reply = payload_reply(item)?;

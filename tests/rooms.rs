@@ -1,0 +1,209 @@
+//! One rule for an incident's own room, shown once for both chat platforms: a Slack channel and
+//! a Discord thread open for an incident raised at P1/P2, declared major, or re-prioritised to
+//! P1/P2, and for no other.
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{Method, Uri};
+use axum::response::IntoResponse;
+use axum::{Json, Router};
+use opsledger::app;
+use opsledger::config::{Integrations, ServeArgs};
+use serde_json::{json, Value};
+
+const SLACK_INCIDENTS: &str = "CINCIDENTS";
+const DISCORD_INCIDENTS: &str = "1300000000000000001";
+
+/// Every call either platform's fake API received: method, path and JSON body.
+#[derive(Clone, Default)]
+struct Calls(Arc<Mutex<Vec<(Method, String, Value)>>>);
+
+impl Calls {
+    fn all(&self) -> Vec<(Method, String, Value)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The Slack channels created, by name.
+    fn slack_rooms(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|(_, p, _)| p.ends_with("/conversations.create"))
+            .map(|(_, _, b)| b["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The Discord threads started, by name.
+    fn discord_rooms(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|(m, p, _)| m == Method::POST && p.ends_with("/threads"))
+            .map(|(_, _, b)| b["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    async fn wait_for(&self, what: &str, pred: impl Fn(&Calls) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !pred(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; calls: {:#?}",
+                self.all()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Answers as the platforms do, with the fields opsledger reads: Slack's `{"ok": true, ...}`
+/// with a `ts` or a channel, Discord's created object with its snowflake `id`.
+async fn fake(
+    State(calls): State<Calls>,
+    method: Method,
+    uri: Uri,
+    body: String,
+) -> axum::response::Response {
+    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let path = uri.path().to_string();
+    let n = {
+        let mut c = calls.0.lock().unwrap();
+        c.push((method.clone(), path.clone(), body.clone()));
+        c.len()
+    };
+    if let Some(slack) = path.strip_prefix("/slack/api/") {
+        return match slack {
+            "conversations.create" => Json(json!({"ok": true, "channel": {"id": format!("CROOM{n}"), "name": body["name"], "created": 1700000000}})).into_response(),
+            _ => Json(json!({"ok": true, "channel": body["channel"], "ts": format!("1700000000.{n:06}")})).into_response(),
+        };
+    }
+    let id = format!("{}", 1_400_000_000_000_000_000u64 + n as u64);
+    Json(json!({"id": id, "channel_id": DISCORD_INCIDENTS, "name": body["name"], "content": body["content"]})).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
+    // Arrange: Slack and Discord both on, against one fake API.
+    let calls = Calls::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let fake_app = Router::new().fallback(fake).with_state(calls.clone());
+    tokio::spawn(async move { axum::serve(listener, fake_app).await.unwrap() });
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let integrations = Integrations {
+        slack_signing_secret: Some("secret".to_string().into()),
+        slack_bot_token: Some("xoxb-test".to_string().into()),
+        slack_api_url: format!("{base}/slack/api"),
+        slack_incident_channel: Some(SLACK_INCIDENTS.into()),
+        discord_public_key: Some(hex::encode(key.verifying_key().to_bytes())),
+        discord_bot_token: Some("bot-token".to_string().into()),
+        discord_application_id: Some("1100000000000000001".into()),
+        discord_api_url: base.clone(),
+        discord_incident_channel: Some(DISCORD_INCIDENTS.into()),
+        ..Integrations::default()
+    };
+    let db = common::sqlite_db();
+    let args = ServeArgs {
+        integrations,
+        ..common::serve_args(None)
+    };
+    let running = app::serve(
+        &args,
+        db.store().await,
+        common::team_policy(),
+        app::system_clock(),
+    )
+    .await
+    .expect("serve");
+    let ledger = running.ledger.clone();
+
+    // Act and assert: a P4 and a P3 get cards, no room.
+    common::ok(
+        &ledger,
+        "console:alice",
+        "incident raise Slow search impact:low urgency:low",
+    )
+    .await;
+    common::ok(
+        &ledger,
+        "console:alice",
+        "incident raise Login errors impact:medium urgency:medium",
+    )
+    .await;
+    calls
+        .wait_for("both cards on both platforms", |c| {
+            let all = c.all();
+            let slack = all
+                .iter()
+                .filter(|(_, p, _)| p.ends_with("/chat.postMessage"))
+                .count();
+            let discord = all
+                .iter()
+                .filter(|(m, p, _)| {
+                    m == Method::POST
+                        && p.ends_with(&format!("/channels/{DISCORD_INCIDENTS}/messages"))
+                })
+                .count();
+            slack >= 2 && discord >= 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(calls.slack_rooms().is_empty(), "{:?}", calls.slack_rooms());
+    assert!(
+        calls.discord_rooms().is_empty(),
+        "{:?}",
+        calls.discord_rooms()
+    );
+
+    // Declared major: a room on both.
+    common::ok(&ledger, "console:alice", "incident major INC-2").await;
+    calls
+        .wait_for("INC-2's rooms", |c| {
+            c.slack_rooms().iter().any(|n| n.starts_with("inc-2-"))
+                && c.discord_rooms().iter().any(|n| n.contains("INC-2"))
+        })
+        .await;
+
+    // Re-prioritised to P2: a room on both.
+    common::ok(
+        &ledger,
+        "console:alice",
+        "incident priority INC-1 impact:high urgency:medium",
+    )
+    .await;
+    calls
+        .wait_for("INC-1's rooms", |c| {
+            c.slack_rooms().iter().any(|n| n.starts_with("inc-1-"))
+                && c.discord_rooms().iter().any(|n| n.contains("INC-1"))
+        })
+        .await;
+
+    // Raised at P1: a room on both.
+    common::ok(
+        &ledger,
+        "console:alice",
+        "incident raise Checkout down impact:high urgency:high",
+    )
+    .await;
+    calls
+        .wait_for("INC-3's rooms", |c| {
+            c.slack_rooms().iter().any(|n| n.starts_with("inc-3-"))
+                && c.discord_rooms().iter().any(|n| n.contains("INC-3"))
+        })
+        .await;
+
+    // Later updates post into the rooms; none is opened twice.
+    common::ok(&ledger, "console:alice", "incident ack INC-3").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(calls.slack_rooms().len(), 3, "{:?}", calls.slack_rooms());
+    assert_eq!(
+        calls.discord_rooms().len(),
+        3,
+        "{:?}",
+        calls.discord_rooms()
+    );
+    // The writer finishes once every handle on the ledger is gone.
+    drop(ledger);
+    running.stop().await.unwrap();
+}
