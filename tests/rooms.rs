@@ -112,7 +112,7 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
         &args,
         db.store().await,
         common::team_policy(),
-        app::system_clock(),
+        app::system_time_source(),
     )
     .await
     .expect("serve");
