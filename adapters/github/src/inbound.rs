@@ -266,14 +266,7 @@ fn from_model(event: &str, parsed: WebhookEvent) -> Result<GithubEvent, String> 
             }
         }
         WebhookEventPayload::Push(p) => {
-            let (branch, tag) = match (
-                p.r#ref.strip_prefix("refs/heads/"),
-                p.r#ref.strip_prefix("refs/tags/"),
-            ) {
-                (Some(b), _) => (Some(b.to_string()), None),
-                (_, Some(t)) => (None, Some(t.to_string())),
-                _ => (None, None),
-            };
+            let (branch, tag) = branch_or_tag(&p.r#ref);
             GithubEvent::Push {
                 repo,
                 branch,
@@ -373,6 +366,18 @@ fn from_model(event: &str, parsed: WebhookEvent) -> Result<GithubEvent, String> 
             event: event.to_string(),
         },
     })
+}
+
+/// A pushed ref's branch (`refs/heads/...`) or tag (`refs/tags/...`); neither for other refs.
+pub(crate) fn branch_or_tag(reference: &str) -> (Option<String>, Option<String>) {
+    match (
+        reference.strip_prefix("refs/heads/"),
+        reference.strip_prefix("refs/tags/"),
+    ) {
+        (Some(b), _) => (Some(b.to_string()), None),
+        (_, Some(t)) => (None, Some(t.to_string())),
+        _ => (None, None),
+    }
 }
 
 #[cfg(test)]

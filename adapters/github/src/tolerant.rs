@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::inbound::{Commit, GithubEvent, PullRequest};
+use crate::inbound::{branch_or_tag, Commit, GithubEvent, PullRequest};
 
 /// A string (or number) at `pointer`, if there is one.
 fn opt(v: &Value, pointer: &str) -> Option<String> {
@@ -72,14 +72,7 @@ pub(crate) fn read(event: &str, v: &Value) -> Result<GithubEvent, String> {
         }
         "push" => {
             let reference = req(v, "/ref")?;
-            let (branch, tag) = match (
-                reference.strip_prefix("refs/heads/"),
-                reference.strip_prefix("refs/tags/"),
-            ) {
-                (Some(b), _) => (Some(b.to_string()), None),
-                (_, Some(t)) => (None, Some(t.to_string())),
-                _ => (None, None),
-            };
+            let (branch, tag) = branch_or_tag(&reference);
             GithubEvent::Push {
                 repo,
                 branch,
