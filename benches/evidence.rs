@@ -5,7 +5,7 @@
 //! `cargo bench --bench evidence` for the full sizes; `BENCH_INCIDENTS` and `BENCH_AUDIT`
 //! override them. `cargo test --all-targets` runs it as a small smoke test.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::time::Instant;

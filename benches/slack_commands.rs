@@ -12,7 +12,7 @@
 //! `OPSLEDGER_TEST_POSTGRES_URL` is set). Under `cargo test --all-targets` it is a smoke test
 //! (N=200, C=8). `BENCH_COMMANDS` and `BENCH_CONCURRENCY` override N and C.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@
 //! `cargo bench --bench throughput` (PostgreSQL when `OPSLEDGER_TEST_POSTGRES_URL` is set).
 //! `BENCH_COMMANDS` and `BENCH_CONCURRENCY` override the defaults.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! A first end-to-end check that the test harness itself works.
-mod common;
+use crate::common;
 
 #[tokio::test]
 async fn spawned_app_answers_health_and_runs_a_command() {

@@ -1,7 +1,6 @@
 //! Discord end to end: interactions signed with an Ed25519 key exactly as Discord signs them, and
 //! a local fake Discord REST API (`DISCORD_API_URL`) that records what opsledger sends.
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

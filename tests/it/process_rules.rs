@@ -1,7 +1,6 @@
 //! The process rules on both backends: roles, CAB quorum and vetoes, segregation of duties,
 //! freezes, emergency reviews, SLA breaches with escalation, and major incidents.
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,4 @@
 //! SQLite-specific guarantees of the embedded default: the file is created if missing and runs in WAL mode.
-mod common;
 
 use sqlx::Connection;
 

@@ -1,7 +1,6 @@
 //! The service report on a seeded data set whose answers are worked out by hand below, through
 //! chat, the API and the CLI.
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

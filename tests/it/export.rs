@@ -1,6 +1,5 @@
 //! The evidence pack: a seeded period exported, and every clause file checked.
-#[macro_use]
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::{ok, TestTime};

@@ -1,6 +1,6 @@
 //! The HTTP surface of `serve`: health, readiness, metrics, the `/api/v1` read API (shapes,
 //! pagination, bearer token, errors) and the 1 MiB body limit, against a real server.
-mod common;
+use crate::common;
 
 use chrono::DateTime;
 use common::TestApp;

@@ -1,8 +1,7 @@
 //! GitHub end to end: deliveries signed exactly as GitHub signs them (HMAC-SHA256 of the body in
 //! `X-Hub-Signature-256`), payloads shaped like GitHub's (tests/fixtures/github), and a local fake
 //! GitHub REST API (`GITHUB_API_URL`) that records what opsledger sends.
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

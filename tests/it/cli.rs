@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
+use crate::common;
 use common::scratch::{stderr, stdout, Scratch};
 
 /// Asserts the exit code, showing both streams when it is wrong.

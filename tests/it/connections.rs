@@ -1,5 +1,5 @@
 //! Connection limits end to end: a slowloris flood starves neither `/healthz` nor a signed Slack command and is closed after the header-read timeout; over the cap with every connection busy a newcomer is refused at once; shutdown closes waiting connections and finishes requests in flight; `serve` raises the soft open-file limit and stays healthy with few descriptors.
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;

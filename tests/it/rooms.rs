@@ -1,7 +1,7 @@
 //! One rule for an incident's own room, shown once for both chat platforms: a Slack channel and
 //! a Discord thread open for an incident raised at P1/P2, declared major, or re-prioritised to
 //! P1/P2, and for no other.
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! API refuse control characters and bytes that are not UTF-8 with a message naming them (after
 //! the signature), and a replayed Slack slash command, button, event or Discord interaction is
 //! acted on once and counted as a duplicate.
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! a 2xx the client cannot read counts as delivered, `Retry-After` is the wait, a platform's
 //! recovery is acted on at once (crash or not), `name_taken` is answered with a suffixed name,
 //! and operators see, retry and drop parked messages (`opsledger outbox`, `/metrics`, dashboard).
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,8 +1,7 @@
 //! The durable outbox on both backends: enqueued with the command's transaction, delivered in
 //! order per channel with retries and `Retry-After`, permanent failures given up, inbound
 //! deliveries deduplicated across replicas, and message references kept.
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,6 @@
 //! The dashboard, loaded in a real browser: Debian's chromium, headless, reads each page's DOM
 //! and takes a screenshot of it (kept under the target directory's `dashboard-screenshots`).
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,8 +2,7 @@
 //! refuses fails alone, a store that fails for a moment is retried, text that cannot be recorded
 //! is a usage error whatever the bytes, and a delivery is acted on once, in its command's own
 //! transaction.
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! acknowledged record; a deadline set by another process is acted on within a second of its
 //! due time, once, with two replicas too; and `exec` queues the same messages as chat, which a
 //! running `serve` delivers (or the next one to start).
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

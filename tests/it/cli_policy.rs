@@ -2,7 +2,7 @@
 //! their exit codes, and that neither opens or creates the database.
 use std::process::Output;
 
-mod common;
+use crate::common;
 
 /// The example from the contract's "Process rules file" section, verbatim.
 const CONTRACT_EXAMPLE: &str = r#"[roles]                      # who may do what; `role grant` adds at run time (audited)

@@ -1,6 +1,5 @@
 //! Store conformance: the same tests run against SQLite and PostgreSQL (`OPSLEDGER_TEST_POSTGRES_URL`).
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

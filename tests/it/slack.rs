@@ -1,6 +1,5 @@
 //! Slack end to end: signed requests in, a local fake Slack Web API out (`SLACK_API_URL`).
-#[macro_use]
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

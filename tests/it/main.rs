@@ -1,0 +1,25 @@
+//! The integration tests, as one binary so they link once: each module is one area of behaviour,
+//! run against a real server, the real binaries, both stores and local fakes of the platforms.
+#[macro_use]
+mod common;
+
+mod cli;
+mod cli_policy;
+mod conformance;
+mod connections;
+mod dashboard;
+mod discord;
+mod export;
+mod faults;
+mod front_ends;
+mod github;
+mod http_api;
+mod isolation;
+mod outbox;
+mod outbox_faults;
+mod process_rules;
+mod report;
+mod rooms;
+mod slack;
+mod smoke;
+mod sqlite_store;
