@@ -125,7 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "discord register needs DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID"
                 );
             };
-            let specs = opsledger::integrations::discord::command_specs();
+            let specs = opsledger::integrations::discord_commands::command_specs();
             let names = api
                 .register_commands(guild.as_deref(), &specs)
                 .await

@@ -16,6 +16,7 @@ use crate::store::ListQuery;
 use crate::usecase::{render, Handled};
 
 use super::discord::{self, item, op, view, DiscordConfig};
+use super::discord_commands;
 use super::forms::{form_command, form_for};
 use super::{ephemeral, Delivered};
 
@@ -103,14 +104,15 @@ impl DiscordHandlers {
                 ..
             } => {
                 let actor = person(&user_id)?;
-                let Some(parsed) = discord::slash_command(&name, subcommand.as_deref(), &options)
+                let Some(parsed) =
+                    discord_commands::slash_command(&name, subcommand.as_deref(), &options)
                 else {
                     let reply = Reply::usage(format!(
                         "`/{name}` is not an opsledger command in this version; run `opsledger discord register` again"
                     ));
                     return Ok(opsledger_discord::message_response(&view(&reply), true));
                 };
-                let slow = parsed.as_ref().is_ok_and(discord::known_slow);
+                let slow = parsed.as_ref().is_ok_and(discord_commands::known_slow);
                 let ledger = self.ledger.clone();
                 let work =
                     tokio::spawn(
@@ -287,7 +289,7 @@ impl DiscordHandlers {
         option: &str,
         typed: &str,
     ) -> Vec<(String, String)> {
-        let Some((kind, statuses)) = discord::offer(name, sub, option) else {
+        let Some((kind, statuses)) = discord_commands::offer(name, sub, option) else {
             return Vec::new();
         };
         let mut q = ListQuery::new(kind, OFFER_SCAN);

@@ -6,6 +6,7 @@
 //! here once.
 
 pub mod discord;
+pub mod discord_commands;
 pub mod discord_handlers;
 pub mod forms;
 pub mod github;
