@@ -47,14 +47,7 @@ async fn harness(db: &TestDb) -> Harness {
 impl Harness {
     /// Runs a command that must succeed; returns the reply text.
     async fn ok(&self, who: &str, text: &str) -> String {
-        let r = self.ledger.handle_text(actor(who), text).await.reply;
-        assert_eq!(
-            r.outcome,
-            Outcome::Ok,
-            "`{text}` by {who} failed: {}",
-            r.text
-        );
-        r.text
+        common::ok(&self.ledger, who, text).await
     }
 
     async fn status(&self, kind: Kind, key: &str) -> String {

@@ -1,5 +1,5 @@
 //! Connection limits end to end: a slowloris flood starves neither `/healthz` nor a signed Slack command and is closed after the header-read timeout; over the cap with every connection busy a newcomer is refused at once; shutdown closes waiting connections and finishes requests in flight; `serve` raises the soft open-file limit and stays healthy with few descriptors.
-use crate::common;
+use crate::common::{self, fake};
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use opsledger::app::{self, Running};
 use opsledger::config::{ConnectionLimits, Integrations, ServeArgs};
 use opsledger::domain::policy::Policy;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -27,22 +27,21 @@ const ENDLESS_BODY: &[u8] =
     b"POST /healthz HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n";
 
 /// A fake Slack Web API that records the methods called.
-async fn fake_slack() -> (common::Recorder<String>, String) {
-    let calls = common::Recorder::<String>::default();
+async fn fake_slack() -> (common::fake::Recorder<String>, String) {
+    let calls = common::fake::Recorder::<String>::default();
     let app = Router::new().route(
         "/api/{method}",
         post({
             let calls = calls.clone();
-            move |axum::extract::Path(method): axum::extract::Path<String>| async move {
+            move |axum::extract::Path(method): axum::extract::Path<String>, body: String| async move {
+                let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let answer = fake::slack::ok(&method, &body, &fake::slack::ts(1), "CINC1");
                 calls.push(method);
-                Json(json!({"ok": true, "channel": "CINC", "ts": "1700000000.000001"}))
+                Json(answer)
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/api", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (calls, base)
+    (calls, format!("{}/api", fake::serve(app).await))
 }
 
 /// Serves with Slack on (against `slack_api`) and these connection limits.

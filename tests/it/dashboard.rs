@@ -103,13 +103,7 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
     let run = |who: &'static str, text: String| {
         let l = l.clone();
         async move {
-            let h = l.handle_text(common::actor(who), &text).await;
-            assert_eq!(
-                h.reply.outcome,
-                opsledger::domain::reply::Outcome::Ok,
-                "{text}: {}",
-                h.reply.text
-            );
+            common::ok(&l, who, &text).await;
         }
     };
     run(

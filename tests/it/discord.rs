@@ -1,6 +1,6 @@
 //! Discord end to end: interactions signed with an Ed25519 key exactly as Discord signs them, and
 //! a local fake Discord REST API (`DISCORD_API_URL`) that records what opsledger sends.
-use crate::common;
+use crate::common::{self, fake};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,8 +17,7 @@ use opsledger::domain::ids::Kind;
 use opsledger::domain::records::Record;
 use serde_json::{json, Value};
 
-const APP_ID: &str = "1100000000000000001";
-const GUILD: &str = "1200000000000000001";
+use fake::discord::{APP_ID, GUILD};
 const BOT_TOKEN: &str = "discord-test-token";
 const INCIDENTS: &str = "1300000000000000001";
 const CAB: &str = "1300000000000000002";
@@ -47,12 +46,12 @@ struct Call {
 /// A fake Discord REST API: records calls, and answers queued failure statuses first.
 #[derive(Clone, Default)]
 struct FakeDiscord {
-    rec: common::Recorder<Call>,
+    rec: common::fake::Recorder<Call>,
     ids: Arc<AtomicU64>,
 }
 
 impl std::ops::Deref for FakeDiscord {
-    type Target = common::Recorder<Call>;
+    type Target = common::fake::Recorder<Call>;
     fn deref(&self) -> &Self::Target {
         &self.rec
     }
@@ -67,16 +66,7 @@ async fn fake_api(
 ) -> axum::response::Response {
     let path = uri.path().to_string();
     if let Some(status) = fake.next_failure() {
-        let mut resp = (
-            StatusCode::from_u16(status).unwrap(),
-            Json(json!({"message": "You are being rate limited.", "retry_after": 1.0, "global": false})),
-        )
-            .into_response();
-        if status == 429 {
-            resp.headers_mut()
-                .insert("retry-after", "1".parse().unwrap());
-        }
-        return resp;
+        return fake::discord::failure(status);
     }
     // Interaction webhooks are authorised by their token; everything else by the bot token.
     if !path.starts_with("/api/v10/webhooks/") {
@@ -92,24 +82,23 @@ async fn fake_api(
         path: path.clone(),
         body: body.clone(),
     });
-    let id = (1_400_000_000_000_000_000 + fake.ids.fetch_add(1, Ordering::SeqCst)).to_string();
+    let id = fake::discord::snowflake(fake.ids.fetch_add(1, Ordering::SeqCst));
     let parts: Vec<&str> = path.trim_start_matches("/api/v10/").split('/').collect();
     match (method.as_str(), parts.as_slice()) {
         ("POST", ["channels", channel, "messages"]) => {
-            Json(message_json(&id, channel, &body)).into_response()
+            Json(fake::discord::message(&id, channel, &body)).into_response()
         }
         ("PATCH", ["channels", channel, "messages", message]) => {
-            Json(message_json(message, channel, &body)).into_response()
+            Json(fake::discord::message(message, channel, &body)).into_response()
         }
-        ("POST", ["channels", channel, "messages", _, "threads"]) => Json(json!({
-            "id": id, "type": 11, "parent_id": channel, "guild_id": GUILD,
-            "name": body["name"], "owner_id": APP_ID, "message_count": 0, "member_count": 1,
-            "thread_metadata": {"archived": false, "auto_archive_duration": 1440, "archive_timestamp": "2026-11-29T10:00:00.000000+00:00", "locked": false}
-        }))
-        .into_response(),
-        ("POST", ["webhooks", _, _]) => Json(message_json(&id, WORK, &body)).into_response(),
+        ("POST", ["channels", channel, "messages", _, "threads"]) => {
+            Json(fake::discord::thread(&id, channel, &body["name"])).into_response()
+        }
+        ("POST", ["webhooks", _, _]) => {
+            Json(fake::discord::message(&id, WORK, &body)).into_response()
+        }
         ("PATCH", ["webhooks", _, _, "messages", "@original"]) => {
-            Json(message_json(&id, WORK, &body)).into_response()
+            Json(fake::discord::message(&id, WORK, &body)).into_response()
         }
         ("PUT", ["applications", _, "commands"])
         | ("PUT", ["applications", _, "guilds", _, "commands"]) => {
@@ -128,31 +117,19 @@ async fn fake_api(
                 .collect();
             Json(Value::Array(registered)).into_response()
         }
-        _ => (StatusCode::NOT_FOUND, Json(json!({"message": "Unknown route", "code": 0})))
+        _ => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"message": "Unknown route", "code": 0})),
+        )
             .into_response(),
     }
-}
-
-/// A message as Discord returns it.
-fn message_json(id: &str, channel: &str, body: &Value) -> Value {
-    json!({
-        "id": id, "channel_id": channel, "type": 0,
-        "author": {"id": APP_ID, "username": "opsledger", "discriminator": "0000", "global_name": null, "avatar": null, "bot": true},
-        "content": body["content"], "embeds": body["embeds"], "components": body["components"],
-        "timestamp": "2026-11-29T10:00:00.000000+00:00", "edited_timestamp": null,
-        "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
-        "attachments": [], "pinned": false, "flags": 0
-    })
 }
 
 impl FakeDiscord {
     async fn start() -> (FakeDiscord, String) {
         let fake = FakeDiscord::default();
         let app = Router::new().fallback(fake_api).with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (fake, base)
+        (fake, fake::serve(app).await)
     }
 }
 
@@ -425,7 +402,7 @@ impl DiscordApp {
                     .expect("message ref")
             }
         };
-        message_json(&id, channel, &post.body)
+        fake::discord::message(&id, channel, &post.body)
     }
 
     async fn stop(mut self) {
@@ -1067,10 +1044,47 @@ async fn discord_register_puts_the_commands_globally_or_in_one_server() {
     let raise = &calls[0].body[1]["options"][0];
     assert_eq!(raise["name"], "raise");
     assert_eq!(raise["options"][1]["choices"][0]["value"], "high");
+    assert_eq!(calls[0].body, calls[1].body, "the same commands either way");
+    insta::assert_json_snapshot!("discord_registered_commands", calls[0].body);
     assert!(!missing.status.success());
     assert!(common::scratch::stderr(&missing).contains("DISCORD_BOT_TOKEN"));
     assert!(
         !scratch.db().exists(),
         "registration does not touch the database"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_and_answers_render_as_snapshotted() {
+    // Arrange
+    let app = spawn_discord_app().await;
+
+    // Act: an incident card, a CAB card with its vote buttons, a refusal.
+    let raised = app
+        .ops(
+            "4141",
+            "incident raise \"Checkout down\" impact:high urgency:medium service:shop",
+        )
+        .await;
+    app.ops(
+        "4141",
+        "change request \"Rotate keys\" type:normal risk:low",
+    )
+    .await;
+    app.ops("4141", "change submit CHG-1").await;
+    let refused = app.ops("4141", "incident close INC-9").await;
+    app.posted_card(INCIDENTS, "INC-1").await;
+    app.posted_card(CAB, "CHG-1").await;
+    let calls = app.fake.calls();
+    let card = |channel: &str| posts_to(&calls, channel)[0].body.clone();
+    let (incident_card, cab_card) = (card(INCIDENTS), card(CAB));
+
+    // Assert
+    insta::with_settings!({filters => common::SNAPSHOT_FILTERS.to_vec()}, {
+        insta::assert_json_snapshot!("discord_raise_answer", raised);
+        insta::assert_json_snapshot!("discord_incident_card", incident_card);
+        insta::assert_json_snapshot!("discord_cab_card", cab_card);
+        insta::assert_json_snapshot!("discord_refusal", refused);
+    });
+    app.stop().await;
 }

@@ -3,7 +3,7 @@
 //! acknowledged record; a deadline set by another process is acted on within a second of its
 //! due time, once, with two replicas too; and `exec` queues the same messages as chat, which a
 //! running `serve` delivers (or the next one to start).
-use crate::common;
+use crate::common::{self, fake};
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -20,7 +20,7 @@ use common::{now_ts, slack_signature, TestDb};
 use opsledger::domain::ids::Kind;
 use opsledger::domain::records::Record;
 use opsledger::store::{ListQuery, Store};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
@@ -38,8 +38,15 @@ resolve = "1h"
 /// A fake Slack Web API that answers as Slack does: HTTP 200 with `{"ok": true, ...}`.
 #[derive(Clone, Default)]
 struct FakeSlack {
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    rec: common::fake::Recorder<(String, Value)>,
     ts: Arc<Mutex<u64>>,
+}
+
+impl std::ops::Deref for FakeSlack {
+    type Target = common::fake::Recorder<(String, Value)>;
+    fn deref(&self) -> &Self::Target {
+        &self.rec
+    }
 }
 
 impl FakeSlack {
@@ -50,20 +57,13 @@ impl FakeSlack {
             body: String,
         ) -> axum::response::Response {
             let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            fake.calls
-                .lock()
-                .unwrap()
-                .push((name.to_string(), body.clone()));
+            fake.push((name.to_string(), body.clone()));
             let ts = {
                 let mut n = fake.ts.lock().unwrap();
                 *n += 1;
-                format!("1700000000.{:06}", *n)
+                fake::slack::ts(*n)
             };
-            let channel = body["channel"].as_str().unwrap_or("C0").to_string();
-            match name {
-                "conversations.create" => Json(json!({"ok": true, "channel": {"id": format!("CINC{ts}"), "name": body["name"], "created": 1700000000}})).into_response(),
-                _ => Json(json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": body["text"]}})).into_response(),
-            }
+            Json(fake::slack::ok(name, &body, &ts, &format!("CINC{ts}"))).into_response()
         }
         let mut app = Router::new();
         for name in [
@@ -78,14 +78,8 @@ impl FakeSlack {
                 post(method).with_state((fake.clone(), name)),
             );
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/api", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = format!("{}/api", fake::serve(app).await);
         (fake, base)
-    }
-
-    fn calls(&self) -> Vec<(String, Value)> {
-        self.calls.lock().unwrap().clone()
     }
 
     /// Waits until `pred` holds for the calls so far.
@@ -95,18 +89,13 @@ impl FakeSlack {
         within: Duration,
         pred: impl Fn(&[(String, Value)]) -> bool,
     ) {
-        let deadline = Instant::now() + within;
-        loop {
-            let calls = self.calls();
-            if pred(&calls) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; calls: {calls:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        fake::until(
+            what,
+            within,
+            || pred(&self.calls()).then_some(()),
+            || self.calls(),
+        )
+        .await
     }
 }
 

@@ -1,7 +1,7 @@
 //! GitHub end to end: deliveries signed exactly as GitHub signs them (HMAC-SHA256 of the body in
 //! `X-Hub-Signature-256`), payloads shaped like GitHub's (tests/fixtures/github), and a local fake
 //! GitHub REST API (`GITHUB_API_URL`) that records what opsledger sends.
-use crate::common;
+use crate::common::{self, fake};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,7 @@ struct Call {
 /// commits and pull request a test sets.
 #[derive(Clone, Default)]
 struct FakeGithub {
-    rec: common::Recorder<Call>,
+    rec: common::fake::Recorder<Call>,
     commits: Arc<Mutex<Vec<Value>>>,
     pull: Arc<Mutex<Value>>,
     ids: Arc<AtomicU64>,
@@ -42,7 +42,7 @@ struct FakeGithub {
 }
 
 impl std::ops::Deref for FakeGithub {
-    type Target = common::Recorder<Call>;
+    type Target = common::fake::Recorder<Call>;
     fn deref(&self) -> &Self::Target {
         &self.rec
     }
@@ -144,10 +144,7 @@ impl FakeGithub {
     async fn start() -> (FakeGithub, String) {
         let fake = FakeGithub::default();
         let app = Router::new().fallback(fake_api).with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (fake, base)
+        (fake, fake::serve(app).await)
     }
 }
 

@@ -13,6 +13,7 @@ mod export;
 mod faults;
 mod front_ends;
 mod github;
+mod help;
 mod http_api;
 mod isolation;
 mod outbox;

@@ -2,7 +2,7 @@
 //! a 2xx the client cannot read counts as delivered, `Retry-After` is the wait, a platform's
 //! recovery is acted on at once (crash or not), `name_taken` is answered with a suffixed name,
 //! and operators see, retry and drop parked messages (`opsledger outbox`, `/metrics`, dashboard).
-use crate::common;
+use crate::common::{self, fake};
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -550,10 +550,7 @@ impl SlackFake {
             .route("/api/{method}", post(slack_method))
             .route("/respond", post(slack_respond))
             .with_state(fake.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (fake, base)
+        (fake, fake::serve(app).await)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut SlackState) -> T) -> T {
@@ -574,15 +571,6 @@ impl SlackFake {
     }
 }
 
-fn plain(status: u16, body: &'static str) -> Response {
-    (
-        StatusCode::from_u16(status).unwrap(),
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
 async fn slack_method(
     State(fake): State<SlackFake>,
     Path(method): Path<String>,
@@ -600,7 +588,7 @@ async fn slack_method(
     if let Some(d) = hang {
         // The caller may be gone by now: this call never counts as an answer.
         tokio::time::sleep(d).await;
-        return plain(503, "upstream timed out");
+        return fake::plain(503, "upstream timed out");
     }
     let mut s = fake.0.lock().unwrap();
     let record = |s: &mut SlackState, status: u16| {
@@ -615,45 +603,30 @@ async fn slack_method(
     if chat {
         if let Some(status) = s.down {
             record(&mut s, status);
-            return plain(status, "upstream unavailable");
+            return fake::plain(status, "upstream unavailable");
         }
         if s.dead.contains(&channel) {
             record(&mut s, 500);
-            return plain(500, "internal error");
+            return fake::plain(500, "internal error");
         }
         if let Some(after) = s.rate_limits.pop_front() {
             record(&mut s, 429);
-            let mut r = (
-                StatusCode::TOO_MANY_REQUESTS,
-                Json(json!({"ok": false, "error": "ratelimited"})),
-            )
-                .into_response();
-            r.headers_mut()
-                .insert("retry-after", after.to_string().parse().unwrap());
-            return r;
+            return fake::slack::ratelimited(after);
         }
     }
     record(&mut s, 200);
     s.ts += 1;
-    let ts = format!("1700000000.{:06}", s.ts);
+    let ts = fake::slack::ts(s.ts);
     match method.as_str() {
-        "chat.postMessage" if s.plain_ok => plain(200, "ok"),
-        "chat.postMessage" => Json(
-            json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": text}}),
-        )
-        .into_response(),
-        "chat.update" => {
-            Json(json!({"ok": true, "channel": channel, "ts": body["ts"], "text": text}))
-                .into_response()
-        }
+        "chat.postMessage" if s.plain_ok => fake::plain(200, "ok"),
         "conversations.create" => {
             let name = body["name"].as_str().unwrap_or_default().to_string();
-            if !s.taken.insert(name.clone()) {
-                return Json(json!({"ok": false, "error": "name_taken"})).into_response();
+            if !s.taken.insert(name) {
+                return fake::slack::error("name_taken");
             }
-            Json(json!({"ok": true, "channel": {"id": format!("C{}", s.ts), "name": name, "created": 1700000000}})).into_response()
+            Json(fake::slack::ok(&method, &body, &ts, &format!("C{}", s.ts))).into_response()
         }
-        _ => Json(json!({"ok": true})).into_response(),
+        _ => Json(fake::slack::ok(&method, &body, &ts, "")).into_response(),
     }
 }
 
@@ -669,7 +642,7 @@ async fn slack_respond(State(fake): State<SlackFake>, body: String) -> Response 
             at: Instant::now(),
         })
     });
-    plain(200, "ok")
+    fake::plain(200, "ok")
 }
 
 fn slack_integrations(fake_base: &str) -> Integrations {
@@ -1218,10 +1191,7 @@ async fn start_scripted(answers: Vec<Answer>) -> (Scripted, String) {
     let s = Scripted::default();
     s.0.lock().unwrap().0.extend(answers);
     let app = Router::new().fallback(scripted).with_state(s.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (s, base)
+    (s, fake::serve(app).await)
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");

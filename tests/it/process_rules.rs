@@ -11,7 +11,7 @@ use opsledger::domain::command::Command;
 use opsledger::domain::ids::{Actor, Kind};
 use opsledger::domain::policy::Policy;
 use opsledger::domain::records::Record;
-use opsledger::domain::reply::{Event, Outcome, Reply};
+use opsledger::domain::reply::{Event, Outcome};
 use opsledger::ledger::Ledger;
 use opsledger::store::{ListQuery, Store};
 use tokio::sync::broadcast;
@@ -74,26 +74,13 @@ async fn team(db: &TestDb) -> Team {
 }
 
 impl Team {
-    async fn run(&self, who: &str, text: &str) -> Reply {
-        self.ledger.handle_text(actor(who), text).await.reply
-    }
-
     async fn ok(&self, who: &str, text: &str) -> String {
-        let r = self.run(who, text).await;
-        assert_eq!(r.outcome, Outcome::Ok, "`{text}` by {who}: {}", r.text);
-        r.text
+        common::ok(&self.ledger, who, text).await
     }
 
     /// Runs a command that a rule must refuse; returns the message.
     async fn refused(&self, who: &str, text: &str, rule: &str) -> String {
-        let r = self.run(who, text).await;
-        assert_eq!(
-            r.outcome,
-            Outcome::Refused { rule: rule.into() },
-            "`{text}` by {who}: {}",
-            r.text
-        );
-        r.text
+        common::refused(&self.ledger, who, text, rule).await
     }
 
     async fn tick(&self) -> String {

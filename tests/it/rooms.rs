@@ -1,7 +1,7 @@
 //! One rule for an incident's own room, shown once for both chat platforms: a Slack channel and
 //! a Discord thread open for an incident raised at P1/P2, declared major, or re-prioritised to
 //! P1/P2, and for no other.
-use crate::common;
+use crate::common::{self, fake};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use opsledger::app;
 use opsledger::config::{Integrations, ServeArgs};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const SLACK_INCIDENTS: &str = "CINCIDENTS";
 const DISCORD_INCIDENTS: &str = "1300000000000000001";
@@ -59,7 +59,7 @@ impl Calls {
 
 /// Answers as the platforms do, with the fields opsledger reads: Slack's `{"ok": true, ...}`
 /// with a `ts` or a channel, Discord's created object with its snowflake `id`.
-async fn fake(
+async fn fake_api(
     State(calls): State<Calls>,
     method: Method,
     uri: Uri,
@@ -72,24 +72,23 @@ async fn fake(
         c.push((method.clone(), path.clone(), body.clone()));
         c.len()
     };
-    if let Some(slack) = path.strip_prefix("/slack/api/") {
-        return match slack {
-            "conversations.create" => Json(json!({"ok": true, "channel": {"id": format!("CROOM{n}"), "name": body["name"], "created": 1700000000}})).into_response(),
-            _ => Json(json!({"ok": true, "channel": body["channel"], "ts": format!("1700000000.{n:06}")})).into_response(),
-        };
+    if let Some(method) = path.strip_prefix("/slack/api/") {
+        let ts = fake::slack::ts(n as u64);
+        return Json(fake::slack::ok(method, &body, &ts, &format!("CROOM{n}"))).into_response();
     }
-    let id = format!("{}", 1_400_000_000_000_000_000u64 + n as u64);
-    Json(json!({"id": id, "channel_id": DISCORD_INCIDENTS, "name": body["name"], "content": body["content"]})).into_response()
+    let id = fake::discord::snowflake(n as u64);
+    match path.ends_with("/threads") {
+        true => Json(fake::discord::thread(&id, DISCORD_INCIDENTS, &body["name"])),
+        false => Json(fake::discord::message(&id, DISCORD_INCIDENTS, &body)),
+    }
+    .into_response()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
     // Arrange: Slack and Discord both on, against one fake API.
     let calls = Calls::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let fake_app = Router::new().fallback(fake).with_state(calls.clone());
-    tokio::spawn(async move { axum::serve(listener, fake_app).await.unwrap() });
+    let base = fake::serve(Router::new().fallback(fake_api).with_state(calls.clone())).await;
     let key = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
     let integrations = Integrations {
         slack_signing_secret: Some("secret".to_string().into()),

@@ -1,5 +1,5 @@
 //! Slack end to end: signed requests in, a local fake Slack Web API out (`SLACK_API_URL`).
-use crate::common;
+use crate::common::{self, fake};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,12 +28,12 @@ struct Call {
 /// A fake Slack Web API: records calls; answers the queued failure statuses first.
 #[derive(Clone, Default)]
 struct FakeSlack {
-    rec: common::Recorder<Call>,
+    rec: common::fake::Recorder<Call>,
     ts: Arc<Mutex<u64>>,
 }
 
 impl std::ops::Deref for FakeSlack {
-    type Target = common::Recorder<Call>;
+    type Target = common::fake::Recorder<Call>;
     fn deref(&self) -> &Self::Target {
         &self.rec
     }
@@ -46,12 +46,10 @@ async fn fake_method(
 ) -> axum::response::Response {
     let (fake, method) = fake;
     if let Some(status) = fake.next_failure() {
-        let mut resp = (StatusCode::from_u16(status).unwrap(), "failure").into_response();
-        if status == 429 {
-            resp.headers_mut()
-                .insert("retry-after", "1".parse().unwrap());
-        }
-        return resp;
+        return match status {
+            429 => fake::slack::ratelimited(1),
+            _ => (StatusCode::from_u16(status).unwrap(), "failure").into_response(),
+        };
     }
     // Web API methods carry the bot token; response URLs are capabilities of their own.
     if method != "response_url" {
@@ -66,23 +64,16 @@ async fn fake_method(
         method: method.to_string(),
         body: body.clone(),
     });
-    let channel = body["channel"].as_str().unwrap_or("C0").to_string();
     let ts = {
         let mut n = fake.ts.lock().unwrap();
         *n += 1;
-        format!("1700000000.{:06}", *n)
+        fake::slack::ts(*n)
     };
-    match method {
-        "chat.postMessage" => Json(json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": body["text"]}})).into_response(),
-                "chat.update" => Json(json!({"ok": true, "channel": channel, "ts": body["ts"], "message": {"text": body["text"]}})).into_response(),
-        "views.open" => Json(json!({"ok": true, "view": {
-            "id": "V1", "team_id": "T1", "hash": "h1", "type": "modal",
-            "title": {"type": "plain_text", "text": "x"}, "blocks": []
-        }}))
-        .into_response(),
-        "conversations.create" => Json(json!({"ok": true, "channel": {"id": "COWN1", "created": 1700000000, "name": body["name"]}})).into_response(),
-        _ => Json(json!({"ok": true})).into_response(),
+    if method == "response_url" {
+        // A response URL answers a bare `ok`, not JSON.
+        return fake::plain(200, "ok");
     }
+    Json(fake::slack::ok(method, &body, &ts, "COWN1")).into_response()
 }
 
 impl FakeSlack {
@@ -113,10 +104,7 @@ impl FakeSlack {
                 "/respond",
                 post(fake_method).with_state((fake.clone(), "response_url")),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (fake, base)
+        (fake, fake::serve(app).await)
     }
 }
 
@@ -797,9 +785,7 @@ async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url()
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_base = format!("http://{}/api", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    let api_base = format!("{}/api", fake::serve(api).await);
     let db = common::sqlite_db();
     let args = ServeArgs {
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -867,4 +853,47 @@ async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url()
         .unwrap();
     assert_eq!(resp.status(), 404);
     running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_and_answers_render_as_snapshotted() {
+    // Arrange
+    let app = spawn_slack_app().await;
+
+    // Act: an incident card, a CAB card with its vote buttons, a refusal.
+    let raised = app
+        .slash(
+            "U1",
+            "incident raise Checkout down impact:high urgency:medium service:shop",
+        )
+        .await;
+    app.slash("U1", "change request \"Rotate keys\" type:normal risk:low")
+        .await;
+    app.slash("U1", "change submit CHG-1").await;
+    let refused = app.slash("U1", "incident close INC-9").await;
+    let calls = app
+        .fake
+        .wait_for("both cards", |c| {
+            ["CINC", "CCAB"]
+                .iter()
+                .all(|ch| c.iter().any(|x| x.body["channel"] == *ch))
+        })
+        .await;
+    let card = |channel: &str| {
+        calls
+            .iter()
+            .find(|x| x.method == "chat.postMessage" && x.body["channel"] == channel)
+            .unwrap()
+            .body
+            .clone()
+    };
+
+    // Assert
+    insta::with_settings!({filters => common::SNAPSHOT_FILTERS.to_vec()}, {
+        insta::assert_json_snapshot!("slack_raise_answer", raised);
+        insta::assert_json_snapshot!("slack_incident_card", card("CINC"));
+        insta::assert_json_snapshot!("slack_cab_card", card("CCAB"));
+        insta::assert_json_snapshot!("slack_refusal", refused);
+    });
+    app.stop().await;
 }

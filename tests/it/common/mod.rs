@@ -9,10 +9,12 @@ use opsledger::app::{self, Running};
 use opsledger::config::{Integrations, ServeArgs};
 use opsledger::domain::ids::Actor;
 use opsledger::domain::policy::Policy;
+use opsledger::domain::reply::{Outcome, Reply};
 use opsledger::ledger::{Ledger, TimeSource};
 use opsledger::store::Store;
 use tokio::task::JoinHandle;
 
+pub mod fake;
 pub mod scratch;
 
 /// The variable naming the PostgreSQL server the conformance tests use.
@@ -141,16 +143,39 @@ pub fn actor(s: &str) -> Actor {
     Actor::parse(s).expect("test actor")
 }
 
+/// Snapshot filters for what varies between runs: wall-clock times, Slack message timestamps
+/// and countdowns.
+pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
+    (
+        r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}| UTC)?",
+        "[time]",
+    ),
+    (r"\b\d{10}\.\d{6}\b", "[ts]"),
+    (r"\((in|overdue by) [0-9dhms ]+\)", "($1 [duration])"),
+];
+
+/// Runs a chat command as `who`; returns the whole reply.
+pub async fn run(ledger: &Ledger, who: &str, text: &str) -> Reply {
+    ledger.handle_text(actor(who), text).await.reply
+}
+
 /// Runs a chat command that must succeed; returns the reply's text.
 pub async fn ok(ledger: &Ledger, who: &str, text: &str) -> String {
-    let h = ledger.handle_text(actor(who), text).await;
+    let r = run(ledger, who, text).await;
+    assert_eq!(r.outcome, Outcome::Ok, "`{text}` by {who}: {}", r.text);
+    r.text
+}
+
+/// Runs a chat command that the process rule `rule` must refuse; returns the message.
+pub async fn refused(ledger: &Ledger, who: &str, text: &str, rule: &str) -> String {
+    let r = run(ledger, who, text).await;
     assert_eq!(
-        h.reply.outcome,
-        opsledger::domain::reply::Outcome::Ok,
-        "{text}: {}",
-        h.reply.text
+        r.outcome,
+        Outcome::Refused { rule: rule.into() },
+        "`{text}` by {who}: {}",
+        r.text
     );
-    h.reply.text
+    r.text
 }
 
 /// A ledger on a store, with a test clock, without the HTTP server.
@@ -160,63 +185,6 @@ pub fn ledger_on(
     clock: Arc<TestTime>,
 ) -> (Ledger, JoinHandle<()>) {
     app::start_ledger(store, policy, clock, "http://opsledger.test".into())
-}
-
-/// What a fake platform API received, and the failure statuses it is to answer first; shared
-/// between the fake's handlers and the test that waits on it.
-#[derive(Clone)]
-pub struct Recorder<T> {
-    calls: Arc<Mutex<Vec<T>>>,
-    failures: Arc<Mutex<std::collections::VecDeque<u16>>>,
-}
-
-impl<T> Default for Recorder<T> {
-    fn default() -> Self {
-        Recorder {
-            calls: Arc::default(),
-            failures: Arc::default(),
-        }
-    }
-}
-
-impl<T: Clone + std::fmt::Debug> Recorder<T> {
-    pub fn push(&self, call: T) {
-        self.calls.lock().unwrap().push(call);
-    }
-
-    pub fn calls(&self) -> Vec<T> {
-        self.calls.lock().unwrap().clone()
-    }
-
-    /// Queues statuses to answer instead of the next calls.
-    pub fn fail_next(&self, statuses: &[u16]) {
-        self.failures.lock().unwrap().extend(statuses);
-    }
-
-    /// The next queued failure, if any (the fake answers it and records nothing).
-    pub fn next_failure(&self) -> Option<u16> {
-        self.failures.lock().unwrap().pop_front()
-    }
-
-    pub fn failures_left(&self) -> usize {
-        self.failures.lock().unwrap().len()
-    }
-
-    /// Waits until `pred` holds for the calls so far (the outbox delivers asynchronously).
-    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[T]) -> bool) -> Vec<T> {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-        loop {
-            let calls = self.calls();
-            if pred(&calls) {
-                return calls;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; calls: {calls:#?}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-    }
 }
 
 /// Serves on 127.0.0.1:0 with a fresh SQLite database, these platform settings and rules, and
