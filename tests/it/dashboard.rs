@@ -1,5 +1,5 @@
 //! The dashboard, loaded in a real browser: Debian's chromium, headless, reads each page's DOM
-//! and takes a screenshot of it (kept under the target directory's `dashboard-screenshots`).
+//! and takes a screenshot of it (both kept under the target directory's `dashboard-screenshots`).
 use crate::common;
 
 use std::path::{Path, PathBuf};
@@ -69,6 +69,33 @@ fn load(url: &str, shot: &Path) -> String {
         shot.display()
     );
     dom
+}
+
+/// Every table on a page, in order, as its data rows (rows with a `<td>`), each as its cells'
+/// text with tags stripped: what a reader sees in it.
+fn tables(dom: &str) -> Vec<Vec<Vec<String>>> {
+    let table = regex::Regex::new(r"(?s)<table.*?</table>").unwrap();
+    let cell = regex::Regex::new(r"(?s)<td[^>]*>(.*?)</td>").unwrap();
+    let tag = regex::Regex::new(r"<[^>]*>").unwrap();
+    table
+        .find_iter(dom)
+        .map(|t| {
+            t.as_str()
+                .split("<tr")
+                .filter(|row| row.contains("<td"))
+                .map(|row| {
+                    cell.captures_iter(row)
+                        .map(|c| tag.replace_all(&c[1], "").trim().to_string())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The first cell of each row.
+fn first_cells(rows: &[Vec<String>]) -> Vec<&str> {
+    rows.iter().map(|r| r[0].as_str()).collect()
 }
 
 const RULES: &str = r#"
@@ -173,10 +200,10 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
             ]
             .into_iter()
             .map(|(name, path)| {
-                (
-                    name,
-                    load(&format!("{base}{path}"), &shots.join(format!("{name}.png"))),
-                )
+                let dom = load(&format!("{base}{path}"), &shots.join(format!("{name}.png")));
+                // Kept beside the screenshot, for a reviewer to read what the browser built.
+                std::fs::write(shots.join(format!("{name}.html")), &dom).unwrap();
+                (name, dom)
             })
             .collect()
         })
@@ -229,6 +256,66 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
     assert!(
         report.contains("shop") && report.contains("Nonconformities raised: 1"),
         "{report}"
+    );
+    // What each page shows, table by table.
+    let overview = tables(&overview);
+    assert_eq!(overview.len(), 2, "open incidents, then the CAB queue");
+    assert_eq!(
+        first_cells(&overview[0]),
+        ["INC-2", "INC-3"],
+        "{overview:?}"
+    );
+    assert_eq!(first_cells(&overview[1]), ["CHG-2"], "{overview:?}");
+    let calendar = tables(&calendar);
+    assert_eq!(
+        calendar,
+        [
+            vec![vec![
+                "CHG-1",
+                "Upgrade DB",
+                "normal",
+                "approved",
+                "2026-12-01 22:00 – 2026-12-01 23:00"
+            ]],
+            vec![vec![
+                "year-end",
+                "2026-12-03 00:00",
+                "2026-12-06 00:00",
+                "emergency"
+            ]],
+        ]
+    );
+    let releases = tables(&releases);
+    assert_eq!(releases.len(), 1);
+    assert_eq!(first_cells(&releases[0]), ["REL-1"], "{releases:?}");
+    let labels: Vec<&str> = regex::Regex::new(r#"<svg[^>]*aria-label="([^"]*)""#)
+        .unwrap()
+        .captures_iter(&charts)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "Incidents per week",
+            "Mean time to resolve (hours)",
+            "Change success rate (%)"
+        ]
+    );
+    let timeline = tables(&record).pop().unwrap();
+    let actions: Vec<&str> = timeline.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(
+        actions,
+        ["change request", "change submit", "change approve"],
+        "the record's timeline, oldest first"
+    );
+    let report = tables(&report);
+    assert_eq!(
+        first_cells(&report[0]),
+        ["all services", "(no service)", "search", "shop"]
+    );
+    assert_eq!(
+        report[0][0][1], "3",
+        "incidents in the period, all services"
     );
     for name in [
         "overview", "calendar", "releases", "charts", "record", "report",
