@@ -165,21 +165,13 @@ pub(super) fn incident_priority(c: Ctx, mut a: Args<'_>) -> Parsed {
     }))
 }
 
-pub(super) fn incident_list(c: Ctx, mut a: Args<'_>) -> Parsed {
-    let filter = match a.next() {
-        None => IncidentFilter::default(),
-        Some(f) => c.one_of(
-            "",
-            f,
-            &[
-                ("open", IncidentFilter::Open),
-                ("mine", IncidentFilter::Mine),
-                ("breached", IncidentFilter::Breached),
-                ("all", IncidentFilter::All),
-            ],
-        )?,
-    };
-    a.end()?;
+pub(super) fn incident_list(_c: Ctx, mut a: Args<'_>) -> Parsed {
+    let filter = a.filter(&[
+        ("open", IncidentFilter::Open),
+        ("mine", IncidentFilter::Mine),
+        ("breached", IncidentFilter::Breached),
+        ("all", IncidentFilter::All),
+    ])?;
     Ok(Command::Incident(IncidentCmd::List { filter }))
 }
 
@@ -473,12 +465,9 @@ pub(super) fn nc_raise(_c: Ctx, mut a: Args<'_>) -> Parsed {
     }))
 }
 
-pub(super) fn nc_list(c: Ctx, mut a: Args<'_>) -> Parsed {
-    let open_only = match a.next() {
-        None => false,
-        Some(f) => c.one_of("", f, &[("open", true), ("all", false)])?,
-    };
-    a.end()?;
+pub(super) fn nc_list(_c: Ctx, mut a: Args<'_>) -> Parsed {
+    // Without a word, all of them.
+    let open_only = a.filter(&[("open", true), ("all", false)])?;
     Ok(Command::Nc(NcCmd::List { open_only }))
 }
 
@@ -827,6 +816,17 @@ impl<'a> Args<'a> {
     fn required(&mut self, what: &str) -> Result<String, UsageError> {
         self.text()
             .ok_or_else(|| self.c.err(format!("missing {what}")))
+    }
+
+    /// A list's one optional word, such as `mine` in `incident list mine`, and nothing after it;
+    /// the default without one.
+    fn filter<T: Copy + Default>(&mut self, allowed: &[(&str, T)]) -> Result<T, UsageError> {
+        let filter = match self.next() {
+            None => T::default(),
+            Some(f) => self.c.one_of("", f, allowed)?,
+        };
+        self.end()?;
+        Ok(filter)
     }
 
     /// Refuse leftover words: `incident show INC-1 extra` is a mistake, not a note.
