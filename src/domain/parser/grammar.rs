@@ -11,7 +11,7 @@ use super::table::{
 };
 use super::{usage, UsageError};
 use crate::domain::command::{
-    ChangeAction, ChangeCmd, ChangeType, CiCmd, Command, IncidentAction, IncidentCmd,
+    ChangeAction, ChangeCmd, ChangeFilter, ChangeType, CiCmd, Command, IncidentAction, IncidentCmd,
     IncidentFilter, Level, Mention, NcCmd, ProblemAction, ProblemCmd, ReleaseCmd, RequestCmd, Role,
     RoleCmd, ServiceCmd, Window,
 };
@@ -359,6 +359,15 @@ pub(super) fn change_link(c: Ctx, mut a: Args<'_>) -> Parsed {
             ))
         })?;
     Ok(Command::Change(ChangeCmd::Link { id, repo, number }))
+}
+
+pub(super) fn change_list(_c: Ctx, mut a: Args<'_>) -> Parsed {
+    let filter = a.filter(&[
+        ("open", ChangeFilter::Open),
+        ("waiting", ChangeFilter::Waiting),
+        ("mine", ChangeFilter::Mine),
+    ])?;
+    Ok(Command::Change(ChangeCmd::List { filter }))
 }
 
 pub(super) fn release_create(c: Ctx, mut a: Args<'_>) -> Parsed {

@@ -552,6 +552,13 @@ pub static FORMS: &[Form] = &[
         grammar::change_link,
     ),
     form(
+        &[verb("change list").structured("List changes: open ones, those waiting for your vote, or yours")],
+        &[choice("filter", &["open", "waiting", "mine"], false)
+            .about("open (the default), waiting for your vote, or mine")],
+        "List open changes (the default), those waiting for your vote, or your own open ones.",
+        grammar::change_list,
+    ),
+    form(
         &[only(CHANGE_MANAGERS, "release create").structured("Create a release")],
         &[
             word("version").about("The version, such as 1.4.0"),

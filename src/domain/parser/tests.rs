@@ -684,6 +684,41 @@ fn change_link_to_pull_request() {
     );
 }
 
+#[test]
+fn change_list_with_each_filter() {
+    let list = |filter| Command::Change(ChangeCmd::List { filter });
+    assert_eq!(ok("change list"), list(ChangeFilter::Open));
+    assert_eq!(ok("change list open"), list(ChangeFilter::Open));
+    assert_eq!(ok("change list waiting"), list(ChangeFilter::Waiting));
+    assert_eq!(ok("Change List MINE"), list(ChangeFilter::Mine));
+}
+
+#[test]
+fn change_list_refuses_an_unknown_filter_and_extra_words() {
+    let e = err("change list breached");
+    assert_eq!(e.command, "change list");
+    assert_eq!(
+        e.message,
+        "`breached` is not allowed: use open|waiting|mine"
+    );
+    assert_eq!(e.usage, "change list [open|waiting|mine]");
+    let e = err("change list mine CHG-1");
+    assert_eq!(
+        e.message,
+        "unexpected `CHG-1`: `change list` takes nothing more"
+    );
+}
+
+#[test]
+fn help_for_change_explains_change_list() {
+    let text = help(Some("change")).expect("change help");
+    assert!(text.contains(
+        "\nchange list [open|waiting|mine]\n    List open changes (the default), those waiting for your vote, or your own open ones."
+    ), "{text}");
+    let overview = help(None).expect("overview");
+    assert!(overview.contains("change request|submit|approve|reject|start|complete|fail|rollback|review|close|show|link|list\n"), "{overview}");
+}
+
 // ---- release ----
 
 #[test]
@@ -1682,6 +1717,7 @@ const KNOWN_USAGES: &[&str] = &[
     "change submit|approve|reject|start|complete|fail|rollback|review|close CHG-n [text]",
     "change show CHG-n",
     "change link CHG-n owner/repo#123",
+    "change list [open|waiting|mine]",
     "release create <version> [repo:owner/name] [CHG-1 CHG-2 ...]",
     "release deploy REL-n env:NAME",
     "release rollback REL-n [text]",
