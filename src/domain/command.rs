@@ -407,6 +407,18 @@ impl ChangeAction {
     }
 }
 
+/// Which changes `change list` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChangeFilter {
+    /// Those not yet closed or rejected.
+    #[default]
+    Open,
+    /// Submitted ones the caller may vote on and has not voted on yet: a CAB member's queue.
+    Waiting,
+    /// The open ones the caller (any of their accounts) requested.
+    Mine,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeCmd {
     Request {
@@ -430,6 +442,10 @@ pub enum ChangeCmd {
         id: RecordId,
         repo: String,
         number: u64,
+    },
+    /// `change list [open|waiting|mine]`
+    List {
+        filter: ChangeFilter,
     },
 }
 
@@ -557,6 +573,7 @@ impl Command {
                 },
                 ChangeCmd::Show { .. } => "change show",
                 ChangeCmd::Link { .. } => "change link",
+                ChangeCmd::List { .. } => "change list",
             },
             Command::Release(c) => match c {
                 ReleaseCmd::Create { .. } => "release create",

@@ -569,16 +569,10 @@ impl Change {
         Ok(VoteResult::Counted)
     }
 
-    /// Counts a vote: one reject rejects; enough approvals approve. A person votes once;
-    /// a later vote replaces their earlier one while the change is undecided.
-    pub fn vote(
-        &mut self,
-        voter: &Actor,
-        decision: Decision,
-        comment: Option<&str>,
-        now: DateTime<Utc>,
-        policy: &Policy,
-    ) -> Result<VoteResult, Refusal> {
+    /// Whether `voter` may vote on this change now: it is submitted, they are not its requester
+    /// nor the author of a linked pull request or commit (segregation of duties, across all of a
+    /// person's accounts), and they hold the voter role of its type.
+    pub fn may_vote(&self, voter: &Actor, policy: &Policy) -> Result<(), Refusal> {
         if self.status != ChangeStatus::Submitted {
             let why = match self.status {
                 ChangeStatus::Draft => format!(
@@ -627,6 +621,27 @@ impl Change {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Whether the person behind `voter` (any of their accounts) has voted on this change.
+    pub fn has_voted(&self, voter: &Actor, policy: &Policy) -> bool {
+        self.approvals
+            .iter()
+            .any(|a| policy.same_person(&a.voter, voter))
+    }
+
+    /// Counts a vote: one reject rejects; enough approvals approve. A person votes once;
+    /// a later vote replaces their earlier one while the change is undecided.
+    pub fn vote(
+        &mut self,
+        voter: &Actor,
+        decision: Decision,
+        comment: Option<&str>,
+        now: DateTime<Utc>,
+        policy: &Policy,
+    ) -> Result<VoteResult, Refusal> {
+        self.may_vote(voter, policy)?;
         self.approvals
             .retain(|a| !policy.same_person(&a.voter, voter));
         self.approvals.push(Approval {

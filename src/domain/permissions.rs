@@ -3,46 +3,24 @@
 //! Commands whose rule depends on the record (votes, implementing a change, closing an incident)
 //! are checked where the record is loaded; see `lifecycle` and the use cases.
 
-use super::command::{
-    ChangeAction, ChangeCmd, Command, IncidentCmd, NcCmd, ProblemAction, ProblemCmd, ReleaseCmd,
-    RoleCmd,
-};
-use super::command::{CiCmd, Role, ServiceCmd};
+use super::command::{Command, Role};
 use super::ids::Actor;
 use super::lifecycle::Refusal;
+use super::parser;
 use super::policy::Policy;
 
-const ADMIN: &[Role] = &[Role::Admin];
-const INCIDENT_MANAGERS: &[Role] = &[Role::IncidentManager, Role::Admin];
-const CHANGE_MANAGERS: &[Role] = &[Role::ChangeManager, Role::Admin];
-const MANAGERS: &[Role] = &[Role::IncidentManager, Role::ChangeManager, Role::Admin];
-const ANYONE: &[Role] = &[];
+pub const ADMIN: &[Role] = &[Role::Admin];
+pub const INCIDENT_MANAGERS: &[Role] = &[Role::IncidentManager, Role::Admin];
+pub const CHANGE_MANAGERS: &[Role] = &[Role::ChangeManager, Role::Admin];
+pub const MANAGERS: &[Role] = &[Role::IncidentManager, Role::ChangeManager, Role::Admin];
+pub const ANYONE: &[Role] = &[];
 
-/// The roles, any one of which lets a person run `command`; empty means anyone may.
+/// The roles, any one of which lets a person run `command`; empty means anyone may. Typed
+/// commands take theirs from their verb in the grammar table (`parser::FORMS`).
 pub fn required_roles(command: &Command) -> &'static [Role] {
     match command {
-        Command::Role(RoleCmd::Grant { .. } | RoleCmd::Revoke { .. }) => ADMIN,
-        Command::Service(ServiceCmd::Add { .. }) | Command::Ci(CiCmd::Add { .. }) => {
-            CHANGE_MANAGERS
-        }
-        Command::Incident(IncidentCmd::Major { .. } | IncidentCmd::Priority { .. }) => {
-            INCIDENT_MANAGERS
-        }
-        Command::Problem(ProblemCmd::Act {
-            action: ProblemAction::Resolve | ProblemAction::Close,
-            ..
-        }) => INCIDENT_MANAGERS,
-        Command::Change(ChangeCmd::Act {
-            action: ChangeAction::Review | ChangeAction::Close,
-            ..
-        }) => CHANGE_MANAGERS,
-        Command::Release(
-            ReleaseCmd::Create { .. } | ReleaseCmd::Deploy { .. } | ReleaseCmd::Rollback { .. },
-        ) => CHANGE_MANAGERS,
-        Command::Nc(NcCmd::Correct { .. }) => MANAGERS,
-        Command::Nc(NcCmd::Close { .. }) => ADMIN,
         Command::OutboxDrop { .. } => ADMIN,
-        _ => ANYONE,
+        other => parser::roles_of(other.name()).unwrap_or(ANYONE),
     }
 }
 
@@ -202,5 +180,75 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.message, "`change start` is for slack:U1 or a holder of change-manager or admin; slack:U2 is neither");
+    }
+
+    /// The role table of docs/rules.md, row by row: the commands it names and who may run them.
+    fn documented_rows() -> Vec<(Vec<String>, String)> {
+        let doc = include_str!("../../docs/rules.md");
+        let table = doc
+            .split("| commands | who may run them |")
+            .nth(1)
+            .expect("docs/rules.md has the role table");
+        table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let names = cells[1]
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .flat_map(|name| {
+                        // `change request/submit/link` names three commands.
+                        let (topic, verbs) = name.split_once(' ').unwrap_or((name, ""));
+                        verbs
+                            .split('/')
+                            .map(|v| format!("{topic} {v}").trim().to_string())
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|name| parser::TOPICS.iter().any(|t| name.starts_with(t.name)))
+                    .collect();
+                (names, cells[2].to_string())
+            })
+            .collect()
+    }
+
+    /// "incident-manager, change-manager or admin" as roles; `None` for a rule in words.
+    fn roles_in(who: &str) -> Option<Vec<Role>> {
+        if who == "anyone" {
+            return Some(Vec::new());
+        }
+        who.replace(" or ", ", ")
+            .split(", ")
+            .map(Role::parse)
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_role_table_names_forms_and_their_roles() {
+        let rows = documented_rows();
+        assert!(rows.len() >= 5, "{rows:?}");
+        for (names, who) in &rows {
+            for name in names {
+                let roles = parser::roles_of(name).unwrap_or_else(|| {
+                    panic!("docs/rules.md names `{name}`, which no form declares")
+                });
+                if let Some(want) = roles_in(who) {
+                    assert_eq!(roles, want.as_slice(), "{name}: docs say {who}");
+                }
+            }
+        }
+        // And every verb that needs a role is in the documented table.
+        for form in parser::FORMS {
+            for verb in form.verbs.iter().filter(|v| !v.roles.is_empty()) {
+                assert!(
+                    rows.iter()
+                        .any(|(names, _)| names.iter().any(|n| n == verb.name)),
+                    "`{}` needs a role but docs/rules.md does not say so",
+                    verb.name
+                );
+            }
+        }
     }
 }

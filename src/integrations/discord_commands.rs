@@ -1,181 +1,92 @@
-//! Discord's slash commands: one table drives both their registration with Discord and their
-//! mapping onto the command grammar, and it says which record options autocomplete from.
+//! Discord's slash commands: `/ops` for the whole grammar, and a structured command for each verb
+//! the grammar table marks structured, with its options, names and autocomplete read from there.
 
 use opsledger_discord::{CommandSpec, OptionSpec, SubcommandSpec};
 
 use crate::domain::command::Command;
 use crate::domain::ids::Kind;
-use crate::domain::parser::{self, Part, UsageError};
-
-/// How an option's value enters the grammar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// Free text, taken literally (titles, reasons).
-    Literal,
-    /// One word, such as a record ID or a version.
-    Word,
-    /// Several words separated by spaces or commas (record IDs).
-    Words,
-    /// A `key:value` option of the grammar, under this key.
-    Key(&'static str),
-}
+use crate::domain::parser::{self, Form, Part, Slot, SlotKind, Structured, UsageError, Verb};
 
 /// Which records an ID option offers as you type: this kind, in these statuses.
 type Offer = Option<(Kind, &'static [&'static str])>;
 
+/// One option of a structured command: a slot of its form, under the name Discord shows.
 struct Opt {
     name: &'static str,
     description: &'static str,
-    required: bool,
-    choices: &'static [&'static str],
-    role: Role,
-    offer: Offer,
+    slot: &'static Slot,
 }
 
+/// A structured command: a verb of the grammar with its form.
 struct Sub {
-    command: &'static str,
-    name: &'static str,
-    description: &'static str,
-    options: &'static [Opt],
+    verb: &'static Verb,
+    structured: Structured,
+    form: &'static Form,
 }
 
-const LEVELS: &[&str] = &["high", "medium", "low"];
+impl Sub {
+    /// `incident` and `raise` of `incident raise`.
+    fn words(&self) -> (&'static str, &'static str) {
+        self.verb
+            .name
+            .split_once(' ')
+            .unwrap_or((self.verb.name, ""))
+    }
 
-const fn text(name: &'static str, description: &'static str, required: bool) -> Opt {
-    Opt {
-        name,
-        description,
-        required,
-        choices: &[],
-        role: Role::Literal,
-        offer: None,
+    /// The form's slots that have a description, in usage order; the free text under the
+    /// verb's own name and description when it gives them.
+    fn options(&self) -> impl Iterator<Item = Opt> + '_ {
+        self.form.slots.iter().filter_map(|slot| {
+            let text = slot.kind == SlotKind::Text;
+            let description = match self.structured.text_about {
+                Some(about) if text => about,
+                _ => slot.about?,
+            };
+            let name = match self.structured.text_name {
+                Some(name) if text => name,
+                _ => slot.name,
+            };
+            Some(Opt {
+                name,
+                description,
+                slot,
+            })
+        })
+    }
+
+    fn offer(&self, opt: &Opt) -> Offer {
+        match opt.slot.kind {
+            SlotKind::Id(kind) if !self.structured.offer.is_empty() => {
+                Some((kind, self.structured.offer))
+            }
+            _ => None,
+        }
     }
 }
 
-const fn key(
-    name: &'static str,
-    description: &'static str,
-    required: bool,
-    choices: &'static [&'static str],
-) -> Opt {
-    Opt {
-        name,
-        description,
-        required,
-        choices,
-        role: Role::Key(name),
-        offer: None,
+impl Opt {
+    /// What Discord offers to pick from: an option's or a choice's values.
+    fn choices(&self) -> &'static [&'static str] {
+        match self.slot.kind {
+            SlotKind::Opt { choices, .. } => choices,
+            SlotKind::Choice { values, .. } => values,
+            _ => &[],
+        }
     }
 }
 
-const fn id(description: &'static str, kind: Kind, statuses: &'static [&'static str]) -> Opt {
-    Opt {
-        name: "id",
-        description,
-        required: true,
-        choices: &[],
-        role: Role::Word,
-        offer: Some((kind, statuses)),
-    }
+/// Every structured command, in the grammar's order.
+fn structured() -> impl Iterator<Item = Sub> {
+    parser::FORMS.iter().flat_map(|form| {
+        form.verbs.iter().filter_map(move |verb| {
+            Some(Sub {
+                verb,
+                structured: verb.structured?,
+                form,
+            })
+        })
+    })
 }
-
-/// The structured commands: the common actions, with typed options.
-const STRUCTURED: &[Sub] = &[
-    Sub {
-        command: "incident",
-        name: "raise",
-        description: "Raise an incident",
-        options: &[
-            text("title", "What is wrong", true),
-            key(
-                "impact",
-                "How much of the service is affected",
-                false,
-                LEVELS,
-            ),
-            key("urgency", "How fast it must be fixed", false, LEVELS),
-            key("service", "The affected service", false, &[]),
-        ],
-    },
-    Sub {
-        command: "incident",
-        name: "ack",
-        description: "Acknowledge an incident",
-        options: &[
-            id("The incident", Kind::Incident, &["new"]),
-            text("text", "A note", false),
-        ],
-    },
-    Sub {
-        command: "incident",
-        name: "resolve",
-        description: "Resolve an incident",
-        options: &[
-            id("The incident", Kind::Incident, &["new", "acknowledged"]),
-            text("text", "How it was resolved", false),
-        ],
-    },
-    Sub {
-        command: "change",
-        name: "request",
-        description: "Request a change",
-        options: &[
-            text("title", "What will change", true),
-            key(
-                "type",
-                "standard, normal or emergency",
-                true,
-                &["standard", "normal", "emergency"],
-            ),
-            key("risk", "How risky it is", false, LEVELS),
-            key("service", "The service it changes", false, &[]),
-            key("window", "2026-12-01T22:00Z..2026-12-01T23:00Z", false, &[]),
-            key("template", "A pre-approved standard change", false, &[]),
-        ],
-    },
-    Sub {
-        command: "change",
-        name: "approve",
-        description: "Approve a change (CAB)",
-        options: &[
-            id("The change", Kind::Change, &["submitted"]),
-            text("comment", "A comment for the record", false),
-        ],
-    },
-    Sub {
-        command: "change",
-        name: "reject",
-        description: "Reject a change (CAB)",
-        options: &[
-            id("The change", Kind::Change, &["submitted"]),
-            text("reason", "Why it is rejected", false),
-        ],
-    },
-    Sub {
-        command: "release",
-        name: "create",
-        description: "Create a release",
-        options: &[
-            Opt {
-                name: "version",
-                description: "The version, such as 1.4.0",
-                required: true,
-                choices: &[],
-                role: Role::Word,
-                offer: None,
-            },
-            key("repo", "owner/name", false, &[]),
-            Opt {
-                name: "changes",
-                description: "The changes it ships: CHG-1 CHG-2",
-                required: false,
-                choices: &[],
-                role: Role::Words,
-                offer: None,
-            },
-        ],
-    },
-];
 
 /// The top-level commands: `/ops command:<text>` for the whole grammar, and the structured ones.
 pub fn command_specs() -> Vec<CommandSpec> {
@@ -191,31 +102,31 @@ pub fn command_specs() -> Vec<CommandSpec> {
         }],
         subcommands: Vec::new(),
     }];
-    for sub in STRUCTURED {
+    for sub in structured() {
+        let (command, name) = sub.words();
         let spec = SubcommandSpec {
-            name: sub.name,
-            description: sub.description,
+            name,
+            description: sub.structured.about,
             options: sub
-                .options
-                .iter()
+                .options()
                 .map(|o| OptionSpec {
                     name: o.name,
                     description: o.description,
-                    required: o.required,
-                    choices: o.choices,
-                    autocomplete: o.offer.is_some(),
+                    required: o.slot.required,
+                    choices: o.choices(),
+                    autocomplete: sub.offer(&o).is_some(),
                 })
                 .collect(),
         };
-        match specs.iter_mut().find(|s| s.name == sub.command) {
+        match specs.iter_mut().find(|s| s.name == command) {
             Some(s) => s.subcommands.push(spec),
             None => specs.push(CommandSpec {
-                name: sub.command,
-                description: match sub.command {
-                    "incident" => "Raise and work incidents",
-                    "change" => "Request changes and vote on them",
-                    _ => "Create releases",
-                },
+                name: command,
+                description: parser::TOPICS
+                    .iter()
+                    .find(|t| t.name == command)
+                    .and_then(|t| t.structured)
+                    .unwrap_or(sub.structured.about),
                 options: Vec::new(),
                 subcommands: vec![spec],
             }),
@@ -224,10 +135,8 @@ pub fn command_specs() -> Vec<CommandSpec> {
     specs
 }
 
-fn find(command: &str, sub: Option<&str>) -> Option<&'static Sub> {
-    STRUCTURED
-        .iter()
-        .find(|s| s.command == command && Some(s.name) == sub)
+fn find(command: &str, sub: Option<&str>) -> Option<Sub> {
+    structured().find(|s| s.words() == (command, sub.unwrap_or_default()) && sub.is_some())
 }
 
 /// What a slash command means: the grammar's text (`/ops`), or a structured command's parts
@@ -247,35 +156,37 @@ pub fn slash_command(
     }
     let spec = find(name, sub)?;
     let mut parts = Vec::new();
-    for opt in spec.options {
+    for opt in spec.options() {
         let Some((_, value)) = options.iter().find(|(k, _)| k == opt.name) else {
             continue;
         };
-        match opt.role {
-            Role::Literal => parts.push(Part::Literal(value)),
-            Role::Word => parts.push(Part::Word(value.trim())),
-            Role::Words => parts.extend(
+        match opt.slot.kind {
+            // Free text is taken literally (titles, reasons).
+            SlotKind::Text => parts.push(Part::Literal(value)),
+            // Several IDs, separated by spaces or commas.
+            SlotKind::Ids(_) => parts.extend(
                 value
                     .split(|c: char| c == ',' || c.is_whitespace())
                     .filter(|w| !w.is_empty())
                     .map(Part::Word),
             ),
-            Role::Key(k) => parts.push(Part::Opt(k, value.trim())),
+            SlotKind::Opt { .. } => parts.push(Part::Opt(opt.slot.name, value.trim())),
+            // A flag is switched on by its own word.
+            SlotKind::Flag if value.trim() == "true" => parts.push(Part::Word(opt.slot.name)),
+            SlotKind::Flag => {}
+            SlotKind::Id(_) | SlotKind::Word(_) | SlotKind::Choice { .. } => {
+                parts.push(Part::Word(value.trim()))
+            }
         }
     }
-    Some(parser::parse_parts(
-        &format!("{} {}", spec.command, spec.name),
-        &parts,
-    ))
+    Some(parser::parse_parts(spec.verb.name, &parts))
 }
 
 /// The records an autocompleting option offers, if it offers any.
 pub fn offer(name: &str, sub: Option<&str>, option: &str) -> Offer {
-    find(name, sub)?
-        .options
-        .iter()
-        .find(|o| o.name == option)
-        .and_then(|o| o.offer)
+    let spec = find(name, sub)?;
+    let opt = spec.options().find(|o| o.name == option)?;
+    spec.offer(&opt)
 }
 
 /// Slow to answer whatever the load: deferred at once rather than after the budget.
@@ -363,5 +274,60 @@ mod tests {
             Some((Kind::Change, &["submitted"][..]))
         );
         assert_eq!(offer("incident", Some("raise"), "title"), None);
+    }
+
+    #[test]
+    fn every_structured_option_names_a_slot_of_its_verbs_form_and_parses() {
+        let specs = command_specs();
+        let mut checked = 0;
+        for spec in specs.iter().skip(1) {
+            for sub in &spec.subcommands {
+                let name = format!("{} {}", spec.name, sub.name);
+                let (verb, form) = parser::form_named(&name).expect("a grammar verb");
+                let structured = verb.structured.expect("marked structured");
+                let mut given = Vec::new();
+                for o in &sub.options {
+                    let slot = form
+                        .slot(o.name)
+                        .or_else(|| {
+                            (structured.text_name == Some(o.name))
+                                .then(|| form.slots.iter().find(|s| s.kind == SlotKind::Text))
+                                .flatten()
+                        })
+                        .unwrap_or_else(|| panic!("/{name} {}: no such grammar option", o.name));
+                    assert_eq!(o.required, slot.required, "/{name} {}", o.name);
+                    let value = parser::tests::example(slot);
+                    // Discord sends an option's value without its key.
+                    let value = match slot.kind {
+                        SlotKind::Opt { .. } => value
+                            .split_once(':')
+                            .map_or(value.clone(), |(_, v)| v.to_string()),
+                        _ => value,
+                    };
+                    given.push((o.name, value));
+                }
+                let options: Vec<(String, String)> = given
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect();
+                let parsed = slash_command(spec.name, Some(sub.name), &options)
+                    .expect("known")
+                    .unwrap_or_else(|e| panic!("/{name} {options:?}: {e}"));
+                assert_eq!(parsed.name(), name);
+                for o in &sub.options {
+                    for choice in o.choices {
+                        let mut with = options.clone();
+                        if let Some(v) = with.iter_mut().find(|(k, _)| k == o.name) {
+                            v.1 = choice.to_string();
+                        }
+                        let parsed =
+                            slash_command(spec.name, Some(sub.name), &with).expect("known");
+                        assert!(parsed.is_ok(), "/{name} {}:{choice}: {parsed:?}", o.name);
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, structured().count());
     }
 }

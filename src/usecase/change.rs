@@ -1,13 +1,15 @@
-//! Change commands: request, submit, vote, implement, review, close, link.
+//! Change commands: request, submit, vote, implement, review, close, link, list.
 
-use crate::domain::command::{ChangeAction, ChangeCmd, Command};
+use crate::domain::command::{ChangeAction, ChangeCmd, ChangeFilter, Command};
 use crate::domain::ids::{Actor, Kind};
 use crate::domain::lifecycle::{check_schedule, NewChange, VoteResult};
 use crate::domain::permissions;
 use crate::domain::records::{Change, Decision, Link, Record};
 use crate::domain::reply::{Event, Reply};
-use crate::domain::status::ChangeStatus;
+use crate::domain::status::{ChangeStatus, Lifecycle};
+use crate::store::ListQuery;
 
+use super::incident::{listed_where, LIST_LIMIT};
 use super::{refuse, render, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
 
 pub(crate) async fn run(
@@ -97,7 +99,42 @@ pub(crate) async fn run(
                 events,
             ))
         }
+        ChangeCmd::List { filter } => list(uow, ctx, actor, action, *filter).await,
     }
+}
+
+/// `change list`: open changes; those waiting for the caller's vote (the rule the vote itself
+/// applies, `Change::may_vote`, and no vote of theirs yet); or the caller's own open ones.
+async fn list(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    action: &str,
+    filter: ChangeFilter,
+) -> Outcome {
+    let mut q = ListQuery::new(Kind::Change, LIST_LIMIT);
+    q.statuses = match filter {
+        ChangeFilter::Waiting => vec![ChangeStatus::Submitted.to_string()],
+        ChangeFilter::Open | ChangeFilter::Mine => ChangeStatus::ALL
+            .iter()
+            .filter(|s| !s.next().is_empty())
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let name = match filter {
+        ChangeFilter::Open => "open changes",
+        ChangeFilter::Waiting => "changes waiting for your vote",
+        ChangeFilter::Mine => "your open changes",
+    };
+    let keep = |r: &Record| match (filter, r) {
+        (ChangeFilter::Open, _) => true,
+        (ChangeFilter::Waiting, Record::Change(c)) => {
+            c.may_vote(actor, ctx.policy).is_ok() && !c.has_voted(actor, ctx.policy)
+        }
+        (ChangeFilter::Mine, Record::Change(c)) => ctx.policy.same_person(&c.requester, actor),
+        (ChangeFilter::Waiting | ChangeFilter::Mine, _) => false,
+    };
+    listed_where(uow, ctx, actor, action, &q, name, keep).await
 }
 
 /// Applies a submit, vote or implementation step to a change: the reply's headline and the

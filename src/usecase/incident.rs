@@ -257,7 +257,32 @@ pub(crate) async fn listed(
     q: &ListQuery,
     name: &str,
 ) -> Outcome {
-    let rows = uow.list(q).await?;
+    listed_where(uow, ctx, actor, action, q, name, |_| true).await
+}
+
+/// `listed`, keeping only the records `keep` accepts (a rule the store's query cannot say):
+/// reads on, a page at a time, until a list is full or the records run out.
+pub(crate) async fn listed_where(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    action: &str,
+    q: &ListQuery,
+    name: &str,
+    keep: impl Fn(&Record) -> bool,
+) -> Outcome {
+    let mut q = q.clone();
+    let mut rows = Vec::new();
+    loop {
+        let page = uow.list(&q).await?;
+        let full = page.len() as i64 == q.limit;
+        q.after = page.last().map(|r| r.key());
+        rows.extend(page.into_iter().filter(|r| keep(r)));
+        if !full || rows.len() as i64 >= LIST_LIMIT {
+            break;
+        }
+    }
+    rows.truncate(LIST_LIMIT as usize);
     uow.audit_outcome(
         ctx,
         actor,

@@ -65,6 +65,39 @@ fn exec_raises_an_incident_and_prints_the_reply_naming_it() {
 }
 
 #[test]
+fn exec_lists_open_changes_and_ones_own() {
+    // Arrange
+    let s = Scratch::new();
+    assert_exit(
+        &s.exec("console:alice", "change request Rotate keys type:normal"),
+        0,
+    );
+    assert_exit(
+        &s.exec("console:bob", "change request Patch type:normal"),
+        0,
+    );
+
+    // Act
+    let open = s.exec("console:carol", "change list");
+    let mine = s.exec("console:alice", "change list mine");
+    let bad = s.exec("console:alice", "change list everything");
+
+    // Assert
+    assert_exit(&open, 0);
+    assert_eq!(
+        stdout(&open).trim_end(),
+        "open changes (2):\nCHG-1 [draft] Rotate keys\nCHG-2 [draft] Patch"
+    );
+    assert_exit(&mine, 0);
+    assert_eq!(
+        stdout(&mine).trim_end(),
+        "your open changes (1):\nCHG-1 [draft] Rotate keys"
+    );
+    assert_exit(&bad, 2);
+    assert!(stderr(&bad).contains("change list [open|waiting|mine]"));
+}
+
+#[test]
 fn exec_keeps_records_between_processes() {
     // Arrange: one process raises an incident.
     let s = Scratch::new();

@@ -25,6 +25,7 @@ conformance!(
     list_pages_in_id_order_and_filters_by_status,
     records_created_in_one_batch_are_visible_to_later_commands_in_it,
     audit_command_shows_one_records_timeline_with_refusals,
+    change_list_shows_open_changes_a_voters_queue_and_ones_own,
 );
 
 struct Harness {
@@ -34,9 +35,13 @@ struct Harness {
 }
 
 async fn harness(db: &TestDb) -> Harness {
+    harness_with(db, common::team_policy()).await
+}
+
+async fn harness_with(db: &TestDb, policy: Policy) -> Harness {
     let store = db.store().await;
     let clock = TestTime::at(TestTime::default_start());
-    let (ledger, _writer) = ledger_on(store.clone(), common::team_policy(), clock.clone());
+    let (ledger, _writer) = ledger_on(store.clone(), policy, clock.clone());
     Harness {
         store,
         ledger,
@@ -583,4 +588,73 @@ async fn audit_command_shows_one_records_timeline_with_refusals(db: TestDb) {
         .await
         .reply;
     assert_eq!(missing.outcome, Outcome::NotFound);
+}
+
+async fn change_list_shows_open_changes_a_voters_queue_and_ones_own(db: TestDb) {
+    // Arrange: cab2 has a second account, slack:UCAB2, which requests CHG-3.
+    let rules = format!(
+        "{}\n[people]\ncarol = [\"console:cab2\", \"slack:UCAB2\"]\n",
+        common::TEAM_POLICY
+    );
+    let h = harness_with(&db, Policy::from_toml(&rules).unwrap()).await;
+    h.ok("console:alice", "change request One type:normal")
+        .await;
+    h.ok("console:alice", "change submit CHG-1").await;
+    h.ok("console:cab1", "change approve CHG-1").await;
+    h.ok("console:bob", "change request Two type:emergency")
+        .await;
+    h.ok("console:bob", "change submit CHG-2").await;
+    h.ok("slack:UCAB2", "change request Three type:normal")
+        .await;
+    h.ok("slack:UCAB2", "change submit CHG-3").await;
+    h.ok("console:alice", "change request Four type:normal")
+        .await;
+    h.ok("console:bob", "change request Five type:normal").await;
+    h.ok("console:bob", "change submit CHG-5").await;
+    h.ok("console:cab3", "change reject CHG-5 no rollback plan")
+        .await;
+    let keys = |text: &str| -> Vec<String> {
+        text.lines()
+            .skip(1)
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let entries = || async { verify_audit(&*h.store).await.unwrap().unwrap().entries };
+    let before = entries().await;
+
+    // Act
+    let open = h.ok("console:bob", "change list").await;
+    let cab1 = h.ok("console:cab1", "change list waiting").await;
+    let cab2 = h.ok("console:cab2", "change list waiting").await;
+    let carol_on_slack = h.ok("slack:UCAB2", "change list WAITING").await;
+    let bob_waiting = h.ok("console:bob", "change list waiting").await;
+    let alice_mine = h.ok("console:alice", "change list mine").await;
+    let carol_mine = h.ok("console:cab2", "change list mine").await;
+
+    // Assert
+    assert!(open.starts_with("open changes (4):"), "{open}");
+    assert_eq!(keys(&open), ["CHG-1", "CHG-2", "CHG-3", "CHG-4"]);
+    assert!(open.contains("CHG-2 [submitted] Two"), "{open}");
+    // cab1 voted on CHG-1 already and is on the ECAB, which votes on the emergency CHG-2.
+    assert!(
+        cab1.starts_with("changes waiting for your vote (2):"),
+        "{cab1}"
+    );
+    assert_eq!(keys(&cab1), ["CHG-2", "CHG-3"]);
+    // carol requested CHG-3 from another account, and is not on the ECAB.
+    assert_eq!(keys(&cab2), ["CHG-1"]);
+    assert_eq!(keys(&carol_on_slack), ["CHG-1"]);
+    assert_eq!(bob_waiting, "No changes waiting for your vote.");
+    assert!(
+        alice_mine.starts_with("your open changes (2):"),
+        "{alice_mine}"
+    );
+    assert_eq!(keys(&alice_mine), ["CHG-1", "CHG-4"]);
+    assert_eq!(keys(&carol_mine), ["CHG-3"]);
+    assert_eq!(entries().await, before + 7, "every list is audited");
+    h.ok("console:cab2", "change approve CHG-1").await;
+    assert_eq!(
+        h.ok("slack:UCAB2", "change list waiting").await,
+        "No changes waiting for your vote."
+    );
 }

@@ -885,6 +885,60 @@ async fn a_cab_decision_is_reached_with_one_vote_from_slack_and_one_from_discord
 }
 
 #[tokio::test]
+async fn a_structured_change_list_shows_a_cab_members_queue_as_the_text_command_does() {
+    // Arrange: alice requests a change on Slack; discord:4242 is on the CAB.
+    let app = spawn_discord_app().await;
+    app.slack_slash("U0ALICE", "change request \"Upgrade DB\" type:normal")
+        .await;
+    app.slack_slash("U0ALICE", "change submit CHG-1").await;
+    let content = |answer: &Value| answer["data"]["content"].as_str().unwrap().to_string();
+
+    // Act
+    let queue = app
+        .slash("4242", "change", Some("list"), &[("filter", "waiting")])
+        .await;
+    let by_text = app.ops("4242", "change list waiting").await;
+    let from_slack = app.slack_slash("UCAB1", "change list waiting").await;
+    let alice_waiting = app
+        .slash("4141", "change", Some("list"), &[("filter", "waiting")])
+        .await;
+    let alice_mine = app
+        .slash("4141", "change", Some("list"), &[("filter", "mine")])
+        .await;
+    let open = app.slash("4343", "change", Some("list"), &[]).await;
+    let bad = app
+        .slash("4242", "change", Some("list"), &[("filter", "breached")])
+        .await;
+
+    // Assert
+    let expected = "changes waiting for your vote (1):\nCHG-1 [submitted] Upgrade DB";
+    assert_eq!(content(&queue), expected);
+    assert_eq!(content(&by_text), expected);
+    assert!(
+        from_slack["text"].as_str().unwrap().contains(expected),
+        "{from_slack}"
+    );
+    // alice requested it (from her Slack account), so it is not hers to vote on, but it is hers.
+    assert_eq!(content(&alice_waiting), "No changes waiting for your vote.");
+    assert!(content(&alice_mine).starts_with("your open changes (1):\nCHG-1"));
+    assert!(content(&open).starts_with("open changes (1):\nCHG-1"));
+    assert_eq!(bad["data"]["flags"], 64);
+    assert!(content(&bad).contains("usage: change list [open|waiting|mine]"));
+    // Registered with its filter as a choice.
+    let specs = opsledger::integrations::discord_commands::command_specs();
+    let change = specs.iter().find(|s| s.name == "change").unwrap();
+    let list = change
+        .subcommands
+        .iter()
+        .find(|s| s.name == "list")
+        .unwrap();
+    assert_eq!(list.options[0].name, "filter");
+    assert!(!list.options[0].required);
+    assert_eq!(list.options[0].choices, ["open", "waiting", "mine"]);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_429_from_discord_delays_the_post_until_it_is_delivered() {
     // Arrange
     let app = spawn_discord_app().await;
