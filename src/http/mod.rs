@@ -37,9 +37,9 @@ pub struct AppState {
     pub ledger: Ledger,
     pub api_token: Option<Arc<SecretString>>,
     /// The Slack handlers when Slack is on.
-    pub slack: Option<crate::integrations::slack_handlers::SlackHandlers>,
+    pub slack: Option<crate::integrations::slack::SlackHandlers>,
     /// The Discord handlers when Discord is on.
-    pub discord: Option<crate::integrations::discord_handlers::DiscordHandlers>,
+    pub discord: Option<crate::integrations::discord::DiscordHandlers>,
     /// The GitHub webhook's handlers when GitHub is on.
     pub github: Option<crate::integrations::github::GithubHandlers>,
 }
