@@ -200,8 +200,9 @@ pub(crate) struct Redelivery;
 /// `duplicate` (a redelivery, answered 200 and ignored), `off` (the platform is not configured),
 /// `too_large` or `error`.
 async fn count_inbound(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    // Each platform's endpoints live under `/<platform>/`.
     let platform = match req.uri().path().split('/').nth(1) {
-        Some(p @ ("slack" | "discord" | "github")) => p.to_string(),
+        Some(p) if crate::domain::ids::PLATFORMS.contains(&p) => p.to_string(),
         _ => "other".to_string(),
     };
     let resp = next.run(req).await;
