@@ -233,9 +233,9 @@ impl Handlers<DiscordConfig> {
         }
     }
 
-    /// Answers with the command's result when it finishes within the budget (at once when it
-    /// is known to be slow); otherwise answers "deferred" and lets the outbox deliver the result
-    /// by editing the original response when the command is done.
+    /// Answers with the command's result when it finishes within the budget; otherwise (and at
+    /// once when it is known to be slow) answers "deferred" and lets the outbox deliver the
+    /// result by editing the original response when the command is done.
     async fn answer_within(
         &self,
         mut work: JoinHandle<Handled>,
@@ -248,14 +248,21 @@ impl Handlers<DiscordConfig> {
         } else {
             self.config.defer_after
         };
-        match tokio::time::timeout(budget, &mut work).await {
-            Ok(Ok(handled)) => Self::answer(answer, &self.refreshed(handled).await),
-            Ok(Err(e)) => {
+        // No budget defers without waiting: tokio's timer rounds a zero timeout up to its next
+        // tick, in which a quick command would sometimes finish and be answered directly.
+        let finished = if budget.is_zero() {
+            None
+        } else {
+            tokio::time::timeout(budget, &mut work).await.ok()
+        };
+        match finished {
+            Some(Ok(handled)) => Self::answer(answer, &self.refreshed(handled).await),
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "a Discord command task failed");
                 let reply = Reply::failed("something went wrong; nothing was changed");
                 opsledger_discord::message_response(&view(&reply), true)
             }
-            Err(_) => {
+            None => {
                 let this = self.clone();
                 let token = token.to_string();
                 tokio::spawn(async move {
