@@ -14,11 +14,11 @@ use crate::deadline_timer::DeadlineTimer;
 use crate::domain::audit::ChainVerifier;
 use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
-use crate::integrations::discord::{DiscordConfig, DiscordDeliverer};
-use crate::integrations::discord_handlers::DiscordHandlers;
-use crate::integrations::github::{GithubConfig, GithubDeliverer, GithubHandlers};
-use crate::integrations::slack::{SlackConfig, SlackDeliverer};
-use crate::integrations::slack_handlers::SlackHandlers;
+use crate::integrations::chat::{Channels, ChatApi, ChatDeliverer, ChatRouter};
+use crate::integrations::discord::DiscordConfig;
+use crate::integrations::github::{GithubConfig, GithubDeliverer};
+use crate::integrations::slack::SlackConfig;
+use crate::integrations::Handlers;
 use crate::ledger::{Ledger, LedgerConfig, Router, SystemTimeSource, TimeSource};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliver, OutboxSettings, OutboxWorker};
@@ -122,8 +122,10 @@ pub fn slack_config(i: &Integrations) -> anyhow::Result<Option<SlackConfig>> {
     Ok(Some(SlackConfig {
         signing_secret: i.slack_signing_secret.clone(),
         api,
-        incident_channel: i.slack_incident_channel.clone(),
-        cab_channel: i.slack_cab_channel.clone(),
+        channels: Channels {
+            incident_channel: i.slack_incident_channel.clone(),
+            cab_channel: i.slack_cab_channel.clone(),
+        },
     }))
 }
 
@@ -151,8 +153,10 @@ pub fn discord_config(i: &Integrations) -> anyhow::Result<Option<DiscordConfig>>
     Ok(Some(DiscordConfig {
         verifier,
         api,
-        incident_channel: i.discord_incident_channel.clone(),
-        cab_channel: i.discord_cab_channel.clone(),
+        channels: Channels {
+            incident_channel: i.discord_incident_channel.clone(),
+            cab_channel: i.discord_cab_channel.clone(),
+        },
         defer_after: crate::integrations::discord::DEFAULT_DEFER_AFTER,
     }))
 }
@@ -220,10 +224,10 @@ impl Platforms {
     pub fn routers(&self) -> Vec<Arc<dyn Router>> {
         let mut routers: Vec<Arc<dyn Router>> = Vec::new();
         if let Some(cfg) = &self.slack {
-            routers.push(Arc::new(cfg.clone()));
+            routers.push(Arc::new(ChatRouter(cfg.clone())));
         }
         if let Some(cfg) = &self.discord {
-            routers.push(Arc::new(cfg.clone()));
+            routers.push(Arc::new(ChatRouter(cfg.clone())));
         }
         if let Some(cfg) = &self.github {
             routers.push(Arc::new(cfg.clone()));
@@ -348,18 +352,10 @@ pub async fn serve(
     } = platforms;
     let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
     if let Some(cfg) = &slack {
-        deliverers.push(Arc::new(SlackDeliverer {
-            config: cfg.clone(),
-            store: store.clone(),
-            time: time.clone(),
-        }));
+        deliverers.push(chat_deliverer(cfg, &store, &time));
     }
     if let Some(cfg) = &discord {
-        deliverers.push(Arc::new(DiscordDeliverer {
-            config: cfg.clone(),
-            store: store.clone(),
-            time: time.clone(),
-        }));
+        deliverers.push(chat_deliverer(cfg, &store, &time));
     }
     let (ledger, writer) =
         start_ledger_with(store.clone(), policy, time.clone(), public_url, routers);
@@ -421,21 +417,10 @@ pub async fn serve(
             }
         }
     });
-    let slack = slack.map(|config| SlackHandlers {
-        ledger: ledger.clone(),
-        config: Arc::new(config),
-        outbox: Some(outbox.waker()),
-    });
-    let discord = discord.map(|config| DiscordHandlers {
-        ledger: ledger.clone(),
-        config: Arc::new(config),
-        outbox: Some(outbox.waker()),
-    });
-    let github = github.map(|config| GithubHandlers {
-        ledger: ledger.clone(),
-        config: Arc::new(config),
-        outbox: Some(outbox.waker()),
-    });
+    let waker = Some(outbox.waker());
+    let slack = slack.map(|c| Handlers::new(ledger.clone(), c, waker.clone()));
+    let discord = discord.map(|c| Handlers::new(ledger.clone(), c, waker.clone()));
+    let github = github.map(|c| Handlers::new(ledger.clone(), c, waker));
     let socket_mode = match (&slack, &args.integrations.slack_app_token) {
         (Some(handlers), Some(app_token)) => Some(
             opsledger_slack::SocketMode::start(
@@ -479,6 +464,19 @@ pub async fn serve(
         outbox_waker,
         background,
         socket_mode,
+    })
+}
+
+/// The deliverer of a chat platform's outbox items.
+fn chat_deliverer<A: ChatApi + Clone>(
+    api: &A,
+    store: &Arc<dyn Store>,
+    time: &Arc<dyn TimeSource>,
+) -> Arc<dyn Deliver> {
+    Arc::new(ChatDeliverer {
+        api: api.clone(),
+        store: store.clone(),
+        time: time.clone(),
     })
 }
 

@@ -108,6 +108,86 @@ pub trait Deliver: Send + Sync + 'static {
     }
 }
 
+/// An outbox operation kind, typed: the column holds its text, which a deliverer parses back.
+/// Define one with `outbox_op!`; each kind reads the names it was stored under before too.
+pub trait OutboxOp: Copy + std::str::FromStr<Err = DeliveryError> {
+    /// The text stored in the `op` column (and shown by `opsledger outbox list`).
+    fn as_str(self) -> &'static str;
+}
+
+/// Declares an outbox operation enum: each variant's stored name, then any older names rows may
+/// still carry (`Variant = "name" | "old_name"`). An unknown name is a permanent failure.
+macro_rules! outbox_op {
+    ($(#[$m:meta])* $vis:vis enum $name:ident {
+        $($(#[$vm:meta])* $variant:ident = $text:literal $(| $old:literal)*,)+
+    }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        $vis enum $name {
+            $($(#[$vm])* $variant,)+
+        }
+
+        impl $crate::outbox::OutboxOp for $name {
+            fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::outbox::DeliveryError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text $(| $old)* => Ok($name::$variant),)+
+                    other => Err($crate::outbox::DeliveryError::Permanent(format!(
+                        "unknown outbox op `{other}`"
+                    ))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::outbox::OutboxOp::as_str(*self))
+            }
+        }
+    };
+}
+pub(crate) use outbox_op;
+
+impl NewOutbox {
+    /// An item for `platform`'s deliverer, on `channel` (items of one channel go in order).
+    pub fn new(
+        platform: &str,
+        channel: &str,
+        op: impl OutboxOp,
+        record: Option<&str>,
+        payload: serde_json::Value,
+    ) -> NewOutbox {
+        NewOutbox {
+            platform: platform.to_string(),
+            channel: channel.to_string(),
+            op: op.as_str().to_string(),
+            record: record.map(String::from),
+            payload,
+        }
+    }
+}
+
+impl OutboxItem {
+    /// The item's operation, read as the deliverer's kind (an unknown one is a permanent failure).
+    pub fn op<O: OutboxOp>(&self) -> Result<O, DeliveryError> {
+        self.op.parse().map_err(|e: DeliveryError| match e {
+            DeliveryError::Permanent(why) => DeliveryError::Permanent(format!(
+                "{} outbox item {}: {why}",
+                self.platform, self.id
+            )),
+            retry => retry,
+        })
+    }
+}
+
 /// How long to wait before the next attempt after `attempts` failed ones: the platform's
 /// `Retry-After` when it sent one (at most `MAX_RETRY_AFTER`: it knows when it will answer),
 /// else base · 2^(attempts-1), at most `cap`.

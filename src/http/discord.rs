@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 
-use crate::integrations::discord_handlers::BadInput;
+use crate::integrations::BadInput;
 
 use super::error::ApiError;
 use super::AppState;

@@ -37,9 +37,9 @@ pub struct AppState {
     pub ledger: Ledger,
     pub api_token: Option<Arc<SecretString>>,
     /// The Slack handlers when Slack is on.
-    pub slack: Option<crate::integrations::slack_handlers::SlackHandlers>,
+    pub slack: Option<crate::integrations::slack::SlackHandlers>,
     /// The Discord handlers when Discord is on.
-    pub discord: Option<crate::integrations::discord_handlers::DiscordHandlers>,
+    pub discord: Option<crate::integrations::discord::DiscordHandlers>,
     /// The GitHub webhook's handlers when GitHub is on.
     pub github: Option<crate::integrations::github::GithubHandlers>,
 }
@@ -200,8 +200,9 @@ pub(crate) struct Redelivery;
 /// `duplicate` (a redelivery, answered 200 and ignored), `off` (the platform is not configured),
 /// `too_large` or `error`.
 async fn count_inbound(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    // Each platform's endpoints live under `/<platform>/`.
     let platform = match req.uri().path().split('/').nth(1) {
-        Some(p @ ("slack" | "discord" | "github")) => p.to_string(),
+        Some(p) if crate::domain::ids::PLATFORMS.contains(&p) => p.to_string(),
         _ => "other".to_string(),
     };
     let resp = next.run(req).await;

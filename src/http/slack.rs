@@ -9,8 +9,8 @@ use axum::routing::post;
 use axum::{Json, Router};
 use secrecy::ExposeSecret;
 
-use crate::integrations::slack_handlers::{BadInput, SlackHandlers};
-use crate::integrations::Delivered;
+use crate::integrations::slack::SlackHandlers;
+use crate::integrations::{BadInput, Delivered};
 
 use super::error::ApiError;
 use super::AppState;

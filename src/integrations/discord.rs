@@ -1,313 +1,357 @@
-//! Discord integration: routes events to channel posts, in-place edits and major-incident
-//! threads, and delivers them with the `opsledger-discord` adapter. The slash commands are in
-//! `discord_commands.rs`.
+//! Discord integration, the glue between the ledger and the `opsledger-discord` adapter:
+//! Discord's side of the `ChatApi` port, and what opsledger does with a verified interaction. It
+//! runs slash commands (text and structured; the table is in `discord_commands.rs`), offers record
+//! IDs as you type, runs buttons and forms, and answers within Discord's 3 seconds, deferring what
+//! takes longer and finishing it through the outbox. An incident's room is a thread on its card;
+//! one person is answered through the interaction's token (a follow-up, or the deferred response
+//! edited).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opsledger_discord::{DiscordApi, DiscordApiError, Verifier, View};
+use opsledger_discord::{DiscordApi, DiscordApiError, Interaction, TextModal, Verifier, View};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
 
-use crate::domain::records::Record;
-use crate::domain::reply::{Event, Reply};
-use crate::ledger::{Router, TimeSource};
-use crate::outbox::{Deliver, DeliveryError};
-use crate::store::{NewOutbox, OutboxItem, Store};
+use crate::domain::reply::{Outcome, Reply};
+use crate::ledger::Delivery;
+use crate::outbox::DeliveryError;
+use crate::store::ListQuery;
+use crate::usecase::{render, Handled};
+
+use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
+use super::discord_commands;
+use super::forms::{form_command, form_for};
+use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
-use super::{load, payload_reply, store_retry};
 
 pub const PLATFORM: &str = "discord";
 
-/// Outbox operations the Discord deliverer knows.
-pub mod op {
-    /// Post the record's card to the channel and remember its message ID.
-    pub const POST_RECORD: &str = "post_record";
-    /// Edit the record's card in place (posting it first if it was never posted).
-    pub const UPDATE_RECORD: &str = "update_record";
-    /// For a major incident: start its thread on the card (once) or post the card in it.
-    pub const THREAD_UPDATE: &str = "thread_update";
-    /// Post `payload.reply` in the incident's thread, or in the channel without one.
-    pub const THREAD_REPLY: &str = "thread_reply";
-    /// Replace a deferred interaction's response with `payload.reply` (`payload.token`).
-    pub const INTERACTION_EDIT: &str = "interaction_edit";
-    /// Send `payload.reply` as a follow-up to the interaction (`payload.token`), to the person
-    /// alone: a refused button press must not replace the card it was pressed on.
-    pub const INTERACTION_FOLLOWUP: &str = "interaction_followup";
-}
-
-/// The `message_refs` platform under which an incident's thread is kept.
-const THREAD: &str = "discord-thread";
+super::delivery_errors!(DiscordApiError);
 
 /// Discord wants an answer within 3 seconds; work still running after this is deferred.
 pub const DEFAULT_DEFER_AFTER: Duration = Duration::from_millis(2000);
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DiscordConfig {
     pub verifier: Verifier,
     pub api: DiscordApi,
-    pub incident_channel: Option<String>,
-    pub cab_channel: Option<String>,
+    pub channels: Channels,
     /// How long a command may run before its answer is deferred.
     pub defer_after: Duration,
 }
 
-impl std::fmt::Debug for DiscordConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiscordConfig")
-            .field("incident_channel", &self.incident_channel)
-            .field("cab_channel", &self.cab_channel)
-            .finish_non_exhaustive()
-    }
-}
+#[async_trait]
+impl ChatApi for DiscordConfig {
+    const CHAT: Platform = Platform::new(PLATFORM, "discord-thread", RoomStyle::OnCard, "**");
 
-pub(crate) fn item(
-    channel: &str,
-    op: &str,
-    record: Option<&str>,
-    payload: serde_json::Value,
-) -> NewOutbox {
-    NewOutbox {
-        platform: PLATFORM.to_string(),
-        channel: channel.to_string(),
-        op: op.to_string(),
-        record: record.map(String::from),
-        payload,
-    }
-}
-
-impl Router for DiscordConfig {
-    fn route(&self, event: &Event) -> Vec<NewOutbox> {
-        // Thread operations use the incident channel as their outbox channel too, so they run
-        // after the card they hang on has been posted.
-        let on = |channel: &Option<String>, ops: &[&str], id: &str| {
-            channel
-                .iter()
-                .flat_map(|c| {
-                    ops.iter()
-                        .map(move |op| item(c, op, Some(id), serde_json::Value::Null))
-                })
-                .collect::<Vec<_>>()
-        };
-        match event {
-            Event::IncidentRaised { id, .. } => on(
-                &self.incident_channel,
-                &[op::POST_RECORD, op::THREAD_UPDATE],
-                id,
-            ),
-            Event::IncidentUpdated { id, .. } => on(
-                &self.incident_channel,
-                &[op::UPDATE_RECORD, op::THREAD_UPDATE],
-                id,
-            ),
-            Event::ChangeSubmitted { id } => on(&self.cab_channel, &[op::POST_RECORD], id),
-            Event::ChangeVoted { id }
-            | Event::ChangeDecided { id, .. }
-            | Event::ChangeUpdated { id, .. } => on(&self.cab_channel, &[op::UPDATE_RECORD], id),
-            Event::SlaBreached {
-                id,
-                target,
-                priority,
-                nonconformity,
-            } => {
-                let text = format!(
-                    ":rotating_light: **{id}** ({priority}) missed its {target} target; recorded as {nonconformity}"
-                );
-                let reply = Reply::ok(Some(id.clone()), text);
-                self.incident_channel
-                    .iter()
-                    .flat_map(|c| {
-                        [
-                            item(
-                                c,
-                                op::THREAD_REPLY,
-                                Some(id),
-                                serde_json::json!({ "reply": reply }),
-                            ),
-                            item(c, op::UPDATE_RECORD, Some(id), serde_json::Value::Null),
-                        ]
-                    })
-                    .collect()
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// Sends Discord outbox items.
-pub struct DiscordDeliverer {
-    pub config: DiscordConfig,
-    pub store: Arc<dyn Store>,
-    pub time: Arc<dyn TimeSource>,
-}
-
-fn retry(e: DiscordApiError) -> DeliveryError {
-    match e {
-        DiscordApiError::Retry { after, reason } => DeliveryError::Retry { after, reason },
-        DiscordApiError::Permanent(p) => DeliveryError::Permanent(p),
-    }
-}
-
-/// An incident that gets a room (`Incident::gets_room`) gets a thread.
-fn is_major(record: &Record) -> bool {
-    matches!(record, Record::Incident(i) if i.gets_room())
-}
-
-impl DiscordDeliverer {
-    async fn card(&self, record: &str) -> Result<View, DeliveryError> {
-        Ok(view(&super::card(&*self.store, &self.time, record).await?))
+    fn channels(&self) -> &Channels {
+        &self.channels
     }
 
-    /// Posts the card and remembers the message; returns its ID (`None` when Discord's answer
-    /// did not say: posted all the same, and a later update posts a new card).
-    async fn post_card(
-        &self,
-        channel: &str,
-        record: &str,
-    ) -> Result<Option<String>, DeliveryError> {
-        let card = self.card(record).await?;
-        let message = self
-            .config
-            .api
-            .post_message(channel, &card)
-            .await
-            .map_err(retry)?;
-        if let Some(m) = &message {
-            self.store
-                .set_message_ref(record, PLATFORM, channel, m)
-                .await
-                .map_err(store_retry)?;
-        }
-        Ok(message)
-    }
-
-    async fn posted(&self, channel: &str, record: &str) -> Result<Option<String>, DeliveryError> {
-        self.store
-            .message_ref(record, PLATFORM, channel)
-            .await
-            .map_err(store_retry)
-    }
-
-    async fn thread(&self, record: &str) -> Result<Option<String>, DeliveryError> {
-        self.store
-            .message_ref(record, THREAD, "")
-            .await
-            .map_err(store_retry)
-    }
-
-    async fn update_card(&self, channel: &str, record: &str) -> Result<(), DeliveryError> {
-        match self.posted(channel, record).await? {
-            Some(message) => {
-                let card = self.card(record).await?;
-                self.config
-                    .api
-                    .edit_message(channel, &message, &card)
-                    .await
-                    .map_err(retry)
-            }
-            None => self.post_card(channel, record).await.map(|_| ()),
-        }
-    }
-
-    /// Opens the thread of a major incident on its card, or posts the card in the open thread.
-    async fn thread_update(&self, channel: &str, record: &str) -> Result<(), DeliveryError> {
-        if let Some(thread) = self.thread(record).await? {
-            let card = self.card(record).await?;
-            return self
-                .config
-                .api
-                .post_message(&thread, &card)
-                .await
-                .map(|_| ())
-                .map_err(retry);
-        }
-        let found = load(&*self.store, record).await?;
-        if !is_major(&found) {
-            return Ok(());
-        }
-        let message = match self.posted(channel, record).await? {
-            Some(m) => m,
-            None => match self.post_card(channel, record).await? {
-                Some(m) => m,
-                None => return Ok(()), // no message ID to start the thread on
+    /// One person is answered through the interaction's token (valid for 15 minutes): in
+    /// place, the deferred response is edited; otherwise a follow-up goes to them alone, so a
+    /// refused button press does not replace the card it was pressed on.
+    async fn send(&self, to: To<'_>, view: &View) -> Result<Option<String>, DeliveryError> {
+        let api = &self.api;
+        let done = match to {
+            To::Channel(channel) => return Ok(api.post_message(channel, view).await?),
+            To::Message(channel, message) => api.edit_message(channel, message, view).await,
+            To::Person { payload, in_place } => match field(payload, "token")? {
+                token if in_place => api.edit_original(token, view).await,
+                token => api.followup(token, view, true).await,
             },
         };
-        let Record::Incident(inc) = &found else {
-            return Ok(());
-        };
-        let name = opsledger_discord::thread_name(record, &inc.title);
-        let thread = self
-            .config
-            .api
-            .create_thread(channel, &message, &name)
-            .await
-            .map_err(retry)?;
-        let Some(thread) = thread else {
-            tracing::warn!(%record, "started the incident's thread but could not read its ID");
-            return Ok(());
-        };
-        // Remembered before anything else can fail, so a retry does not start another thread.
-        self.store
-            .set_message_ref(record, THREAD, "", &thread)
-            .await
-            .map_err(store_retry)?;
-        let card = self.card(record).await?;
-        self.config
-            .api
-            .post_message(&thread, &card)
-            .await
-            .map(|_| ())
-            .map_err(retry)
+        done.map(|()| None).map_err(DeliveryError::from)
+    }
+
+    /// Starts a thread named after the incident on its card.
+    async fn open_room(&self, room: NewRoom<'_>) -> Result<Option<String>, DeliveryError> {
+        let inc = room.incident;
+        let (channel, message) = room.card.ok_or_else(|| {
+            DeliveryError::Permanent(format!("{}: a thread needs the card it starts on", inc.id))
+        })?;
+        let name = opsledger_discord::thread_name(&inc.id.to_string(), &inc.title);
+        Ok(self.api.create_thread(channel, message, &name).await?)
     }
 }
 
-#[async_trait]
-impl Deliver for DiscordDeliverer {
-    fn platform(&self) -> &'static str {
-        PLATFORM
+/// The Discord handlers: the ledger, Discord's settings and the outbox.
+pub type DiscordHandlers = Handlers<DiscordConfig>;
+
+/// The most open records read to offer 25 of them as you type.
+const OFFER_SCAN: i64 = 2000;
+const OFFERED: usize = 25;
+
+/// How a finished command is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A new message: in the channel for a change, to the sender alone otherwise.
+    Message,
+    /// The message the button sat on, redrawn.
+    Card,
+}
+
+impl Handlers<DiscordConfig> {
+    /// Answers one interaction with the JSON body Discord expects. Commands, buttons and forms
+    /// are acted on once per interaction `id`: a replay of one already acted on changes nothing.
+    pub async fn interaction(
+        &self,
+        interaction: Interaction,
+    ) -> Result<(Value, Delivered), BadInput> {
+        let once = match &interaction {
+            Interaction::Command { id, .. }
+            | Interaction::Button { id, .. }
+            | Interaction::ModalSubmit { id, .. } => Some(Delivery::new(PLATFORM, id)),
+            Interaction::Ping | Interaction::Autocomplete { .. } => None,
+        };
+        if self.seen(once.as_ref()).await {
+            let reply = Reply::duplicate();
+            return Ok((
+                opsledger_discord::message_response(&view(&reply), true),
+                Delivered::Again,
+            ));
+        }
+        self.act(interaction, once)
+            .await
+            .map(|answer| (answer, Delivered::First))
     }
 
-    fn max_backoff(&self) -> std::time::Duration {
-        crate::outbox::CHAT_MAX_BACKOFF
-    }
-
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
-        let record = item.record.clone().unwrap_or_default();
-        match item.op.as_str() {
-            op::POST_RECORD => self.post_card(&item.channel, &record).await.map(|_| ()),
-            op::UPDATE_RECORD => self.update_card(&item.channel, &record).await,
-            op::THREAD_UPDATE => self.thread_update(&item.channel, &record).await,
-            op::THREAD_REPLY => {
-                let reply = payload_reply(item)?;
-                let target = self
-                    .thread(&record)
-                    .await?
-                    .unwrap_or_else(|| item.channel.clone());
-                self.config
-                    .api
-                    .post_message(&target, &view(&reply))
-                    .await
-                    .map(|_| ())
-                    .map_err(retry)
-            }
-            op::INTERACTION_EDIT | op::INTERACTION_FOLLOWUP => {
-                let reply = payload_reply(item)?;
-                let token = item
-                    .payload
-                    .get("token")
-                    .and_then(|t| t.as_str())
-                    .ok_or_else(|| DeliveryError::Permanent("no interaction token".into()))?;
-                let api = &self.config.api;
-                let sent = if item.op == op::INTERACTION_EDIT {
-                    api.edit_original(token, &view(&reply)).await
-                } else {
-                    api.followup(token, &view(&reply), true).await
+    async fn act(
+        &self,
+        interaction: Interaction,
+        once: Option<Delivery>,
+    ) -> Result<Value, BadInput> {
+        match interaction {
+            Interaction::Ping => Ok(opsledger_discord::pong()),
+            Interaction::Command {
+                token,
+                user_id,
+                name,
+                subcommand,
+                options,
+                ..
+            } => {
+                let actor = person(PLATFORM, &user_id)?;
+                let Some(parsed) =
+                    discord_commands::slash_command(&name, subcommand.as_deref(), &options)
+                else {
+                    let reply = Reply::usage(format!(
+                        "`/{name}` is not an opsledger command in this version; run `opsledger discord register` again"
+                    ));
+                    return Ok(opsledger_discord::message_response(&view(&reply), true));
                 };
-                sent.map_err(retry)
+                let slow = parsed.as_ref().is_ok_and(discord_commands::known_slow);
+                let ledger = self.ledger.clone();
+                let work =
+                    tokio::spawn(
+                        async move { ledger.handle_parsed_once(actor, parsed, once).await },
+                    );
+                Ok(self
+                    .answer_within(work, &token, slow, Answer::Message)
+                    .await)
             }
-            other => Err(DeliveryError::Permanent(format!(
-                "unknown discord outbox op `{other}`"
-            ))),
+            Interaction::Autocomplete {
+                name,
+                subcommand,
+                focused,
+                value,
+                ..
+            } => {
+                let choices = self
+                    .offers(&name, subcommand.as_deref(), &focused, &value)
+                    .await;
+                Ok(opsledger_discord::autocomplete(&choices))
+            }
+            Interaction::Button {
+                token,
+                user_id,
+                custom_id,
+                ..
+            } => {
+                let actor = person(PLATFORM, &user_id)?;
+                let (action, record) = opsledger_discord::split_custom_id(&custom_id)
+                    .ok_or_else(|| BadInput(format!("unknown button `{custom_id}`")))?;
+                // Resolving and rejecting ask for text first, in a form.
+                if let Some(form) = form_for(action, record) {
+                    return Ok(opsledger_discord::modal(&TextModal {
+                        custom_id: opsledger_discord::custom_id(action, record),
+                        title: form.title.to_string(),
+                        label: form.label,
+                    }));
+                }
+                let ledger = self.ledger.clone();
+                let text = format!("{action} {record}");
+                let work = tokio::spawn(async move {
+                    ledger
+                        .handle_parsed_once(actor, crate::domain::parser::parse(&text), once)
+                        .await
+                });
+                Ok(self.answer_within(work, &token, false, Answer::Card).await)
+            }
+            Interaction::ModalSubmit {
+                token,
+                user_id,
+                message_id,
+                custom_id,
+                text,
+                ..
+            } => {
+                let actor = person(PLATFORM, &user_id)?;
+                // The form's text is recorded as typed, so it is checked as typed text is.
+                if let Err(bad) = crate::domain::text::check(&text) {
+                    let reply = Reply::usage(bad.to_string());
+                    return Ok(opsledger_discord::message_response(&view(&reply), true));
+                }
+                let command = opsledger_discord::split_custom_id(&custom_id)
+                    .and_then(|(action, record)| form_command(action, record, &text))
+                    .ok_or_else(|| BadInput(format!("unknown form `{custom_id}`")))?;
+                let ledger = self.ledger.clone();
+                let work =
+                    tokio::spawn(async move { ledger.handle_once(actor, command, once).await });
+                let answer = if message_id.is_some() {
+                    Answer::Card
+                } else {
+                    Answer::Message
+                };
+                Ok(self.answer_within(work, &token, false, answer).await)
+            }
         }
     }
+
+    /// The answer to a finished command. A button's (or its form's) answer is the card it was
+    /// pressed on, redrawn with the new state (a vote shows the tally and the decision); a
+    /// refusal goes to the presser alone.
+    fn answer(kind: Answer, handled: &Handled) -> Value {
+        let eph = ephemeral(&handled.reply, !handled.events.is_empty());
+        match kind {
+            Answer::Card if handled.reply.outcome == Outcome::Ok => {
+                opsledger_discord::update_response(&view(&handled.reply))
+            }
+            _ => opsledger_discord::message_response(&view(&handled.reply), eph),
+        }
+    }
+
+    /// Answers with the command's result when it finishes within the budget; otherwise (and at
+    /// once when it is known to be slow) answers "deferred" and lets the outbox deliver the
+    /// result by editing the original response when the command is done.
+    async fn answer_within(
+        &self,
+        mut work: JoinHandle<Handled>,
+        token: &str,
+        slow: bool,
+        answer: Answer,
+    ) -> Value {
+        let budget = if slow {
+            std::time::Duration::ZERO
+        } else {
+            self.config.defer_after
+        };
+        // No budget defers without waiting: tokio's timer rounds a zero timeout up to its next
+        // tick, in which a quick command would sometimes finish and be answered directly.
+        let finished = if budget.is_zero() {
+            None
+        } else {
+            tokio::time::timeout(budget, &mut work).await.ok()
+        };
+        match finished {
+            Some(Ok(handled)) => Self::answer(answer, &self.refreshed(handled).await),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "a Discord command task failed");
+                let reply = Reply::failed("something went wrong; nothing was changed");
+                opsledger_discord::message_response(&view(&reply), true)
+            }
+            None => {
+                let this = self.clone();
+                let token = token.to_string();
+                tokio::spawn(async move {
+                    let handled = match work.await {
+                        Ok(h) => this.refreshed(h).await,
+                        Err(_) => Handled::reply(Reply::failed("something went wrong")),
+                    };
+                    let record = handled.reply.record.clone();
+                    let payload = json!({ "reply": handled.reply, "token": token });
+                    // Each interaction is its own outbox channel; the token itself (a
+                    // credential for 15 minutes) stays out of the channel key and the logs.
+                    let key = format!("interaction:{}", &token_digest(&token)[..16]);
+                    // A refused button press goes to the presser alone, leaving the card.
+                    let op = if answer == Answer::Card && handled.reply.outcome != Outcome::Ok {
+                        ChatOp::Respond
+                    } else {
+                        ChatOp::RespondInPlace
+                    };
+                    this.enqueue(item::<DiscordConfig>(&key, op, record.as_deref(), payload))
+                        .await;
+                });
+                if answer == Answer::Card {
+                    opsledger_discord::deferred_update()
+                } else {
+                    opsledger_discord::deferred(slow)
+                }
+            }
+        }
+    }
+
+    /// After a successful change, the reply shows the record's card as it now is, so the
+    /// message a button sat on carries the current state and the right buttons.
+    async fn refreshed(&self, handled: Handled) -> Handled {
+        if handled.reply.outcome != Outcome::Ok || handled.events.is_empty() {
+            return handled;
+        }
+        let Some(id) = handled.reply.record.clone() else {
+            return handled;
+        };
+        match super::load(&**self.ledger.store(), &id).await {
+            Ok(record) => {
+                let mut card = render::record(&record, self.ledger.time().now());
+                card.text = format!("{}\n{}", handled.reply.text, card.text);
+                Handled {
+                    reply: card,
+                    events: handled.events,
+                }
+            }
+            Err(_) => handled,
+        }
+    }
+
+    /// Open records of the option's kind and statuses that match what was typed, newest first.
+    async fn offers(
+        &self,
+        name: &str,
+        sub: Option<&str>,
+        option: &str,
+        typed: &str,
+    ) -> Vec<(String, String)> {
+        let Some((kind, statuses)) = discord_commands::offer(name, sub, option) else {
+            return Vec::new();
+        };
+        let mut q = ListQuery::new(kind, OFFER_SCAN);
+        q.statuses = statuses.iter().map(|s| s.to_string()).collect();
+        let records = match self.ledger.store().list(&q).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read records to offer");
+                return Vec::new();
+            }
+        };
+        let typed = typed.trim().to_lowercase();
+        records
+            .iter()
+            .rev()
+            .filter_map(|r| {
+                let id = r.key();
+                let title = r.title();
+                let shown = format!("{id} · {title}");
+                (typed.is_empty() || shown.to_lowercase().contains(&typed))
+                    .then(|| (shown, id.to_string()))
+            })
+            .take(OFFERED)
+            .collect()
+    }
+}
+
+fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }

@@ -20,28 +20,31 @@ use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::records::{Change, LinkKind, Record};
 use crate::domain::reply::Event;
 use crate::ledger::{Ledger, Router};
-use crate::outbox::{Deliver, DeliveryError, OutboxWaker};
+use crate::outbox::{outbox_op, Deliver, DeliveryError};
 use crate::store::{ListQuery, NewOutbox, OutboxItem, Store};
 
 use super::{load, store_retry};
 
 pub const PLATFORM: &str = "github";
 
-/// Outbox operations the GitHub deliverer knows.
-pub mod op {
-    /// Set `opsledger/change` (and, as an App, a check run) on a pull request's head.
-    pub const PR_STATUS: &str = "pr_status";
-    /// Create or edit opsledger's one comment on a pull request.
-    pub const PR_COMMENT: &str = "pr_comment";
-    /// A change's state moved: queue status and comment updates for each pull request it links.
-    pub const REFRESH_CHANGE: &str = "refresh_change";
-    /// Read a pull request from the API and run it through the ledger (a chat link, a re-run
-    /// check suite).
-    pub const SYNC_PULL_REQUEST: &str = "sync_pull_request";
-    /// Collect a release's commits with the compare API and record them.
-    pub const COLLECT_RELEASE: &str = "collect_release";
-    /// Answer a deployment protection rule on its callback URL.
-    pub const ANSWER_DEPLOYMENT: &str = "answer_deployment";
+outbox_op! {
+    /// What the GitHub deliverer does with an outbox item.
+    pub enum GithubOp {
+        /// Set `opsledger/change` (and, as an App, a check run) on a pull request's head.
+        PrStatus = "pr_status",
+        /// Create or edit opsledger's one comment on a pull request.
+        PrComment = "pr_comment",
+        /// A change's state moved: queue status and comment updates for each pull request it
+        /// links.
+        RefreshChange = "refresh_change",
+        /// Read a pull request from the API and run it through the ledger (a chat link, a re-run
+        /// check suite).
+        SyncPullRequest = "sync_pull_request",
+        /// Collect a release's commits with the compare API and record them.
+        CollectRelease = "collect_release",
+        /// Answer a deployment protection rule on its callback URL.
+        AnswerDeployment = "answer_deployment",
+    }
 }
 
 /// The `message_refs` platform under which a pull request's comment ID is kept.
@@ -66,14 +69,8 @@ impl std::fmt::Debug for GithubConfig {
     }
 }
 
-fn item(channel: &str, op: &str, record: Option<&str>, payload: Value) -> NewOutbox {
-    NewOutbox {
-        platform: PLATFORM.to_string(),
-        channel: channel.to_string(),
-        op: op.to_string(),
-        record: record.map(String::from),
-        payload,
-    }
+fn item(channel: &str, op: GithubOp, record: Option<&str>, payload: Value) -> NewOutbox {
+    NewOutbox::new(PLATFORM, channel, op, record, payload)
 }
 
 /// One outbox channel per pull request.
@@ -96,9 +93,9 @@ fn pr_items(
     });
     let channel = pr_channel(repo, number);
     let record = changes.first().map(String::as_str);
-    let mut out = vec![item(&channel, op::PR_STATUS, record, payload.clone())];
+    let mut out = vec![item(&channel, GithubOp::PrStatus, record, payload.clone())];
     if !changes.is_empty() || protected {
-        out.push(item(&channel, op::PR_COMMENT, record, payload));
+        out.push(item(&channel, GithubOp::PrComment, record, payload));
     }
     out
 }
@@ -122,19 +119,19 @@ impl Router for GithubConfig {
             | Event::ChangeDecided { id, .. }
             | Event::ChangeUpdated { id, .. } => vec![item(
                 &format!("change:{id}"),
-                op::REFRESH_CHANGE,
+                GithubOp::RefreshChange,
                 Some(id),
                 Value::Null,
             )],
             Event::RecordUpdated { id } if id.starts_with("CHG-") => vec![item(
                 &format!("change:{id}"),
-                op::REFRESH_CHANGE,
+                GithubOp::RefreshChange,
                 Some(id),
                 Value::Null,
             )],
             Event::ReleaseNeedsCommits { id, installation } => vec![item(
                 &format!("release:{id}"),
-                op::COLLECT_RELEASE,
+                GithubOp::CollectRelease,
                 Some(id),
                 json!({ "installation": installation }),
             )],
@@ -147,7 +144,7 @@ impl Router for GithubConfig {
                 installation,
             } => vec![item(
                 &format!("deployment:{repo}:{environment}"),
-                op::ANSWER_DEPLOYMENT,
+                GithubOp::AnswerDeployment,
                 None,
                 json!({
                     "repo": repo, "callback_url": callback_url, "environment": environment,
@@ -179,12 +176,7 @@ fn gate(changes: &[Change]) -> Vec<GateChange> {
         .collect()
 }
 
-fn retry(e: GithubApiError) -> DeliveryError {
-    match e {
-        GithubApiError::Retry { after, reason } => DeliveryError::Retry { after, reason },
-        GithubApiError::Permanent(p) => DeliveryError::Permanent(p),
-    }
-}
+super::delivery_errors!(GithubApiError);
 
 fn field<'a>(item: &'a OutboxItem, name: &str) -> Result<&'a Value, DeliveryError> {
     item.payload
@@ -248,12 +240,12 @@ impl GithubDeliverer {
         self.api
             .set_status(&repo, &sha, &status, inst)
             .await
-            .map_err(retry)?;
+            .map_err(DeliveryError::from)?;
         if self.api.is_app() {
             self.api
                 .check_run(&repo, &sha, &status, inst)
                 .await
-                .map_err(retry)?;
+                .map_err(DeliveryError::from)?;
         }
         Ok(())
     }
@@ -302,7 +294,7 @@ impl GithubDeliverer {
             .api
             .upsert_comment(&repo, number, existing, &body, installation(item))
             .await
-            .map_err(retry)?;
+            .map_err(DeliveryError::from)?;
         let Some(id) = id else {
             tracing::warn!(%key, "created the pull request's comment but could not read its ID");
             return Ok(());
@@ -336,7 +328,7 @@ impl GithubDeliverer {
                 }
                 None => items.push(item(
                     &pr_channel(&l.repo, number),
-                    op::SYNC_PULL_REQUEST,
+                    GithubOp::SyncPullRequest,
                     Some(record),
                     json!({ "repo": l.repo, "number": number }),
                 )),
@@ -369,7 +361,7 @@ impl GithubDeliverer {
             .api
             .pull_request(&repo, number, inst)
             .await
-            .map_err(retry)?
+            .map_err(DeliveryError::from)?
             .pull_request;
         let actor =
             Actor::parse(&format!("github:{}", pr.author)).unwrap_or_else(|_| Actor::system());
@@ -423,7 +415,7 @@ impl GithubDeliverer {
                     .await
             }
         }
-        .map_err(retry)?;
+        .map_err(DeliveryError::from)?;
         let id: RecordId = id
             .parse()
             .map_err(|_| DeliveryError::Permanent(format!("bad record {id}")))?;
@@ -451,16 +443,16 @@ impl Deliver for GithubDeliverer {
     }
 
     async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
-        match item.op.as_str() {
-            op::PR_STATUS => self.pr_status(item).await,
-            op::PR_COMMENT => self.pr_comment(item).await,
-            op::REFRESH_CHANGE => {
+        match item.op::<GithubOp>()? {
+            GithubOp::PrStatus => self.pr_status(item).await,
+            GithubOp::PrComment => self.pr_comment(item).await,
+            GithubOp::RefreshChange => {
                 self.refresh_change(item.record.as_deref().unwrap_or_default())
                     .await
             }
-            op::SYNC_PULL_REQUEST => self.sync_pull_request(item).await,
-            op::COLLECT_RELEASE => self.collect_release(item).await,
-            op::ANSWER_DEPLOYMENT => self
+            GithubOp::SyncPullRequest => self.sync_pull_request(item).await,
+            GithubOp::CollectRelease => self.collect_release(item).await,
+            GithubOp::AnswerDeployment => self
                 .api
                 .answer_deployment(
                     &text(item, "repo")?,
@@ -471,10 +463,7 @@ impl Deliver for GithubDeliverer {
                     installation(item),
                 )
                 .await
-                .map_err(retry),
-            other => Err(DeliveryError::Permanent(format!(
-                "unknown github outbox op `{other}`"
-            ))),
+                .map_err(DeliveryError::from),
         }
     }
 }
@@ -632,7 +621,7 @@ pub fn resync_items(event: &GithubEvent) -> Vec<NewOutbox> {
             .map(|n| {
                 item(
                     &pr_channel(repo, *n),
-                    op::SYNC_PULL_REQUEST,
+                    GithubOp::SyncPullRequest,
                     None,
                     json!({ "repo": repo, "number": n, "installation": installation }),
                 )
@@ -643,20 +632,9 @@ pub fn resync_items(event: &GithubEvent) -> Vec<NewOutbox> {
 }
 
 /// The webhook's handlers: the ledger, the settings and the outbox.
-#[derive(Clone)]
-pub struct GithubHandlers {
-    pub ledger: Ledger,
-    pub config: Arc<GithubConfig>,
-    pub outbox: Option<OutboxWaker>,
-}
+pub type GithubHandlers = super::Handlers<GithubConfig>;
 
-impl std::fmt::Debug for GithubHandlers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GithubHandlers")
-    }
-}
-
-impl GithubHandlers {
+impl super::Handlers<GithubConfig> {
     /// Acts on one verified, parsed delivery, once per `X-GitHub-Delivery`; returns the body of
     /// the 200 answer.
     pub async fn delivery(

@@ -2,25 +2,25 @@
 //!
 //! Each integration routes committed events to outbox messages, delivers them through its
 //! adapter, and turns the adapter's plain inbound values into ledger commands. What every chat
-//! platform does the same way (forms, record cards, queueing a message outside a command) lives
-//! here once.
+//! platform does the same way lives once in `chat.rs` (routing and delivery, behind the `ChatApi`
+//! port) and here (the handler shell every front end shares, the mapping of replies to views,
+//! queueing a message outside a command); `forms.rs` has the forms.
 
+pub mod chat;
 pub mod discord;
 pub mod discord_commands;
-pub mod discord_handlers;
 pub mod forms;
 pub mod github;
 pub mod slack;
-pub mod slack_handlers;
 
 use std::sync::Arc;
 
 use opsledger_view::{ButtonStyle, View, ViewButton};
 
-use crate::domain::ids::RecordId;
+use crate::domain::ids::{Actor, RecordId};
 use crate::domain::records::Record;
 use crate::domain::reply::{Outcome, Reply};
-use crate::ledger::TimeSource;
+use crate::ledger::{Delivery, Ledger, TimeSource};
 use crate::outbox::{DeliveryError, OutboxWaker};
 use crate::store::{NewOutbox, OutboxItem, Store, StoreError, WriteSet};
 use crate::usecase::render;
@@ -57,6 +57,22 @@ pub fn view(reply: &Reply) -> View {
     }
 }
 
+/// Every adapter sorts its API failures into the same two kinds, `Retry { after, reason }` and
+/// `Permanent(reason)`; this maps an adapter's error type onto the outbox's (`?` then converts).
+macro_rules! delivery_errors {
+    ($error:ident) => {
+        impl From<$error> for $crate::outbox::DeliveryError {
+            fn from(e: $error) -> Self {
+                match e {
+                    $error::Retry { after, reason } => Self::Retry { after, reason },
+                    $error::Permanent(why) => Self::Permanent(why),
+                }
+            }
+        }
+    };
+}
+pub(crate) use delivery_errors;
+
 /// A store failure during delivery: the store may be back soon, so try again.
 pub(crate) fn store_retry(e: StoreError) -> DeliveryError {
     DeliveryError::Retry {
@@ -91,6 +107,70 @@ pub(crate) async fn card(
 pub(crate) fn payload_reply(item: &OutboxItem) -> Result<Reply, DeliveryError> {
     serde_json::from_value(item.payload.get("reply").cloned().unwrap_or_default())
         .map_err(|e| DeliveryError::Permanent(format!("outbox item {} has no reply: {e}", item.id)))
+}
+
+/// Input a platform sent that cannot be acted on (answered 400 over HTTP).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// The person a platform says acted, as `<platform>:<user ID>`; no one may claim to be
+/// `system:opsledger`.
+pub(crate) fn person(platform: &str, user_id: &str) -> Result<Actor, BadInput> {
+    Actor::parse_person(&format!("{platform}:{user_id}")).map_err(|e| BadInput(e.to_string()))
+}
+
+/// One front end's handlers: the ledger, the platform's settings (`C`) and the outbox. Each
+/// platform's glue adds what it does with its requests (`impl Handlers<SlackConfig>`); they act
+/// only through the `Ledger`.
+pub struct Handlers<C> {
+    pub ledger: Ledger,
+    pub config: Arc<C>,
+    pub outbox: Option<OutboxWaker>,
+}
+
+impl<C> Clone for Handlers<C> {
+    fn clone(&self) -> Self {
+        Handlers {
+            ledger: self.ledger.clone(),
+            config: self.config.clone(),
+            outbox: self.outbox.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for Handlers<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<Self>())
+    }
+}
+
+impl<C> Handlers<C> {
+    pub fn new(ledger: Ledger, config: C, outbox: Option<OutboxWaker>) -> Handlers<C> {
+        Handlers {
+            ledger,
+            config: Arc::new(config),
+            outbox,
+        }
+    }
+
+    /// Whether a delivery was already acted on (as committed): answered at once as a repeat.
+    pub(crate) async fn seen(&self, d: Option<&Delivery>) -> bool {
+        match d {
+            Some(d) => self
+                .ledger
+                .store()
+                .delivery_seen(d.platform, &d.id)
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Queues one message outside a command (a reply to a mention, an answer to one person).
+    pub(crate) async fn enqueue(&self, item: NewOutbox) {
+        enqueue(self.ledger.store(), self.outbox.as_ref(), item).await;
+    }
 }
 
 /// Whether a platform request was new or a repeat of one already acted on (counted apart in

@@ -1,321 +1,320 @@
-//! Slack integration: routes events to channel posts and in-place updates, and delivers them with
-//! the `opsledger-slack` adapter. Messages are rendered when they are sent, from the record as it
-//! is then, so a late delivery is still correct.
-
-use std::sync::Arc;
+//! Slack integration, the glue between the ledger and the `opsledger-slack` adapter: Slack's side
+//! of the `ChatApi` port, and what opsledger does with a slash command, interaction or event,
+//! whichever transport brought it (HTTP or Socket Mode: the same handlers serve both). An
+//! incident's room is a channel of its own (`inc-<n>-<slug>`, suffixed when the name is taken),
+//! its reporter invited; one person is answered through a `response_url`.
 
 use async_trait::async_trait;
 use opsledger_slack::{SlackApi, SlackApiError, View};
 use secrecy::SecretString;
+use serde_json::{json, Value};
 
-use crate::domain::ids::Kind;
-use crate::domain::reply::{Event, Reply};
-use crate::ledger::{Router, TimeSource};
-use crate::outbox::{Deliver, DeliveryError};
-use crate::store::{NewOutbox, OutboxItem, Store};
+use crate::domain::reply::{Outcome, Reply};
+use crate::ledger::Delivery;
+use crate::outbox::DeliveryError;
+
+use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
+use super::forms::{form_command, form_for};
+use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
-use super::{payload_reply, store_retry};
 
 pub const PLATFORM: &str = "slack";
 
-/// Outbox operations the Slack deliverer knows.
-pub mod op {
-    /// Post the record's card to the channel and remember its `ts`.
-    pub const POST_RECORD: &str = "post_record";
-    /// Update the record's card in place (posting it first if it was never posted).
-    pub const UPDATE_RECORD: &str = "update_record";
-    /// Post a reply (`payload.reply`) to the channel.
-    pub const REPLY: &str = "reply";
-    /// Answer through a response URL (`payload.response_url`), visible to one person.
-    pub const RESPOND: &str = "respond";
-    /// Create the incident's own channel, invite the reporter, post the summary there.
-    pub const OPEN_INCIDENT_CHANNEL: &str = "open_incident_channel";
-    /// Post the record's card in the incident's own channel, if it has one.
-    pub const INCIDENT_CHANNEL_UPDATE: &str = "incident_channel_update";
-    /// Post `payload.reply` in the incident's own channel, or the incident channel without one.
-    pub const INCIDENT_CHANNEL_REPLY: &str = "incident_channel_reply";
-}
+super::delivery_errors!(SlackApiError);
 
-/// The `message_refs` platform under which an incident's own channel is kept.
-const OWN_CHANNEL: &str = "slack-incident-channel";
-
-/// Items about one incident's own channel share this outbox channel key, so they go in order:
-/// the channel is created before anything is posted in it.
-fn own_channel_key(id: &str) -> String {
-    format!("incident:{id}")
-}
-
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SlackConfig {
     /// Set for Slack over HTTP; Socket Mode alone needs none.
     pub signing_secret: Option<SecretString>,
     pub api: SlackApi,
-    pub incident_channel: Option<String>,
-    pub cab_channel: Option<String>,
-}
-
-impl std::fmt::Debug for SlackConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SlackConfig")
-            .field("incident_channel", &self.incident_channel)
-            .field("cab_channel", &self.cab_channel)
-            .finish_non_exhaustive()
-    }
-}
-
-fn item(channel: &str, op: &str, record: &str, payload: serde_json::Value) -> NewOutbox {
-    NewOutbox {
-        platform: PLATFORM.to_string(),
-        channel: channel.to_string(),
-        op: op.to_string(),
-        record: Some(record.to_string()),
-        payload,
-    }
-}
-
-impl Router for SlackConfig {
-    fn route(&self, event: &Event) -> Vec<NewOutbox> {
-        let none = serde_json::Value::Null;
-        let on = |channel: &Option<String>, op: &str, id: &str| {
-            channel
-                .iter()
-                .map(|c| item(c, op, id, none.clone()))
-                .collect::<Vec<_>>()
-        };
-        match event {
-            // Whether the incident gets a channel is decided when the item is delivered, by
-            // `Incident::gets_room`, the rule every platform shares.
-            Event::IncidentRaised { id, .. } => {
-                let mut out = on(&self.incident_channel, op::POST_RECORD, id);
-                out.push(item(
-                    &own_channel_key(id),
-                    op::OPEN_INCIDENT_CHANNEL,
-                    id,
-                    none.clone(),
-                ));
-                out
-            }
-            Event::IncidentUpdated { id, .. } => {
-                let mut out = on(&self.incident_channel, op::UPDATE_RECORD, id);
-                out.push(item(
-                    &own_channel_key(id),
-                    op::INCIDENT_CHANNEL_UPDATE,
-                    id,
-                    none.clone(),
-                ));
-                out
-            }
-            Event::ChangeSubmitted { id } => on(&self.cab_channel, op::POST_RECORD, id),
-            Event::ChangeVoted { id }
-            | Event::ChangeDecided { id, .. }
-            | Event::ChangeUpdated { id, .. } => on(&self.cab_channel, op::UPDATE_RECORD, id),
-            Event::SlaBreached {
-                id,
-                target,
-                priority,
-                nonconformity,
-            } => {
-                let text = format!(":rotating_light: *{id}* ({priority}) missed its {target} target; recorded as {nonconformity}");
-                let reply = Reply::ok(Some(id.clone()), text);
-                let mut out = vec![item(
-                    &own_channel_key(id),
-                    op::INCIDENT_CHANNEL_REPLY,
-                    id,
-                    serde_json::json!({ "reply": reply }),
-                )];
-                out.extend(on(&self.incident_channel, op::UPDATE_RECORD, id));
-                out
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// Sends Slack outbox items.
-pub struct SlackDeliverer {
-    pub config: SlackConfig,
-    pub store: Arc<dyn Store>,
-    pub time: Arc<dyn TimeSource>,
-}
-
-fn retry(e: SlackApiError) -> DeliveryError {
-    match e {
-        SlackApiError::Retry { after, reason } => DeliveryError::Retry { after, reason },
-        SlackApiError::Permanent(p) => DeliveryError::Permanent(p),
-    }
-}
-
-impl SlackDeliverer {
-    async fn card(&self, record: &str) -> Result<View, DeliveryError> {
-        Ok(view(&super::card(&*self.store, &self.time, record).await?))
-    }
-
-    async fn post_card(&self, channel: &str, record: &str) -> Result<(), DeliveryError> {
-        let card = self.card(record).await?;
-        let ts = self
-            .config
-            .api
-            .post_message(channel, &card)
-            .await
-            .map_err(retry)?;
-        // Without a `ts` (an answer that could not be read) the card is posted all the same;
-        // a later update then posts a new one rather than repeating this post now.
-        match ts {
-            Some(ts) => self
-                .store
-                .set_message_ref(record, PLATFORM, channel, &ts)
-                .await
-                .map_err(store_retry),
-            None => Ok(()),
-        }
-    }
-}
-
-impl SlackDeliverer {
-    async fn own_channel(&self, record: &str) -> Result<Option<String>, DeliveryError> {
-        self.store
-            .message_ref(record, OWN_CHANNEL, "")
-            .await
-            .map_err(store_retry)
-    }
-
-    /// Creates `inc-<n>-<slug>` (or, when that name is taken, `inc-<n>-<slug>-2`, ...), invites
-    /// the reporter when they are a Slack user, posts the card.
-    async fn open_incident_channel(&self, record: &str) -> Result<(), DeliveryError> {
-        if self.own_channel(record).await?.is_some() {
-            return Ok(()); // created by an earlier, interrupted attempt
-        }
-        let Some(crate::domain::records::Record::Incident(inc)) = self
-            .store
-            .get(Kind::Incident, record)
-            .await
-            .map_err(store_retry)?
-        else {
-            return Err(DeliveryError::Permanent(format!(
-                "no such incident {record}"
-            )));
-        };
-        if !inc.gets_room() {
-            return Ok(());
-        }
-        let name = opsledger_slack::incident_channel_name(inc.id.n, &inc.title);
-        let (used, channel) = self.config.api.create_channel(&name).await.map_err(retry)?;
-        let Some(channel) = channel else {
-            // Created, but Slack's answer did not say its ID: nothing more can be posted there.
-            tracing::warn!(%record, channel = %used, "created the incident channel but could not read its ID");
-            return Ok(());
-        };
-        if used != name {
-            tracing::info!(%record, wanted = %name, channel = %used, "incident channel name was taken; used a suffixed one");
-        }
-        // Remember the channel before anything else can fail, so a retry does not create another.
-        self.store
-            .set_message_ref(record, OWN_CHANNEL, "", &channel)
-            .await
-            .map_err(store_retry)?;
-        if inc.reporter.platform() == PLATFORM {
-            let user = inc
-                .reporter
-                .as_str()
-                .trim_start_matches("slack:")
-                .to_string();
-            if let Err(e) = self.config.api.invite(&channel, &[user]).await {
-                tracing::warn!(error = %e, %channel, "could not invite the reporter to the incident channel");
-            }
-        }
-        self.post_card(&channel, record).await
-    }
+    pub channels: Channels,
 }
 
 #[async_trait]
-impl Deliver for SlackDeliverer {
-    fn platform(&self) -> &'static str {
-        PLATFORM
+impl ChatApi for SlackConfig {
+    const CHAT: Platform = Platform::new(
+        PLATFORM,
+        "slack-incident-channel",
+        RoomStyle::OwnChannel,
+        "*",
+    );
+
+    fn channels(&self) -> &Channels {
+        &self.channels
     }
 
-    fn max_backoff(&self) -> std::time::Duration {
-        crate::outbox::CHAT_MAX_BACKOFF
+    /// One person is answered through the `response_url` the handlers kept; Slack answers a
+    /// bare `ok` there, which the adapter reads as done.
+    async fn send(&self, to: To<'_>, view: &View) -> Result<Option<String>, DeliveryError> {
+        let done = match to {
+            To::Channel(channel) => return Ok(self.api.post_message(channel, view).await?),
+            To::Message(channel, ts) => self.api.update_message(channel, ts, view).await,
+            To::Person { payload, .. } => {
+                let url = field(payload, "response_url")?;
+                self.api.respond(url, view).await
+            }
+        };
+        done.map(|()| None).map_err(DeliveryError::from)
     }
 
-    async fn deliver(&self, item: &OutboxItem) -> Result<(), DeliveryError> {
-        let record = item.record.clone().unwrap_or_default();
-        match item.op.as_str() {
-            op::POST_RECORD => self.post_card(&item.channel, &record).await,
-            op::UPDATE_RECORD => {
-                let existing = self
-                    .store
-                    .message_ref(&record, PLATFORM, &item.channel)
-                    .await
-                    .map_err(store_retry)?;
-                match existing {
-                    Some(ts) => {
-                        let card = self.card(&record).await?;
-                        self.config
-                            .api
-                            .update_message(&item.channel, &ts, &card)
-                            .await
-                            .map_err(retry)
-                    }
-                    None => self.post_card(&item.channel, &record).await,
-                }
-            }
-            op::REPLY => {
-                let reply = payload_reply(item)?;
-                self.config
-                    .api
-                    .post_message(&item.channel, &view(&reply))
-                    .await
-                    .map(|_| ())
-                    .map_err(retry)
-            }
-            op::RESPOND => {
-                let reply = payload_reply(item)?;
-                let url = item
-                    .payload
-                    .get("response_url")
-                    .and_then(|u| u.as_str())
-                    .ok_or_else(|| DeliveryError::Permanent("no response_url".into()))?;
-                self.config
-                    .api
-                    .respond(url, &view(&reply))
-                    .await
-                    .map_err(retry)
-            }
-            op::OPEN_INCIDENT_CHANNEL => self.open_incident_channel(&record).await,
-            op::INCIDENT_CHANNEL_UPDATE => match self.own_channel(&record).await? {
-                Some(channel) => {
-                    let card = self.card(&record).await?;
-                    self.config
-                        .api
-                        .post_message(&channel, &card)
-                        .await
-                        .map(|_| ())
-                        .map_err(retry)
-                }
-                // Declared major or re-prioritised to P1/P2 since it was raised: open its room
-                // now (which posts the card there); otherwise it has none.
-                None => self.open_incident_channel(&record).await,
-            },
-            op::INCIDENT_CHANNEL_REPLY => {
-                let reply = payload_reply(item)?;
-                let channel = match self.own_channel(&record).await? {
-                    Some(c) => c,
-                    None => match &self.config.incident_channel {
-                        Some(c) => c.clone(),
-                        None => return Ok(()),
-                    },
-                };
-                self.config
-                    .api
-                    .post_message(&channel, &view(&reply))
-                    .await
-                    .map(|_| ())
-                    .map_err(retry)
-            }
-            other => Err(DeliveryError::Permanent(format!(
-                "unknown slack outbox op `{other}`"
-            ))),
+    /// Creates `inc-<n>-<slug>` (or, when that name is taken, `inc-<n>-<slug>-2`, ...) and
+    /// invites the reporter when they are a Slack user.
+    async fn open_room(&self, room: NewRoom<'_>) -> Result<Option<String>, DeliveryError> {
+        let inc = room.incident;
+        let name = opsledger_slack::incident_channel_name(inc.id.n, &inc.title);
+        let (used, channel) = self.api.create_channel(&name).await?;
+        if used != name {
+            tracing::info!(record = %inc.id, wanted = %name, channel = %used, "incident channel name was taken; used a suffixed one");
         }
+        let reporter = inc.reporter.as_str().strip_prefix("slack:");
+        if let (Some(channel), Some(user)) = (&channel, reporter) {
+            if let Err(e) = self.api.invite(channel, &[user.to_string()]).await {
+                tracing::warn!(error = %e, %channel, "could not invite the reporter to the incident channel");
+            }
+        }
+        Ok(channel)
+    }
+}
+
+/// The Slack handlers: the ledger, Slack's settings and the outbox.
+pub type SlackHandlers = Handlers<SlackConfig>;
+
+impl Handlers<SlackConfig> {
+    /// A slash command: runs it and returns the response body (in the channel or ephemeral).
+    /// A replay of one already acted on (same `trigger_id`) changes nothing.
+    pub async fn command(
+        &self,
+        cmd: opsledger_slack::SlashCommand,
+    ) -> Result<(Value, Delivered), BadInput> {
+        let actor = person(PLATFORM, &cmd.user_id)?;
+        let handled = match delivery(&cmd.trigger_id) {
+            Some(d) => self.ledger.handle_text_once(actor, &cmd.text, d).await,
+            None => self.ledger.handle_text(actor, &cmd.text).await,
+        };
+        let delivered = Delivered::of(&handled.reply);
+        let eph = ephemeral(&handled.reply, !handled.events.is_empty());
+        Ok((
+            opsledger_slack::command_response(&view(&handled.reply), eph),
+            delivered,
+        ))
+    }
+
+    /// A button press or a modal submission. `Some(body)` is an answer for Slack (modal errors);
+    /// `None` is a plain acknowledgement.
+    pub async fn interaction(
+        &self,
+        interaction: opsledger_slack::Interaction,
+    ) -> Result<(Option<Value>, Delivered), BadInput> {
+        match interaction {
+            opsledger_slack::Interaction::Button {
+                user_id,
+                action_id,
+                value,
+                response_url,
+                channel_id,
+                trigger_id,
+                ..
+            } => {
+                let actor = person(PLATFORM, &user_id)?;
+                // Resolving and rejecting ask for text first: a modal, opened while the trigger lives.
+                if let Some(modal) = modal_for(&action_id, &value) {
+                    if let Err(e) = self.config.api.open_modal(&trigger_id, &modal).await {
+                        tracing::warn!(error = %e, "could not open a Slack modal");
+                        if let Some(url) = response_url {
+                            let hint = Reply::refused(
+                                Some(value.clone()),
+                                "slack",
+                                format!("could not open the form; type `/ops {action_id} {value} <text>` instead"),
+                            );
+                            let channel = channel_id.unwrap_or_default();
+                            self.respond_later(&channel, &value, &hint, &url).await;
+                        }
+                    }
+                    return Ok((None, Delivered::First));
+                }
+                // A replayed press (same trigger) already acted on is acknowledged and dropped;
+                // one whose first delivery is still running is caught in the writer.
+                let once = delivery(&trigger_id);
+                if self.seen(once.as_ref()).await {
+                    return Ok((None, Delivered::Again));
+                }
+                // Acknowledge at once; the vote or transition runs after, and its result reaches
+                // Slack through the outbox: an updated card, or an explanation to the presser alone.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let text = format!("{action_id} {value}");
+                    let handled = match once {
+                        Some(d) => this.ledger.handle_text_once(actor, &text, d).await,
+                        None => this.ledger.handle_text(actor, &text).await,
+                    };
+                    if !matches!(handled.reply.outcome, Outcome::Ok | Outcome::Duplicate) {
+                        if let Some(url) = response_url {
+                            let channel = channel_id.unwrap_or_else(|| "response_url".into());
+                            this.respond_later(&channel, &value, &handled.reply, &url)
+                                .await;
+                        }
+                    }
+                });
+                Ok((None, Delivered::First))
+            }
+            opsledger_slack::Interaction::ModalSubmit {
+                user_id,
+                callback_id,
+                private_metadata,
+                text,
+                trigger_id,
+            } => {
+                let actor = person(PLATFORM, &user_id)?;
+                let form_error = |message: String| {
+                    Some(json!({
+                        "response_action": "errors",
+                        "errors": { opsledger_slack::MODAL_TEXT_BLOCK: message },
+                    }))
+                };
+                // The form's text is recorded as typed, so it is checked as typed text is.
+                if let Err(bad) = crate::domain::text::check(&text) {
+                    return Ok((form_error(bad.to_string()), Delivered::First));
+                }
+                let command = form_command(&callback_id, &private_metadata, &text)
+                    .ok_or_else(|| BadInput(format!("unknown modal `{callback_id}`")))?;
+                // Fast enough to answer in the submission's own response: a refusal shows in the form.
+                let once = trigger_id.as_deref().and_then(delivery);
+                let handled = self.ledger.handle_once(actor, command, once).await;
+                match handled.reply.outcome {
+                    Outcome::Ok => Ok((None, Delivered::First)),
+                    Outcome::Duplicate => Ok((None, Delivered::Again)),
+                    _ => Ok((form_error(handled.reply.text), Delivered::First)),
+                }
+            }
+            opsledger_slack::Interaction::Other { .. } => Ok((None, Delivered::First)),
+        }
+    }
+
+    /// An Events API push. `Some(body)` answers it (URL verification).
+    pub async fn event(
+        &self,
+        push: opsledger_slack::Push,
+    ) -> Result<(Option<Value>, Delivered), BadInput> {
+        match push {
+            opsledger_slack::Push::UrlVerification { challenge } => {
+                Ok((Some(json!({ "challenge": challenge })), Delivered::First))
+            }
+            opsledger_slack::Push::AppMention {
+                event_id,
+                user_id,
+                channel_id,
+                text,
+            } => {
+                // Slack redelivers an event it thinks we missed (X-Slack-Retry-Num, same
+                // event_id). The event is noted in its command's own transaction, so a retry of
+                // one whose command failed is acted on, and one already acted on is dropped.
+                let once = delivery(&event_id);
+                if self.seen(once.as_ref()).await {
+                    tracing::debug!(%event_id, "dropped a redelivered Slack event");
+                    return Ok((None, Delivered::Again));
+                }
+                let actor = person(PLATFORM, &user_id)?;
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let text = strip_mentions(&text);
+                    let handled = match once {
+                        Some(d) => this.ledger.handle_text_once(actor, text, d).await,
+                        None => this.ledger.handle_text(actor, text).await,
+                    };
+                    if handled.reply.outcome == Outcome::Duplicate {
+                        return;
+                    }
+                    let payload = json!({ "reply": handled.reply });
+                    this.enqueue(item::<SlackConfig>(
+                        &channel_id,
+                        ChatOp::Reply,
+                        handled.reply.record.as_deref(),
+                        payload,
+                    ))
+                    .await;
+                });
+                Ok((None, Delivered::First))
+            }
+            opsledger_slack::Push::Other { .. } => Ok((None, Delivered::First)),
+        }
+    }
+
+    /// Answers the person through the outbox, on the `response_url` Slack gave with the request.
+    async fn respond_later(&self, channel: &str, record: &str, reply: &Reply, url: &str) {
+        let payload = json!({ "reply": reply, "response_url": url });
+        let answer = item::<SlackConfig>(channel, ChatOp::Respond, Some(record), payload);
+        self.enqueue(answer).await;
+    }
+}
+
+/// Socket Mode delivers the same payloads over a WebSocket: the same handlers answer them.
+#[async_trait::async_trait]
+impl opsledger_slack::SocketHandler for SlackHandlers {
+    async fn command(&self, command: opsledger_slack::SlashCommand) -> Value {
+        match SlackHandlers::command(self, command).await {
+            Ok((body, _)) => body,
+            Err(BadInput(e)) => json!({ "response_type": "ephemeral", "text": e }),
+        }
+    }
+
+    async fn interaction(&self, interaction: opsledger_slack::Interaction) {
+        match SlackHandlers::interaction(self, interaction).await {
+            Ok((Some(answer), _)) => {
+                tracing::info!(%answer, "a refused form submission over Socket Mode (Slack shows no form errors there)")
+            }
+            Ok((None, _)) => {}
+            Err(BadInput(e)) => {
+                tracing::warn!(error = %e, "bad Slack interaction over Socket Mode")
+            }
+        }
+    }
+
+    async fn event(&self, push: opsledger_slack::Push) {
+        if let Err(BadInput(e)) = SlackHandlers::event(self, push).await {
+            tracing::warn!(error = %e, "bad Slack event over Socket Mode");
+        }
+    }
+}
+
+/// A Slack delivery to act on once, by its id (an empty id is no id).
+fn delivery(id: &str) -> Option<Delivery> {
+    (!id.is_empty()).then(|| Delivery::new(PLATFORM, id))
+}
+
+/// The Slack modal for a button's form, if it needs one.
+fn modal_for(action_id: &str, record: &str) -> Option<opsledger_slack::TextModal> {
+    let form = form_for(action_id, record)?;
+    Some(opsledger_slack::TextModal {
+        callback_id: action_id.to_string(),
+        private_metadata: record.to_string(),
+        title: form.title.to_string(),
+        label: form.label,
+        submit: form.submit.to_string(),
+    })
+}
+
+/// `<@UBOT> incident list` → `incident list`.
+fn strip_mentions(text: &str) -> &str {
+    let mut rest = text.trim_start();
+    while let Some(after) = rest.strip_prefix("<@") {
+        match after.find('>') {
+            Some(end) => rest = after[end + 1..].trim_start(),
+            None => break,
+        }
+    }
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn leading_mentions_are_stripped() {
+        assert_eq!(
+            super::strip_mentions("<@U123> incident list"),
+            "incident list"
+        );
+        assert_eq!(super::strip_mentions("  <@U1> <@U2>help"), "help");
+        assert_eq!(super::strip_mentions("<@U1 broken"), "<@U1 broken");
     }
 }
