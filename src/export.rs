@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -265,70 +265,68 @@ impl DataFiles {
     }
 }
 
-/// A clause page: a header, rows as records arrive (up to `HTML_ROWS`), a footer.
+/// One record's row on a clause page.
+struct Row {
+    id: String,
+    title: String,
+    status: String,
+    created: String,
+}
+
+/// A clause page: rows as records arrive (up to `HTML_ROWS`), rendered when the pass ends.
+#[derive(askama::Template)]
+#[template(path = "export/clause.html")]
 struct ClausePage {
-    out: BufWriter<File>,
-    rows: u64,
+    root: &'static str,
     clause: Clause,
+    from: NaiveDate,
+    to: NaiveDate,
+    rows: Vec<Row>,
+    /// Every record of the clause, listed or not.
+    count: u64,
+    limit: u64,
+    /// The service report's text, on the page of clause 9.1.
+    report: Option<String>,
 }
 
 impl ClausePage {
-    fn new(dir: &Path, clause: Clause, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Self> {
-        let mut out = create(dir, clause.page)?;
-        let files: Vec<String> = clause
-            .files
-            .iter()
-            .map(|f| format!("<a href=\"../{f}\">{f}</a>"))
-            .collect();
-        write!(
-            out,
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{n} {t}</title>\
-             <link rel=\"stylesheet\" href=\"../style.css\"></head><body>\n\
-             <p><a href=\"../index.html\">Evidence pack</a></p>\n<h1>{n} {t}</h1>\n\
-             <p>Period {from} to {to} (UTC). Data: {files}. Each record's timeline: \
-             <a href=\"../timeline.csv\">timeline.csv</a>.</p>\n\
-             <table><thead><tr><th>ID</th><th>Title</th><th>Status</th><th>Created</th></tr></thead><tbody>\n",
-            n = clause.number,
-            t = esc(clause.title),
-            files = files.join(", "),
-        )?;
-        Ok(ClausePage {
-            out,
-            rows: 0,
+    fn new(clause: Clause, from: NaiveDate, to: NaiveDate) -> Self {
+        ClausePage {
+            root: "../",
             clause,
-        })
+            from,
+            to,
+            rows: Vec::new(),
+            count: 0,
+            limit: HTML_ROWS,
+            report: None,
+        }
     }
 
-    fn add(&mut self, r: &Record) -> anyhow::Result<()> {
-        if self.rows < HTML_ROWS {
-            writeln!(
-                self.out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&r.key()),
-                esc(r.title()),
-                esc(&r.status()),
-                r.created_at().format("%Y-%m-%dT%H:%M:%SZ")
-            )?;
+    fn add(&mut self, r: &Record) {
+        if self.count < HTML_ROWS {
+            self.rows.push(Row {
+                id: r.key(),
+                title: r.title().to_string(),
+                status: r.status(),
+                created: r.created_at().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            });
         }
-        self.rows += 1;
-        Ok(())
+        self.count += 1;
     }
 
-    fn finish(mut self, extra: &str) -> anyhow::Result<(&'static str, u64)> {
-        writeln!(self.out, "</tbody></table>")?;
-        if self.rows > HTML_ROWS {
-            writeln!(
-                self.out,
-                "<p>{} records; the first {HTML_ROWS} are listed, all are in the data files.</p>",
-                self.rows
-            )?;
-        } else {
-            writeln!(self.out, "<p>{} records.</p>", self.rows)?;
-        }
-        writeln!(self.out, "{extra}</body></html>")?;
-        self.out.flush()?;
-        Ok((self.clause.number, self.rows))
+    fn write(&self, dir: &Path) -> anyhow::Result<(&'static str, u64)> {
+        render(dir, self.clause.page, self)?;
+        Ok((self.clause.number, self.count))
     }
+}
+
+/// Writes a page of the pack from its template.
+fn render(dir: &Path, name: &str, page: &impl askama::Template) -> anyhow::Result<()> {
+    let mut out = create(dir, name)?;
+    askama::Template::write_into(page, &mut out)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("cannot write {}", dir.join(name).display()))
 }
 
 fn progress(show: bool) -> indicatif::ProgressBar {
@@ -374,8 +372,8 @@ pub async fn export(
 
     let mut pages: Vec<ClausePage> = CLAUSES
         .iter()
-        .map(|c| ClausePage::new(out, *c, from, to))
-        .collect::<anyhow::Result<_>>()?;
+        .map(|c| ClausePage::new(*c, from, to))
+        .collect();
     let page = |n: &str| CLAUSES.iter().position(|c| c.number == n).unwrap_or(0);
     let mut security = DataFiles::new(out, "security-incidents", Kind::Incident, true)?;
     let mut reviews = DataFiles::new(out, "change-reviews", Kind::Change, false)?;
@@ -408,11 +406,11 @@ pub async fn export(
                 }
                 let json = r.to_json();
                 files.add(r, &json)?;
-                pages[clause].add(r)?;
+                pages[clause].add(r);
                 match r {
                     Record::Incident(i) if i.security => {
                         security.add(r, &json)?;
-                        pages[page("8.7.3.3")].add(r)?;
+                        pages[page("8.7.3.3")].add(r);
                     }
                     Record::Change(c) => {
                         for a in &c.approvals {
@@ -426,7 +424,7 @@ pub async fn export(
                         }
                         if c.review.is_some() {
                             reviews.add(r, &json)?;
-                            pages[page("10.2")].add(r)?;
+                            pages[page("10.2")].add(r);
                         }
                     }
                     _ => {}
@@ -508,18 +506,12 @@ pub async fn export(
     }
     bar.finish_and_clear();
 
-    let report_html = format!(
-        "<h2>Service report</h2><pre>{}</pre>\n",
-        esc(&report.to_text())
-    );
     let mut clause_records = Vec::new();
-    for p in pages {
-        let extra = if p.clause.number == "9.1" {
-            report_html.clone()
-        } else {
-            String::new()
-        };
-        clause_records.push(p.finish(&extra)?);
+    for mut p in pages {
+        if p.clause.number == "9.1" {
+            p.report = Some(report.to_text());
+        }
+        clause_records.push(p.write(out)?);
     }
     let summary = ExportSummary {
         clause_records,
@@ -538,6 +530,18 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\
 code{word-break:break-all}";
 
+/// The pack's front page.
+#[derive(askama::Template)]
+#[template(path = "export/index.html")]
+struct IndexPage<'a> {
+    root: &'static str,
+    from: NaiveDate,
+    to: NaiveDate,
+    exported_at: String,
+    clauses: Vec<(&'a Clause, u64)>,
+    summary: &'a ExportSummary,
+}
+
 fn write_index(
     out: &Path,
     s: &ExportSummary,
@@ -545,48 +549,17 @@ fn write_index(
     to: NaiveDate,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let path: PathBuf = out.join("index.html");
-    let mut f = create(out, "index.html")?;
-    write!(
-        f,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>opsledger evidence pack {from} to {to}</title><link rel=\"stylesheet\" href=\"style.css\">\
-         </head><body>\n<h1>ISO/IEC 20000-1 evidence pack</h1>\n\
-         <p>Records of {from} to {to} (UTC days), exported by opsledger at {}.</p>\n\
-         <h2>Clauses</h2>\n<table><thead><tr><th>Clause</th><th>Evidence</th><th>Records</th><th>Data</th></tr></thead><tbody>\n",
-        now.format("%Y-%m-%dT%H:%M:%SZ")
-    )?;
-    for (c, (_, n)) in CLAUSES.iter().zip(&s.clause_records) {
-        let files: Vec<String> = c
-            .files
+    let page = IndexPage {
+        root: "",
+        from,
+        to,
+        exported_at: now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        clauses: CLAUSES
             .iter()
-            .map(|f| format!("<a href=\"{f}\">{f}</a>"))
-            .collect();
-        writeln!(
-            f,
-            "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td>{n}</td><td>{}</td></tr>",
-            c.number,
-            c.page,
-            esc(c.title),
-            files.join(" ")
-        )?;
-    }
-    write!(
-        f,
-        "</tbody></table>\n<h2>Timelines</h2>\n<p><a href=\"timeline.csv\">timeline.csv</a>: the {} audit \
-         entries of the period, each naming its record, in the order they were written.</p>\n\
-         <h2 id=\"proof\">Proof</h2>\n<p>The audit trail is a SHA-256 hash chain: each entry's hash covers \
-         its content and the previous entry's hash, so no entry can be altered, removed or inserted \
-         without breaking every hash after it.</p>\n<table><tbody>\n\
-         <tr><th>Entries</th><td>{}</td></tr>\n<tr><th>First hash</th><td><code>{}</code></td></tr>\n\
-         <tr><th>Last hash</th><td><code>{}</code></td></tr>\n<tr><th>Verify</th><td>{}</td></tr>\n\
-         </tbody></table>\n<p>Check it again at any time with <code>opsledger audit verify</code>.</p>\n</body></html>\n",
-        s.timeline_entries,
-        s.audit_entries,
-        esc(&s.first_hash),
-        esc(&s.last_hash),
-        esc(&s.verify)
-    )?;
-    f.flush()
-        .with_context(|| format!("cannot write {}", path.display()))
+            .zip(&s.clause_records)
+            .map(|(c, (_, n))| (c, *n))
+            .collect(),
+        summary: s,
+    };
+    render(out, "index.html", &page)
 }
