@@ -114,13 +114,6 @@ pub struct ExportSummary {
     pub verify: String,
 }
 
-pub(crate) fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The CSV columns of each kind, after `id, title, status, created_at, updated_at`.
 fn columns(kind: Kind) -> &'static [&'static str] {
     match kind {
