@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::domain::ids::Kind;
 use crate::domain::records::Record;
 use crate::domain::report::{ReportBuilder, ServiceReport};
-use crate::store::{ListQuery, Store};
+use crate::store::{ListQuery, RecordPager, Store};
 
 use super::pages::ClauseRows;
 use super::{create, Period, CLAUSES};
@@ -191,10 +191,8 @@ pub(super) async fn pass(
         };
         // Configuration information is the current state; the rest is what the period created.
         let current = matches!(kind, Kind::Service | Kind::Ci);
-        let mut q = ListQuery::new(kind, PAGE);
-        loop {
-            let batch = store.list(&q).await.context("cannot read the records")?;
-            let full = batch.len() as i64 == PAGE;
+        let mut pager = RecordPager::new(store, ListQuery::new(kind, PAGE));
+        while let Some(batch) = pager.next_page().await.context("cannot read the records")? {
             for r in &batch {
                 report.add(r);
                 if !current && !days.contains(r.created_at()) {
@@ -227,10 +225,6 @@ pub(super) async fn pass(
                 }
                 bar.set_message(format!("{}: {}", kind.collection(), files.rows));
                 bar.tick();
-            }
-            q.after = batch.last().map(|r| r.key());
-            if !full {
-                break;
             }
         }
         files.finish()?;

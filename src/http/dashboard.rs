@@ -25,7 +25,7 @@ use crate::domain::priority::countdown;
 use crate::domain::records::{Change, Record, Release};
 use crate::domain::report::ServiceReport;
 use crate::domain::status::{ChangeStatus, IncidentStatus};
-use crate::store::{ListQuery, OutboxEntry, OutboxState, Store, StoreError};
+use crate::store::{ListQuery, OutboxEntry, OutboxState, RecordPager, Store, StoreError};
 
 use super::error::ApiError;
 use super::AppState;
@@ -78,7 +78,7 @@ fn html(page: &impl Template) -> Result<Html<String>, ApiError> {
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot render the page")))
 }
 
-/// Records of a kind in some statuses, in ID order, at most `limit`.
+/// Records of a kind in some statuses, in ID order: the first page of at most `limit`.
 async fn listed(
     store: &dyn Store,
     kind: Kind,
@@ -87,23 +87,21 @@ async fn listed(
 ) -> Result<Vec<Record>, StoreError> {
     let mut q = ListQuery::new(kind, limit);
     q.statuses = statuses.iter().map(|s| s.to_string()).collect();
-    store.list(&q).await
+    Ok(RecordPager::new(store, q)
+        .next_page()
+        .await?
+        .unwrap_or_default())
 }
 
 /// Every record of a kind, a page at a time.
-async fn each(store: &dyn Store, kind: Kind, mut f: impl FnMut(&Record)) -> Result<(), StoreError> {
-    let mut q = ListQuery::new(kind, PAGE);
-    loop {
-        let batch = store.list(&q).await?;
-        let full = batch.len() as i64 == PAGE;
-        for r in &batch {
-            f(r);
-        }
-        q.after = batch.last().map(|r| r.key());
-        if !full {
-            return Ok(());
-        }
-    }
+async fn each(
+    store: &dyn Store,
+    kind: Kind,
+    f: impl FnMut(&Record) + Send,
+) -> Result<(), StoreError> {
+    RecordPager::new(store, ListQuery::new(kind, PAGE))
+        .for_each(f)
+        .await
 }
 
 /// A change's window, `start – end` in UTC.

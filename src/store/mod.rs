@@ -13,7 +13,7 @@ mod paging;
 mod postgres;
 mod sqlite;
 
-pub use paging::{AuditStream, AUDIT_PAGE};
+pub use paging::{AuditStream, ListRecords, RecordPager, AUDIT_PAGE};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

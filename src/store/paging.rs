@@ -2,9 +2,91 @@
 //! ID order) and the audit stream (the chain in order, up to the head read when it opened).
 //! Every reader that walks records or the chain goes through these, so none pages by hand.
 
-use crate::domain::audit::AuditEntry;
+use async_trait::async_trait;
 
-use super::{Result, Store};
+use crate::domain::audit::AuditEntry;
+use crate::domain::records::Record;
+
+use super::{ListQuery, Result, Store};
+
+/// Where records are listed from: the store, outside any transaction, or a write transaction
+/// (the use cases' `UnitOfWork`, which sees its batch's own writes).
+#[async_trait]
+pub trait ListRecords: Send {
+    async fn list_records(&mut self, q: &ListQuery) -> Result<Vec<Record>>;
+}
+
+#[async_trait]
+impl ListRecords for &dyn Store {
+    async fn list_records(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
+        self.list(q).await
+    }
+}
+
+/// The records a query selects, a page of `q.limit` at a time, in ID order.
+#[derive(Debug)]
+pub struct RecordPager<S> {
+    source: S,
+    q: ListQuery,
+    done: bool,
+}
+
+impl<S: ListRecords> RecordPager<S> {
+    /// Pages through what `q` selects, starting after `q.after`, `q.limit` records a page.
+    pub fn new(source: S, q: ListQuery) -> Self {
+        RecordPager {
+            source,
+            q,
+            done: false,
+        }
+    }
+
+    /// The next page; `None` once every record has been read.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<Record>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let size = self.q.limit.max(0);
+        // One more than a page, to know without another query whether a page follows.
+        let mut q = self.q.clone();
+        q.limit = size.saturating_add(1);
+        let mut page = self.source.list_records(&q).await?;
+        if page.len() as i64 > size {
+            page.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        } else {
+            self.done = true;
+        }
+        self.q.after = page.last().map(Record::key);
+        if page.is_empty() {
+            self.done = true;
+            return Ok(None);
+        }
+        Ok(Some(page))
+    }
+
+    /// Where the next page starts (the key of the last record read) while another page
+    /// follows; `None` once the last page has been read. The API hands it out as its cursor.
+    pub fn cursor(&self) -> Option<&str> {
+        (!self.done).then_some(self.q.after.as_deref()).flatten()
+    }
+
+    /// Calls `f` with every record, a page at a time.
+    pub async fn for_each(mut self, mut f: impl FnMut(&Record) + Send) -> Result<()> {
+        while let Some(page) = self.next_page().await? {
+            page.iter().for_each(&mut f);
+        }
+        Ok(())
+    }
+
+    /// Every record, in one list (for the few readers that need them all at once).
+    pub async fn collect(mut self) -> Result<Vec<Record>> {
+        let mut all = Vec::new();
+        while let Some(page) = self.next_page().await? {
+            all.extend(page);
+        }
+        Ok(all)
+    }
+}
 
 /// How many audit entries the stream reads at a time.
 pub const AUDIT_PAGE: i64 = 10_000;
