@@ -1,4 +1,5 @@
-//! The dashboard at `/`: server-rendered HTML pages with inline SVG charts and no JavaScript.
+//! The dashboard at `/`: server-rendered HTML pages with inline SVG charts and no JavaScript,
+//! from the templates under `templates/dashboard/`; this module gathers what they show.
 //! Open incidents with their SLA countdowns, the CAB queue, the change calendar, recent
 //! releases, record pages with their timeline, and charts of the last twelve weeks.
 //!
