@@ -22,7 +22,7 @@ use crate::integrations::Handlers;
 use crate::ledger::{Ledger, LedgerConfig, Router, SystemTimeSource, TimeSource};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliver, OutboxSettings, OutboxWorker};
-use crate::store::{self, Store};
+use crate::store::{self, AuditStream, Store, AUDIT_PAGE};
 use secrecy::ExposeSecret;
 
 /// Opens the store named by `OPSLEDGER_DATABASE_URL`, running migrations; errors name the variable.
@@ -541,31 +541,25 @@ pub struct VerifyReport {
 pub async fn verify_audit(
     store: &dyn Store,
 ) -> anyhow::Result<Result<VerifyReport, crate::domain::audit::ChainError>> {
-    const PAGE: i64 = 10_000;
-    // The head is read first and kept apart from the entries: verify checks the chain up to
-    // it (entries committed meanwhile extend past it) and that no entry before it is missing.
-    let (head_seq, head_hash) = store
-        .chain_head()
+    // The stream reads the head first and stops there: verify checks the chain up to it (entries
+    // committed meanwhile extend past it) and that no entry before it is missing.
+    let mut stream = AuditStream::open(store, AUDIT_PAGE)
         .await
         .context("cannot read the audit chain head")?;
     let mut v = ChainVerifier::default();
-    let mut after = 0;
-    while after < head_seq {
-        let page = store
-            .audit_after(after, PAGE)
-            .await
-            .context("cannot read the audit trail")?;
-        for e in page.iter().take_while(|e| e.seq <= head_seq) {
+    while let Some(page) = stream
+        .next_page()
+        .await
+        .context("cannot read the audit trail")?
+    {
+        for e in &page {
             if let Err(broken) = v.check(e) {
                 return Ok(Err(broken));
             }
         }
-        match page.last() {
-            Some(last) if page.len() as i64 == PAGE => after = last.seq,
-            _ => break,
-        }
     }
-    if let Err(broken) = v.finish(head_seq, &head_hash) {
+    let (head_seq, head_hash) = stream.head();
+    if let Err(broken) = v.finish(head_seq, head_hash) {
         return Ok(Err(broken));
     }
     Ok(Ok(VerifyReport {

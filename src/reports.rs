@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::report::{period, ReportBuilder, ServiceReport, KINDS};
-use crate::store::{ListQuery, Store, StoreError};
+use crate::store::{ListQuery, RecordPager, Store, StoreError};
 
 const PAGE: i64 = 1000;
 
@@ -18,18 +18,9 @@ pub async fn service_report(
     let (from, to) = period(from, to, now);
     let mut builder = ReportBuilder::new(from, to);
     for kind in KINDS {
-        let mut q = ListQuery::new(kind, PAGE);
-        loop {
-            let page = store.list(&q).await?;
-            let full = page.len() as i64 == PAGE;
-            for r in &page {
-                builder.add(r);
-            }
-            q.after = page.last().map(|r| r.key());
-            if !full {
-                break;
-            }
-        }
+        RecordPager::new(store, ListQuery::new(kind, PAGE))
+            .for_each(|r| builder.add(r))
+            .await?;
     }
     Ok(builder.finish())
 }

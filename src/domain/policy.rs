@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::command::{ChangeType, Role};
 use super::ids::Actor;
@@ -91,76 +91,89 @@ impl PolicyError {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// The rules file's schema, as written: read by `Policy::from_toml`, written by
+/// `Policy::to_toml` (`policy_toml.rs`). Fields are in the contract's order, which is the order
+/// they are written in.
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawPolicy {
+pub(super) struct RawPolicy {
     #[serde(default)]
-    roles: BTreeMap<String, Vec<String>>,
+    pub roles: BTreeMap<String, Vec<String>>,
     #[serde(default)]
-    people: BTreeMap<String, Vec<String>>,
-    priority: Option<RawPriority>,
+    pub people: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<RawPriority>,
     #[serde(default)]
-    sla: BTreeMap<String, RawSla>,
+    pub sla: BTreeMap<String, RawSla>,
     #[serde(default)]
-    change: RawChange,
+    pub change: RawChange,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<RawFreeze>,
     #[serde(default)]
-    freeze: Vec<RawFreeze>,
-    #[serde(default)]
-    github: RawGithub,
+    pub github: RawGithub,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawPriority {
-    matrix: Vec<Vec<String>>,
+pub(super) struct RawPriority {
+    pub matrix: Vec<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawSla {
-    respond: Option<String>,
-    resolve: Option<String>,
+pub(super) struct RawSla {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub respond: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawChange {
-    normal: Option<RawApproval>,
-    emergency: Option<RawApproval>,
-    standard: Option<RawStandard>,
+pub(super) struct RawChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normal: Option<RawApproval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<RawApproval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standard: Option<RawStandard>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawApproval {
-    approvals: Option<i64>,
-    voters: Option<String>,
-    review_within: Option<String>,
+pub(super) struct RawApproval {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub voters: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review_within: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawStandard {
+pub(super) struct RawStandard {
     #[serde(default)]
-    templates: Vec<String>,
+    pub templates: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawFreeze {
-    name: String,
-    start: String,
-    end: String,
+pub(super) struct RawFreeze {
+    pub name: String,
+    pub start: String,
+    pub end: String,
     #[serde(default)]
-    allow: Vec<String>,
+    pub allow: Vec<String>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawGithub {
+pub(super) struct RawGithub {
     #[serde(default)]
-    protected: Vec<String>,
-    change_pattern: Option<String>,
+    pub protected: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_pattern: Option<String>,
 }
 
 impl Policy {

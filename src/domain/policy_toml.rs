@@ -1,83 +1,84 @@
 //! The process rules in force written back as a rules file (`opsledger policy show`), and a one-line summary.
 //!
-//! The output is the same TOML that `Policy::from_toml` reads, in the order of the contract's
-//! example, with every setting spelled out (built-in defaults included), so that it is itself a
-//! valid rules file: `Policy::from_toml(&p.to_toml()) == Ok(p)`.
+//! The output is the rules file's own schema (`RawPolicy`, which `Policy::from_toml` reads)
+//! serialized, in the order of the contract's example, with every setting spelled out (built-in
+//! defaults included), so that it is itself a valid rules file:
+//! `Policy::from_toml(&p.to_toml()) == Ok(p)`.
 
-use std::collections::BTreeSet;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::ids::Actor;
-use super::policy::{ApprovalRule, Policy};
+use super::policy::{
+    ApprovalRule, Policy, RawApproval, RawChange, RawFreeze, RawGithub, RawPolicy, RawPriority,
+    RawSla, RawStandard,
+};
 use super::priority::Priority;
 
+/// The priority matrix's layout is not in its values: the written file says it.
+const MATRIX_NOTE: &str = "   # rows impact high/medium/low, columns urgency high/medium/low";
+
 impl Policy {
-    /// The policy as a rules file, in the format `Policy::from_toml` reads.
+    /// The policy as a rules file, in the format `Policy::from_toml` reads: the same schema
+    /// (`RawPolicy`), serialized.
     pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-
-        out.push_str("[roles]\n");
-        for (role, members) in &self.roles {
-            line(&mut out, role.as_str(), actors(members));
-        }
-
-        out.push_str("\n[people]\n");
-        for (person, accounts) in &self.people {
-            line(&mut out, person, actors(accounts));
-        }
-
-        out.push_str(
-            "\n[priority]   # rows impact high/medium/low, columns urgency high/medium/low\n",
-        );
-        let rows = self
-            .priority
-            .matrix
-            .iter()
-            .map(|row| strings(row.iter().map(|p| p.as_str())))
-            .collect();
-        line(&mut out, "matrix", toml::Value::Array(rows));
-
-        for prio in Priority::ALL {
-            let target = self.sla.target(prio);
-            let _ = writeln!(out, "\n[sla.{prio}]");
-            line(&mut out, "respond", duration(target.respond));
-            line(&mut out, "resolve", duration(target.resolve));
-        }
-
-        out.push_str("\n[change.normal]\n");
-        approval(&mut out, &self.normal);
-        out.push_str("\n[change.emergency]\n");
-        approval(&mut out, &self.emergency);
-        out.push_str("\n[change.standard]\n");
-        line(
-            &mut out,
-            "templates",
-            strings(self.standard_templates.iter().map(String::as_str)),
-        );
-
-        for freeze in &self.freezes {
-            out.push_str("\n[[freeze]]\n");
-            line(&mut out, "name", string(&freeze.name));
-            line(&mut out, "start", time(freeze.start));
-            line(&mut out, "end", time(freeze.end));
-            line(
-                &mut out,
-                "allow",
-                strings(freeze.allow.iter().map(|t| t.as_str())),
-            );
-        }
-
-        out.push_str("\n[github]\n");
-        line(
-            &mut out,
-            "protected",
-            strings(self.protected_branches.iter().map(String::as_str)),
-        );
-        line(&mut out, "change_pattern", string(&self.change_pattern));
-        out
+        let raw = RawPolicy {
+            roles: self
+                .roles
+                .iter()
+                .map(|(role, members)| (role.as_str().to_string(), actors(members)))
+                .collect(),
+            people: self
+                .people
+                .iter()
+                .map(|(person, accounts)| (person.clone(), actors(accounts)))
+                .collect(),
+            priority: Some(RawPriority {
+                matrix: self
+                    .priority
+                    .matrix
+                    .iter()
+                    .map(|row| row.iter().map(|p| p.as_str().to_string()).collect())
+                    .collect(),
+            }),
+            sla: Priority::ALL
+                .into_iter()
+                .map(|prio| {
+                    let target = self.sla.target(prio);
+                    let sla = RawSla {
+                        respond: Some(compact(target.respond)),
+                        resolve: Some(compact(target.resolve)),
+                    };
+                    (prio.as_str().to_string(), sla)
+                })
+                .collect::<BTreeMap<_, _>>(),
+            change: RawChange {
+                normal: Some(approval(&self.normal)),
+                emergency: Some(approval(&self.emergency)),
+                standard: Some(RawStandard {
+                    templates: self.standard_templates.clone(),
+                }),
+            },
+            freeze: self
+                .freezes
+                .iter()
+                .map(|f| RawFreeze {
+                    name: f.name.clone(),
+                    start: time(f.start),
+                    end: time(f.end),
+                    allow: f.allow.iter().map(|t| t.as_str().to_string()).collect(),
+                })
+                .collect(),
+            github: RawGithub {
+                protected: self.protected_branches.clone(),
+                change_pattern: Some(self.change_pattern.clone()),
+            },
+        };
+        // Strings, lists and tables only: nothing in the schema that TOML cannot hold.
+        let text = toml::to_string(&raw).expect("the rules schema holds only what TOML can");
+        text.replacen("[priority]\n", &format!("[priority]{MATRIX_NOTE}\n"), 1)
     }
 
     /// One line saying what the rules amount to, for `opsledger policy check`.
@@ -123,44 +124,21 @@ fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `key = value` with the key quoted and the value escaped as TOML needs them.
-fn line(out: &mut String, key: &str, value: toml::Value) {
-    let mut one = toml::Table::new();
-    one.insert(key.to_string(), value);
-    out.push_str(&one.to_string());
-}
-
-fn approval(out: &mut String, rule: &ApprovalRule) {
-    line(
-        out,
-        "approvals",
-        toml::Value::Integer(rule.approvals.into()),
-    );
-    line(out, "voters", string(rule.voters.as_str()));
-    if let Some(within) = rule.review_within {
-        line(out, "review_within", duration(within));
+fn approval(rule: &ApprovalRule) -> RawApproval {
+    RawApproval {
+        approvals: Some(rule.approvals.into()),
+        voters: Some(rule.voters.as_str().to_string()),
+        review_within: rule.review_within.map(compact),
     }
 }
 
-fn string(s: &str) -> toml::Value {
-    toml::Value::String(s.to_string())
-}
-
-fn strings<'a>(items: impl Iterator<Item = &'a str>) -> toml::Value {
-    toml::Value::Array(items.map(string).collect())
-}
-
-fn actors(set: &BTreeSet<Actor>) -> toml::Value {
-    strings(set.iter().map(Actor::as_str))
+fn actors(set: &BTreeSet<Actor>) -> Vec<String> {
+    set.iter().map(|a| a.as_str().to_string()).collect()
 }
 
 /// RFC 3339 in UTC, with fractional seconds only when there are any: `2026-12-20T00:00:00Z`.
-fn time(at: DateTime<Utc>) -> toml::Value {
-    string(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-}
-
-fn duration(d: Duration) -> toml::Value {
-    string(&compact(d))
+fn time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// The shortest exact spelling in one unit: `15m`, `4h`, `72h`; otherwise humantime's own form,

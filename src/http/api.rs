@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::domain::ids::{Kind, RecordId};
-use crate::store::ListQuery;
+use crate::store::{ListQuery, RecordPager};
 
 use super::error::ApiError;
 use super::AppState;
@@ -70,8 +70,7 @@ pub async fn list(
     let kind = kind_of(&collection)?;
     let p = params(p)?;
     let limit = limit(p.limit)?;
-    // One more than asked, to know whether another page follows.
-    let mut q = ListQuery::new(kind, limit + 1);
+    let mut q = ListQuery::new(kind, limit);
     q.after = cursor(kind, p.cursor)?;
     if let Some(s) = p.status {
         q.statuses = s
@@ -81,10 +80,9 @@ pub async fn list(
             .map(str::to_string)
             .collect();
     }
-    let mut rows = app.ledger.store().list(&q).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-    let next = more.then(|| rows.last().map(|r| r.key())).flatten();
+    let mut pager = RecordPager::new(&**app.ledger.store(), q);
+    let rows = pager.next_page().await?.unwrap_or_default();
+    let next = pager.cursor();
     let items: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
     Ok(Json(json!({ "items": items, "next": next })))
 }

@@ -1,4 +1,5 @@
-//! The dashboard at `/`: server-rendered HTML pages with inline SVG charts and no JavaScript.
+//! The dashboard at `/`: server-rendered HTML pages with inline SVG charts and no JavaScript,
+//! from the templates under `templates/dashboard/`; this module gathers what they show.
 //! Open incidents with their SLA countdowns, the CAB queue, the change calendar, recent
 //! releases, record pages with their timeline, and charts of the last twelve weeks.
 //!
@@ -6,8 +7,9 @@
 //! unless it comes from the machine itself (loopback, and not forwarded by a proxy).
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
+
+use askama::Template;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
@@ -18,12 +20,13 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Datelike, Duration, Utc};
 
+use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{Kind, RecordId};
 use crate::domain::priority::countdown;
 use crate::domain::records::{Change, Record, Release};
+use crate::domain::report::ServiceReport;
 use crate::domain::status::{ChangeStatus, IncidentStatus};
-use crate::export::esc;
-use crate::store::{ListQuery, OutboxState, Store, StoreError};
+use crate::store::{ListQuery, OutboxEntry, OutboxState, RecordPager, Store, StoreError};
 
 use super::error::ApiError;
 use super::AppState;
@@ -69,29 +72,14 @@ async fn require_viewer(
     Ok(next.run(req).await)
 }
 
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\"><title>{t} · opsledger</title>\
-         <style>{STYLE}</style></head><body>\n<nav><b>opsledger</b> \
-         <a href=\"/\">Overview</a> <a href=\"/calendar\">Change calendar</a> \
-         <a href=\"/releases\">Releases</a> <a href=\"/charts\">Charts</a> <a href=\"/report\">Report</a></nav>\n<h1>{t}</h1>\n{body}\
-         </body></html>\n",
-        t = esc(title)
-    ))
+/// A page rendered from its template (which extends `dashboard/base.html`).
+fn html(page: &impl Template) -> Result<Html<String>, ApiError> {
+    page.render()
+        .map(Html)
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot render the page")))
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
-nav{margin-bottom:1rem}nav a{margin-right:1rem}table{border-collapse:collapse;margin-bottom:1.5rem}\
-td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
-.breached{color:#fff;background:#c0392b;padding:0 .3rem;border-radius:3px}\
-.overdue{color:#c0392b;font-weight:bold}.muted{color:#777}svg{margin:0 1rem 1rem 0}";
-
-fn link(id: &str) -> String {
-    format!("<a href=\"/records/{0}\">{0}</a>", esc(id))
-}
-
-/// Records of a kind in some statuses, in ID order, at most `limit`.
+/// Records of a kind in some statuses, in ID order: the first page of at most `limit`.
 async fn listed(
     store: &dyn Store,
     kind: Kind,
@@ -100,170 +88,189 @@ async fn listed(
 ) -> Result<Vec<Record>, StoreError> {
     let mut q = ListQuery::new(kind, limit);
     q.statuses = statuses.iter().map(|s| s.to_string()).collect();
-    store.list(&q).await
+    Ok(RecordPager::new(store, q)
+        .next_page()
+        .await?
+        .unwrap_or_default())
 }
 
 /// Every record of a kind, a page at a time.
-async fn each(store: &dyn Store, kind: Kind, mut f: impl FnMut(&Record)) -> Result<(), StoreError> {
-    let mut q = ListQuery::new(kind, PAGE);
-    loop {
-        let batch = store.list(&q).await?;
-        let full = batch.len() as i64 == PAGE;
-        for r in &batch {
-            f(r);
-        }
-        q.after = batch.last().map(|r| r.key());
-        if !full {
-            return Ok(());
-        }
-    }
+async fn each(
+    store: &dyn Store,
+    kind: Kind,
+    f: impl FnMut(&Record) + Send,
+) -> Result<(), StoreError> {
+    RecordPager::new(store, ListQuery::new(kind, PAGE))
+        .for_each(f)
+        .await
 }
 
-fn votes(c: &Change) -> String {
-    let voters: Vec<String> = c
-        .approvals
-        .iter()
-        .map(|a| {
-            format!(
-                "{} ({})",
-                esc(a.voter.as_str()),
-                esc(&format!("{:?}", a.decision).to_lowercase())
-            )
-        })
-        .collect();
-    format!(
-        "{}/{} {}",
-        c.approval_count(),
-        c.required_approvals,
-        if voters.is_empty() {
-            String::new()
-        } else {
-            format!("<span class=\"muted\">{}</span>", voters.join(", "))
-        }
-    )
+/// A change's window, `start – end` in UTC.
+fn window(c: &Change) -> Option<String> {
+    c.window.map(|w| {
+        format!(
+            "{} – {}",
+            w.start.format("%Y-%m-%d %H:%M"),
+            w.end.format("%Y-%m-%d %H:%M")
+        )
+    })
 }
 
-fn window(c: &Change) -> String {
-    c.window
-        .map(|w| {
-            format!(
-                "{} – {}",
-                w.start.format("%Y-%m-%d %H:%M"),
-                w.end.format("%Y-%m-%d %H:%M")
-            )
-        })
-        .unwrap_or_else(|| "<span class=\"muted\">none</span>".into())
+struct IncidentRow {
+    id: String,
+    priority: String,
+    title: String,
+    status: String,
+    service: String,
+    assignee: String,
+    /// `respond` or `resolve`: the deadline the clock counts to.
+    target: &'static str,
+    clock: String,
+    overdue: bool,
+    breached: bool,
+}
+
+struct QueueRow {
+    id: String,
+    title: String,
+    change_type: &'static str,
+    risk: &'static str,
+    requester: String,
+    approved: usize,
+    required: u32,
+    /// `voter (decision)`, comma-separated; empty before the first vote.
+    voters: String,
+    window: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/overview.html")]
+struct Overview {
+    title: &'static str,
+    incidents: Vec<IncidentRow>,
+    queue: Vec<QueueRow>,
+    /// Outgoing messages parked after failing past the bounds: what an operator should look
+    /// at (`opsledger outbox retry ID` or `drop ID`). Shown only when there are some.
+    parked: Vec<OutboxEntry>,
 }
 
 async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
     let store = &**app.ledger.store();
     let now = app.ledger.time().now();
-    let mut body = String::new();
     let incidents = listed(store, Kind::Incident, &["new", "acknowledged"], ROWS).await?;
-    let mut rows: Vec<_> = incidents
+    let mut open: Vec<_> = incidents
         .iter()
         .filter_map(|r| match r {
             Record::Incident(i) => Some(i),
             _ => None,
         })
         .collect();
-    rows.sort_by_key(|i| (i.priority, i.created_at));
-    let _ = write!(
-        body,
-        "<h2>Open incidents ({})</h2><table><thead><tr><th>ID</th><th>Priority</th><th>Title</th>\
-         <th>Status</th><th>Service</th><th>Assignee</th><th>SLA</th></tr></thead><tbody>",
-        rows.len()
-    );
-    for i in &rows {
-        let (target, due) = if i.status == IncidentStatus::New {
-            ("respond", i.response_due)
-        } else {
-            ("resolve", i.resolve_due)
-        };
-        let clock = countdown(now, due);
-        let class = if due < now { " class=\"overdue\"" } else { "" };
-        let breached = if i.breached {
-            " <span class=\"breached\">breached</span>"
-        } else {
-            ""
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td><span{class}>{target} {}</span>{breached}</td></tr>",
-            link(&i.id.to_string()),
-            i.priority,
-            esc(&i.title),
-            i.status,
-            esc(i.service.as_deref().unwrap_or("")),
-            esc(i.assignee.as_ref().map(|a| a.as_str()).unwrap_or("")),
-            esc(&clock),
-        );
-    }
-    body.push_str("</tbody></table>");
-    let queue = listed(store, Kind::Change, &["submitted"], ROWS).await?;
-    let _ = write!(
-        body,
-        "<h2>CAB queue ({})</h2><table><thead><tr><th>ID</th><th>Title</th><th>Type</th><th>Risk</th>\
-         <th>Requester</th><th>Votes / quorum</th><th>Window</th></tr></thead><tbody>",
-        queue.len()
-    );
-    for r in &queue {
-        if let Record::Change(c) = r {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                link(&c.id.to_string()),
-                esc(&c.title),
-                c.change_type.as_str(),
-                c.risk.as_str(),
-                esc(c.requester.as_str()),
-                votes(c),
-                window(c)
-            );
-        }
-    }
-    body.push_str("</tbody></table>");
-    parked_messages(store, &mut body).await?;
-    Ok(page("Overview", &body))
-}
-
-/// Outgoing messages parked after failing past the bounds: what an operator should look at
-/// (`opsledger outbox retry ID` or `drop ID`). Shown only when there are some.
-async fn parked_messages(store: &dyn Store, body: &mut String) -> Result<(), ApiError> {
-    let parked: Vec<_> = store
+    open.sort_by_key(|i| (i.priority, i.created_at));
+    let incidents = open
+        .into_iter()
+        .map(|i| {
+            let (target, due) = if i.status == IncidentStatus::New {
+                ("respond", i.response_due)
+            } else {
+                ("resolve", i.resolve_due)
+            };
+            IncidentRow {
+                id: i.id.to_string(),
+                priority: i.priority.to_string(),
+                title: i.title.clone(),
+                status: i.status.to_string(),
+                service: i.service.clone().unwrap_or_default(),
+                assignee: i
+                    .assignee
+                    .as_ref()
+                    .map(|a| a.as_str().to_string())
+                    .unwrap_or_default(),
+                target,
+                clock: countdown(now, due),
+                overdue: due < now,
+                breached: i.breached,
+            }
+        })
+        .collect();
+    let queue = listed(store, Kind::Change, &["submitted"], ROWS)
+        .await?
+        .iter()
+        .filter_map(|r| match r {
+            Record::Change(c) => Some(QueueRow {
+                id: c.id.to_string(),
+                title: c.title.clone(),
+                change_type: c.change_type.as_str(),
+                risk: c.risk.as_str(),
+                requester: c.requester.as_str().to_string(),
+                approved: c.approval_count(),
+                required: c.required_approvals,
+                voters: c
+                    .approvals
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "{} ({})",
+                            a.voter.as_str(),
+                            format!("{:?}", a.decision).to_lowercase()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                window: window(c),
+            }),
+            _ => None,
+        })
+        .collect();
+    let parked = store
         .outbox_stuck(ROWS)
         .await?
         .into_iter()
         .filter(|e| e.state == OutboxState::Parked)
         .collect();
-    if parked.is_empty() {
-        return Ok(());
-    }
-    let _ = write!(
-        body,
-        "<h2 id=\"parked\">Parked messages ({})</h2><p class=\"muted\">Retry with \
-         <code>opsledger outbox retry ID</code>, or drop with <code>opsledger outbox drop ID</code>.</p>\
-         <table><thead><tr><th>ID</th><th>Platform</th><th>Channel</th><th>Op</th><th>Record</th>\
-         <th>Attempts</th><th>Parked at</th><th>Last error</th></tr></thead><tbody>",
-        parked.len()
-    );
-    for e in &parked {
-        let record = e.record.as_deref().map(link).unwrap_or_default();
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{record}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e.id,
-            esc(&e.platform),
-            esc(&e.channel),
-            esc(&e.op),
-            e.attempts,
-            esc(e.since.as_deref().unwrap_or("")),
-            esc(e.last_error.as_deref().unwrap_or("")),
-        );
-    }
-    body.push_str("</tbody></table>");
-    Ok(())
+    html(&Overview {
+        title: "Overview",
+        incidents,
+        queue,
+        parked,
+    })
+}
+
+/// A bar of the change calendar's timeline: a freeze or a change's window.
+struct CalendarBar {
+    label: String,
+    x: f64,
+    y: usize,
+    width: f64,
+    freeze: bool,
+}
+
+struct WindowRow {
+    id: String,
+    title: String,
+    change_type: &'static str,
+    status: String,
+    window: Option<String>,
+}
+
+struct FreezeRow {
+    name: String,
+    from: String,
+    to: String,
+    allows: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/calendar.html")]
+struct Calendar {
+    title: &'static str,
+    start: String,
+    end: String,
+    height: usize,
+    /// Where each week starts on the timeline.
+    weeks: Vec<f64>,
+    bars: Vec<CalendarBar>,
+    changes: Vec<WindowRow>,
+    freezes: Vec<FreezeRow>,
 }
 
 async fn calendar(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
@@ -290,78 +297,91 @@ async fn calendar(State(app): State<AppState>) -> Result<Html<String>, ApiError>
         let span = (end - start).num_seconds() as f64;
         120.0 + 680.0 * ((t - start).num_seconds() as f64 / span).clamp(0.0, 1.0)
     };
-    let rows = changes.len() + policy.freezes.len();
-    let height = 40 + 22 * rows.max(1);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"820\" height=\"{height}\" role=\"img\" \
-         aria-label=\"Change calendar\"><text x=\"0\" y=\"14\" font-size=\"12\">{} to {}</text>",
-        start.format("%Y-%m-%d"),
-        end.format("%Y-%m-%d")
-    );
-    for w in 0..=4 {
-        let wx = x(start + Duration::weeks(w));
-        let _ = write!(
-            svg,
-            "<line x1=\"{wx}\" y1=\"20\" x2=\"{wx}\" y2=\"{height}\" stroke=\"#ddd\"/>"
-        );
-    }
-    let mut y = 30;
-    for f in &policy.freezes {
-        let _ = write!(
-            svg,
-            "<text x=\"0\" y=\"{}\" font-size=\"11\">freeze {}</text><rect x=\"{}\" y=\"{y}\" width=\"{}\" height=\"16\" fill=\"#e74c3c\" opacity=\"0.6\"/>",
-            y + 12,
-            esc(&f.name),
-            x(f.start),
-            (x(f.end) - x(f.start)).max(1.0)
-        );
-        y += 22;
-    }
-    for c in &changes {
-        if let Some(w) = c.window {
-            let _ = write!(
-                svg,
-                "<text x=\"0\" y=\"{}\" font-size=\"11\">{}</text><rect x=\"{}\" y=\"{y}\" width=\"{}\" height=\"16\" fill=\"#2e86c1\"/>",
-                y + 12,
-                c.id,
-                x(w.start),
-                (x(w.end) - x(w.start)).max(2.0)
-            );
-            y += 22;
-        }
-    }
-    svg.push_str("</svg>");
-    let mut body = svg;
-    body.push_str("<h2>Approved windows</h2><table><thead><tr><th>ID</th><th>Title</th><th>Type</th><th>Status</th><th>Window</th></tr></thead><tbody>");
-    for c in &changes {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            link(&c.id.to_string()),
-            esc(&c.title),
-            c.change_type.as_str(),
-            c.status,
-            window(c)
-        );
-    }
-    body.push_str("</tbody></table><h2>Freezes</h2><table><thead><tr><th>Name</th><th>From</th><th>To</th><th>Allows</th></tr></thead><tbody>");
-    for f in &policy.freezes {
-        let allows: Vec<&str> = f.allow.iter().map(|t| t.as_str()).collect();
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&f.name),
-            f.start.format("%Y-%m-%d %H:%M"),
-            f.end.format("%Y-%m-%d %H:%M"),
-            if allows.is_empty() {
-                "no changes".to_string()
-            } else {
-                allows.join(", ")
-            }
-        );
-    }
-    body.push_str("</tbody></table>");
-    Ok(page("Change calendar", &body))
+    let freezes = policy.freezes.iter().map(|f| CalendarBar {
+        label: format!("freeze {}", f.name),
+        x: x(f.start),
+        y: 0,
+        width: (x(f.end) - x(f.start)).max(1.0),
+        freeze: true,
+    });
+    let windows = changes.iter().filter_map(|c| {
+        c.window.map(|w| CalendarBar {
+            label: c.id.to_string(),
+            x: x(w.start),
+            y: 0,
+            width: (x(w.end) - x(w.start)).max(2.0),
+            freeze: false,
+        })
+    });
+    let bars: Vec<CalendarBar> = freezes
+        .chain(windows)
+        .enumerate()
+        .map(|(row, bar)| CalendarBar {
+            y: 30 + 22 * row,
+            ..bar
+        })
+        .collect();
+    html(&Calendar {
+        title: "Change calendar",
+        start: start.format("%Y-%m-%d").to_string(),
+        end: end.format("%Y-%m-%d").to_string(),
+        height: 40 + 22 * (changes.len() + policy.freezes.len()).max(1),
+        weeks: (0..=4).map(|w| x(start + Duration::weeks(w))).collect(),
+        bars,
+        changes: changes
+            .iter()
+            .map(|c| WindowRow {
+                id: c.id.to_string(),
+                title: c.title.clone(),
+                change_type: c.change_type.as_str(),
+                status: c.status.to_string(),
+                window: window(c),
+            })
+            .collect(),
+        freezes: policy
+            .freezes
+            .iter()
+            .map(|f| {
+                let allows: Vec<&str> = f.allow.iter().map(|t| t.as_str()).collect();
+                FreezeRow {
+                    name: f.name.clone(),
+                    from: f.start.format("%Y-%m-%d %H:%M").to_string(),
+                    to: f.end.format("%Y-%m-%d %H:%M").to_string(),
+                    allows: if allows.is_empty() {
+                        "no changes".to_string()
+                    } else {
+                        allows.join(", ")
+                    },
+                }
+            })
+            .collect(),
+    })
+}
+
+/// A pull request of a release's changes.
+struct PullRequest {
+    url: String,
+    /// `owner/repo#n`.
+    label: String,
+}
+
+struct ReleaseRow {
+    id: String,
+    version: String,
+    repo: String,
+    changes: Vec<String>,
+    pull_requests: Vec<PullRequest>,
+    /// `env YYYY-MM-DD HH:MM`.
+    deployments: Vec<String>,
+    commits: usize,
+    unapproved: usize,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/releases.html")]
+struct Releases {
+    title: &'static str,
+    releases: Vec<ReleaseRow>,
 }
 
 async fn releases(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
@@ -376,90 +396,104 @@ async fn releases(State(app): State<AppState>) -> Result<Html<String>, ApiError>
         }
     })
     .await?;
-    let mut body = String::from(
-        "<table><thead><tr><th>ID</th><th>Version</th><th>Repository</th><th>Changes</th>\
-         <th>Pull requests</th><th>Deployments</th><th>Commits</th></tr></thead><tbody>",
-    );
+    let mut releases = Vec::new();
     for rel in recent.iter().rev() {
-        let mut prs = Vec::new();
+        let mut pull_requests = Vec::new();
         for id in &rel.changes {
             if let Some(Record::Change(c)) = store.get(Kind::Change, &id.to_string()).await? {
                 for l in &c.links {
                     if let Some(n) = l.number {
-                        prs.push(format!(
-                            "<a href=\"{}\">{}#{n}</a>",
-                            esc(&l.url),
-                            esc(&l.repo)
-                        ));
+                        pull_requests.push(PullRequest {
+                            url: l.url.clone(),
+                            label: format!("{}#{n}", l.repo),
+                        });
                     }
                 }
             }
         }
-        let changes: Vec<String> = rel.changes.iter().map(|c| link(&c.to_string())).collect();
-        let deployments: Vec<String> = rel
-            .deployments
-            .iter()
-            .map(|d| format!("{} {}", esc(&d.env), d.at.format("%Y-%m-%d %H:%M")))
-            .collect();
-        let flag = if rel.unapproved_commits.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " <span class=\"breached\">{} unapproved</span>",
-                rel.unapproved_commits.len()
-            )
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{flag}</td></tr>",
-            link(&rel.id.to_string()),
-            esc(&rel.version),
-            esc(rel.repo.as_deref().unwrap_or("")),
-            changes.join(", "),
-            prs.join(", "),
-            deployments.join(", "),
-            rel.commits.len()
-        );
+        releases.push(ReleaseRow {
+            id: rel.id.to_string(),
+            version: rel.version.clone(),
+            repo: rel.repo.clone().unwrap_or_default(),
+            changes: rel.changes.iter().map(|c| c.to_string()).collect(),
+            pull_requests,
+            deployments: rel
+                .deployments
+                .iter()
+                .map(|d| format!("{} {}", d.env, d.at.format("%Y-%m-%d %H:%M")))
+                .collect(),
+            commits: rel.commits.len(),
+            unapproved: rel.unapproved_commits.len(),
+        });
     }
-    body.push_str("</tbody></table>");
-    Ok(page("Recent releases", &body))
+    html(&Releases {
+        title: "Recent releases",
+        releases,
+    })
+}
+
+/// A week's bar of a chart.
+struct WeekBar {
+    x: String,
+    /// The week, `MM-DD`.
+    label: String,
+    /// None for a week without a value (no incident resolved, no change finished).
+    value: Option<BarValue>,
+}
+
+struct BarValue {
+    y: String,
+    width: String,
+    height: String,
+    text_y: String,
+    /// The value to one decimal, with its unit (the bar's tooltip).
+    exact: String,
+    rounded: String,
+}
+
+struct Chart {
+    title: &'static str,
+    bars: Vec<WeekBar>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/charts.html")]
+struct Charts {
+    title: &'static str,
+    charts: Vec<Chart>,
 }
 
 /// A bar chart of `values` (one per week, oldest first).
-fn bars(title: &str, unit: &str, values: &[(String, Option<f64>)]) -> String {
+fn bars(title: &'static str, unit: &str, values: &[(String, Option<f64>)]) -> Chart {
     let max = values
         .iter()
         .filter_map(|(_, v)| *v)
         .fold(0.0_f64, f64::max)
         .max(1.0);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"520\" height=\"230\" role=\"img\" aria-label=\"{t}\">\
-         <text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">{t}</text>",
-        t = esc(title)
-    );
     let width = 480.0 / values.len().max(1) as f64;
-    for (i, (label, v)) in values.iter().enumerate() {
-        let x = 30.0 + i as f64 * width;
-        if let Some(v) = v {
-            let h = 160.0 * v / max;
-            let _ = write!(
-                svg,
-                "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#2e86c1\"><title>{} {v:.1}{unit}</title></rect>\
-                 <text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"9\">{v:.0}</text>",
-                190.0 - h,
-                width * 0.8,
-                esc(label),
-                186.0 - h
-            );
-        }
-        let _ = write!(
-            svg,
-            "<text x=\"{x:.1}\" y=\"205\" font-size=\"8\">{}</text>",
-            esc(label)
-        );
-    }
-    svg.push_str("</svg>");
-    svg
+    let bars = values
+        .iter()
+        .enumerate()
+        .map(|(i, (label, v))| {
+            let x = 30.0 + i as f64 * width;
+            WeekBar {
+                x: format!("{x:.1}"),
+                label: label.clone(),
+                value: v.map(|v| {
+                    let h = 160.0 * v / max;
+                    BarValue {
+                        y: format!("{:.1}", 190.0 - h),
+                        width: format!("{:.1}", width * 0.8),
+                        height: format!("{h:.1}"),
+                        text_y: format!("{:.1}", 186.0 - h),
+                        exact: format!("{v:.1}{unit}"),
+                        rounded: format!("{v:.0}"),
+                    }
+                }),
+            }
+        })
+        .collect();
+    Chart { title, bars }
 }
 
 async fn charts(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
@@ -525,13 +559,30 @@ async fn charts(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
             (label(w), (all > 0).then(|| ok as f64 * 100.0 / all as f64))
         })
         .collect();
-    let body = format!(
-        "<p>The twelve weeks up to this one, by week starting (UTC).</p>{}{}{}",
-        bars("Incidents per week", "", &per_week),
-        bars("Mean time to resolve (hours)", "h", &mttr),
-        bars("Change success rate (%)", "%", &success)
-    );
-    Ok(page("Charts", &body))
+    html(&Charts {
+        title: "Charts",
+        charts: vec![
+            bars("Incidents per week", "", &per_week),
+            bars("Mean time to resolve (hours)", "h", &mttr),
+            bars("Change success rate (%)", "%", &success),
+        ],
+    })
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/record.html")]
+struct RecordPage {
+    title: String,
+    /// The record's JSON fields, each value as text.
+    fields: Vec<(String, String)>,
+    entries: Vec<AuditEntry>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/not_found.html")]
+struct NotFound<'a> {
+    title: &'static str,
+    id: &'a str,
 }
 
 async fn record(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -551,43 +602,33 @@ async fn record(State(app): State<AppState>, Path(id): Path<String>) -> Result<R
         }
     }
     let Some(rec) = found else {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            page("Not found", &format!("<p>No record {}.</p>", esc(&id))),
-        )
-            .into_response());
+        let page = html(&NotFound {
+            title: "Not found",
+            id: &id,
+        })?;
+        return Ok((StatusCode::NOT_FOUND, page).into_response());
     };
-    let mut body = String::from("<table><tbody>");
-    if let serde_json::Value::Object(fields) = rec.to_json() {
-        for (k, v) in fields {
-            let shown = match &v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            let _ = write!(
-                body,
-                "<tr><th>{}</th><td>{}</td></tr>",
-                esc(&k),
-                esc(&shown)
-            );
-        }
-    }
-    body.push_str("</tbody></table><h2>Timeline</h2><table><thead><tr><th>#</th><th>At</th><th>Who</th><th>Action</th><th>Outcome</th></tr></thead><tbody>");
+    let fields = match rec.to_json() {
+        serde_json::Value::Object(fields) => fields
+            .into_iter()
+            .map(|(k, v)| {
+                let shown = match v {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                (k, shown)
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let entries = store.audit_for(&rec.key(), 0, 500).await?;
-    for e in &entries {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            e.seq,
-            esc(&e.at),
-            esc(&e.actor),
-            esc(&e.action),
-            esc(&e.outcome)
-        );
-    }
-    body.push_str("</tbody></table>");
-    Ok(page(&format!("{} {}", rec.key(), rec.title()), &body).into_response())
+    let page = html(&RecordPage {
+        title: format!("{} {}", rec.key(), rec.title()),
+        fields,
+        entries,
+    })?;
+    Ok(page.into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -605,6 +646,30 @@ fn opt_pct(p: Option<f64>) -> String {
     p.map(|p| format!("{p}%")).unwrap_or_else(|| "n/a".into())
 }
 
+/// One row of the report's table: all services, or one.
+struct SectionRow {
+    service: String,
+    incidents: u64,
+    /// `P1 n, P2 n, ...`.
+    by_priority: String,
+    mtta: String,
+    mttr: String,
+    sla: String,
+    breaches: u64,
+    changes: u64,
+    by_outcome: String,
+    success: String,
+    emergency: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/report.html")]
+struct ReportPage {
+    title: &'static str,
+    sections: Vec<SectionRow>,
+    r: ServiceReport,
+}
+
 /// The full service report for a period (chat's `report` links here).
 async fn report(
     State(app): State<AppState>,
@@ -618,47 +683,31 @@ async fn report(
         app.ledger.time().now(),
     )
     .await?;
-    let mut body = format!(
-        "<p>{} to {} (UTC days). <a href=\"/api/v1/reports?from={}&amp;to={}\">JSON</a></p>\
-         <table><thead><tr><th>Service</th><th>Incidents</th><th>By priority</th><th>MTTA</th><th>MTTR</th>\
-         <th>SLA attainment</th><th>Breaches</th><th>Changes</th><th>By outcome</th><th>Success rate</th>\
-         <th>Emergency share</th></tr></thead><tbody>",
-        r.from, r.to, r.from, r.to
-    );
-    for s in std::iter::once(&r.total).chain(r.services.iter()) {
-        let by = |m: &std::collections::BTreeMap<String, u64>| {
-            m.iter()
-                .map(|(k, v)| format!("{} {v}", esc(k)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s.service),
-            s.incidents,
-            by(&s.incidents_by_priority),
-            opt_secs(s.mean_time_to_acknowledge_secs),
-            opt_secs(s.mean_time_to_resolve_secs),
-            opt_pct(s.sla_attainment_pct),
-            s.sla_breaches,
-            s.changes,
-            by(&s.changes_by_outcome),
-            opt_pct(s.change_success_rate_pct),
-            opt_pct(s.emergency_change_share_pct)
-        );
-    }
-    let _ = write!(
-        body,
-        "</tbody></table><p>Releases: {}; deployments: {}. Open problems: {}; known errors: {}. \
-         Nonconformities raised: {} ({} open, {} corrected).</p>",
-        r.releases.len(),
-        r.deployments,
-        r.open_problems,
-        r.known_errors,
-        r.nonconformities_raised,
-        r.nonconformities_open,
-        r.nonconformities_corrected
-    );
-    Ok(page("Service report", &body))
+    let by = |m: &std::collections::BTreeMap<String, u64>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sections = std::iter::once(&r.total)
+        .chain(r.services.iter())
+        .map(|s| SectionRow {
+            service: s.service.clone(),
+            incidents: s.incidents,
+            by_priority: by(&s.incidents_by_priority),
+            mtta: opt_secs(s.mean_time_to_acknowledge_secs),
+            mttr: opt_secs(s.mean_time_to_resolve_secs),
+            sla: opt_pct(s.sla_attainment_pct),
+            breaches: s.sla_breaches,
+            changes: s.changes,
+            by_outcome: by(&s.changes_by_outcome),
+            success: opt_pct(s.change_success_rate_pct),
+            emergency: opt_pct(s.emergency_change_share_pct),
+        })
+        .collect();
+    html(&ReportPage {
+        title: "Service report",
+        sections,
+        r,
+    })
 }

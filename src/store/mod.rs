@@ -9,9 +9,11 @@ use crate::domain::records::{BadStoredRecord, Record};
 
 #[macro_use]
 mod sql;
+mod paging;
 mod postgres;
 mod sqlite;
 
+pub use paging::{AuditStream, ListRecords, RecordPager, AUDIT_PAGE};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

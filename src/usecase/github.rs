@@ -8,7 +8,7 @@ use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::lifecycle::freeze_message;
 use crate::domain::records::{Change, Link, LinkKind, Nonconformity, Record, Release};
 use crate::domain::reply::{Event, Reply};
-use crate::store::ListQuery;
+use crate::store::{ListQuery, RecordPager};
 
 use super::{render, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
 
@@ -16,17 +16,9 @@ const PAGE: i64 = 500;
 
 /// Every record of a kind, a page at a time (releases of a repository, changes linking a PR).
 async fn all(uow: &mut UnitOfWork, kind: Kind) -> Outcome<Vec<Record>> {
-    let mut out = Vec::new();
-    let mut q = ListQuery::new(kind, PAGE);
-    loop {
-        let page = uow.list(&q).await?;
-        let full = page.len() as i64 == PAGE;
-        q.after = page.last().map(Record::key);
-        out.extend(page);
-        if !full {
-            return Ok(out);
-        }
-    }
+    Ok(RecordPager::new(uow, ListQuery::new(kind, PAGE))
+        .collect()
+        .await?)
 }
 
 async fn change(uow: &mut UnitOfWork, id: RecordId) -> Outcome<Option<Change>> {

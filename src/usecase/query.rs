@@ -9,7 +9,7 @@ use crate::domain::records::Incident;
 use crate::domain::reply::Reply;
 
 use crate::domain::report::ReportBuilder;
-use crate::store::ListQuery;
+use crate::store::{ListQuery, RecordPager};
 
 use super::{refuse, Ctx, Fail, Handled, Outcome, UnitOfWork};
 
@@ -121,18 +121,9 @@ pub(crate) async fn report(
     let (from, to) = crate::domain::report::period(from, to, ctx.now);
     let mut builder = ReportBuilder::new(from, to);
     for kind in crate::domain::report::KINDS {
-        let mut q = ListQuery::new(kind, REPORT_PAGE);
-        loop {
-            let page = uow.list(&q).await?;
-            let full = page.len() as i64 == REPORT_PAGE;
-            for r in &page {
-                builder.add(r);
-            }
-            q.after = page.last().map(|r| r.key());
-            if !full {
-                break;
-            }
-        }
+        RecordPager::new(&mut *uow, ListQuery::new(kind, REPORT_PAGE))
+            .for_each(|r| builder.add(r))
+            .await?;
     }
     let report = builder.finish();
     uow.audit_read(ctx, actor, None, "report");

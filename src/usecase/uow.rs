@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::records::Record;
-use crate::store::{Grant, GrantChange, ListQuery, NewOutbox, Result, StoreTx, WriteSet};
+use crate::store::{
+    Grant, GrantChange, ListQuery, ListRecords, NewOutbox, Result, StoreTx, WriteSet,
+};
 
 /// One audit entry to append: who did what to which record, the record's stored JSON before
 /// and after (when it changed), and how it ended (`ok`, `refused (rule): ...`).
@@ -197,5 +199,13 @@ impl UnitOfWork {
     pub async fn commit(mut self) -> Result<()> {
         self.flush().await?;
         self.tx.commit().await
+    }
+}
+
+/// A `RecordPager` over the unit of work sees the batch's own writes, as `list` does.
+#[async_trait::async_trait]
+impl ListRecords for &mut UnitOfWork {
+    async fn list_records(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
+        self.list(q).await
     }
 }

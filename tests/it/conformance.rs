@@ -11,7 +11,7 @@ use opsledger::domain::policy::Policy;
 use opsledger::domain::records::Record;
 use opsledger::domain::reply::Outcome;
 use opsledger::ledger::Ledger;
-use opsledger::store::{ListQuery, Store};
+use opsledger::store::{AuditStream, ListQuery, RecordPager, Store};
 
 conformance!(
     whole_lifecycle_of_every_record_kind_works_and_replies_name_the_record,
@@ -23,6 +23,7 @@ conformance!(
     audit_verify_catches_entries_cut_from_the_end,
     migrating_a_database_that_already_holds_data_keeps_it,
     list_pages_in_id_order_and_filters_by_status,
+    record_pager_and_audit_stream_read_everything_once_in_order,
     records_created_in_one_batch_are_visible_to_later_commands_in_it,
     audit_command_shows_one_records_timeline_with_refusals,
     change_list_shows_open_changes_a_voters_queue_and_ones_own,
@@ -526,6 +527,61 @@ async fn list_pages_in_id_order_and_filters_by_status(db: TestDb) {
     assert_eq!(keys, vec!["INC-2", "INC-5", "INC-11"]);
     let mine = h.ok("console:bob", "incident list mine").await;
     assert!(mine.starts_with("your open incidents (3):"), "{mine}");
+}
+
+async fn record_pager_and_audit_stream_read_everything_once_in_order(db: TestDb) {
+    // Arrange: seven incidents, one acknowledged: eight audit entries.
+    let h = harness(&db).await;
+    for i in 1..=7 {
+        h.ok("console:alice", &format!("incident raise n{i}")).await;
+    }
+    h.ok("console:bob", "incident ack INC-3").await;
+    let store: &dyn Store = &*h.store;
+    let keys = |ns: &[u32]| ns.iter().map(|n| format!("INC-{n}")).collect::<Vec<_>>();
+
+    // Act: pages of three records, the chain three entries at a time.
+    let mut pager = RecordPager::new(store, ListQuery::new(Kind::Incident, 3));
+    let mut pages = Vec::new();
+    while let Some(page) = pager.next_page().await.unwrap() {
+        let ids: Vec<String> = page.iter().map(|r| r.key()).collect();
+        pages.push((ids, pager.cursor().map(str::to_string)));
+    }
+    let mut exact = RecordPager::new(store, ListQuery::new(Kind::Incident, 7));
+    let whole = exact.next_page().await.unwrap().map(|p| p.len());
+    let mut stream = AuditStream::open(store, 3).await.unwrap();
+    let (head, _) = stream.head();
+    let mut seqs = Vec::new();
+    while let Some(page) = stream.next_page().await.unwrap() {
+        assert!(page.len() <= 3, "a page holds at most three entries");
+        seqs.extend(page.iter().map(|e| e.seq));
+    }
+    let mut opened_before = AuditStream::open(store, 100).await.unwrap();
+    h.ok("console:bob", "incident ack INC-4").await;
+    let mut read = 0;
+    while let Some(page) = opened_before.next_page().await.unwrap() {
+        read += page.len();
+    }
+
+    // Assert: every record once, in ID order, the cursor set only while a page follows.
+    assert_eq!(
+        pages,
+        vec![
+            (keys(&[1, 2, 3]), Some("INC-3".to_string())),
+            (keys(&[4, 5, 6]), Some("INC-6".to_string())),
+            (keys(&[7]), None),
+        ]
+    );
+    assert_eq!(whole, Some(7));
+    assert_eq!(
+        exact.cursor(),
+        None,
+        "a page ending at the last record is the last"
+    );
+    assert!(exact.next_page().await.unwrap().is_none());
+    // Every entry up to the head, in order; one committed after the stream opened is left out.
+    assert_eq!(head, 8);
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+    assert_eq!(read, 8);
 }
 
 async fn records_created_in_one_batch_are_visible_to_later_commands_in_it(db: TestDb) {

@@ -1,0 +1,242 @@
+//! The record pass: every record read once, a page at a time, into the data files (a CSV and
+//! a JSON array per record type, the approvals, the security incidents and the change reviews),
+//! the clause pages' rows and the service report.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::domain::ids::Kind;
+use crate::domain::records::Record;
+use crate::domain::report::{ReportBuilder, ServiceReport};
+use crate::store::{ListQuery, RecordPager, Store};
+
+use super::pages::ClauseRows;
+use super::{create, Period, CLAUSES};
+
+const PAGE: i64 = 1000;
+
+/// What the record pass gathered for the pages.
+pub(super) struct Records {
+    /// The rows of each clause page, in `CLAUSES` order.
+    pub clauses: Vec<ClauseRows>,
+    pub report: ServiceReport,
+}
+
+/// The CSV columns of each kind, after `id, title, status, created_at, updated_at`.
+fn columns(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Incident => &[
+            "priority",
+            "impact",
+            "urgency",
+            "service",
+            "ci",
+            "security",
+            "reporter",
+            "assignee",
+            "response_due",
+            "resolve_due",
+            "breached",
+            "major",
+            "acknowledged_at",
+            "resolved_at",
+            "closed_at",
+            "problems",
+        ],
+        Kind::Request => &["service", "requester", "fulfilled_at", "closed_at"],
+        Kind::Problem => &[
+            "incidents",
+            "root_cause",
+            "workaround",
+            "resolution",
+            "opened_by",
+            "major_incident",
+            "closed_at",
+        ],
+        Kind::Change => &[
+            "type",
+            "risk",
+            "service",
+            "requester",
+            "template",
+            "required_approvals",
+            "submitted_at",
+            "decided_at",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "review",
+            "reviewed_at",
+            "closed_at",
+        ],
+        Kind::Release => &[
+            "version",
+            "repo",
+            "changes",
+            "commits",
+            "unapproved_commits",
+            "created_by",
+        ],
+        Kind::Nonconformity => &[
+            "rule",
+            "record",
+            "raised_by",
+            "corrective_action",
+            "corrected_at",
+            "closed_at",
+        ],
+        Kind::Service => &["owner"],
+        Kind::Ci => &["type", "service", "depends"],
+    }
+}
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join("; "),
+        Value::Object(_) => v.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A CSV and a JSON array of one record type, written as records arrive.
+struct DataFiles {
+    csv: csv::Writer<BufWriter<File>>,
+    json: Option<BufWriter<File>>,
+    rows: u64,
+    kind: Kind,
+}
+
+impl DataFiles {
+    fn new(dir: &Path, stem: &str, kind: Kind, json: bool) -> anyhow::Result<Self> {
+        let mut csv = csv::Writer::from_writer(create(dir, &format!("{stem}.csv"))?);
+        let mut header = vec!["id", "title", "status", "created_at", "updated_at"];
+        header.extend(columns(kind));
+        csv.write_record(&header)?;
+        let json = if json {
+            let mut f = create(dir, &format!("{stem}.json"))?;
+            f.write_all(b"[\n")?;
+            Some(f)
+        } else {
+            None
+        };
+        Ok(DataFiles {
+            csv,
+            json,
+            rows: 0,
+            kind,
+        })
+    }
+
+    fn add(&mut self, r: &Record, json: &Value) -> anyhow::Result<()> {
+        let mut row = vec![
+            r.key(),
+            r.title().to_string(),
+            r.status(),
+            json["created_at"].as_str().unwrap_or_default().to_string(),
+            json["updated_at"].as_str().unwrap_or_default().to_string(),
+        ];
+        row.extend(columns(self.kind).iter().map(|c| cell(&json[*c])));
+        self.csv.write_record(&row)?;
+        if let Some(f) = &mut self.json {
+            if self.rows > 0 {
+                f.write_all(b",\n")?;
+            }
+            serde_json::to_writer(&mut *f, json)?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<u64> {
+        self.csv.flush()?;
+        if let Some(mut f) = self.json.take() {
+            f.write_all(b"\n]\n")?;
+            f.flush()?;
+        }
+        Ok(self.rows)
+    }
+}
+
+/// Reads every record once and writes the data files; returns the clause rows and the report.
+pub(super) async fn pass(
+    store: &dyn Store,
+    out: &Path,
+    days: Period,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Records> {
+    let mut clauses: Vec<ClauseRows> = CLAUSES.iter().map(|c| ClauseRows::new(*c)).collect();
+    let page = |n: &str| CLAUSES.iter().position(|c| c.number == n).unwrap_or(0);
+    let mut security = DataFiles::new(out, "security-incidents", Kind::Incident, true)?;
+    let mut reviews = DataFiles::new(out, "change-reviews", Kind::Change, false)?;
+    let mut approvals = csv::Writer::from_writer(create(out, "approvals.csv")?);
+    approvals.write_record(["change", "voter", "decision", "comment", "at"])?;
+    let mut report = ReportBuilder::new(days.from, days.to);
+
+    for kind in Kind::ALL {
+        let mut files = DataFiles::new(out, kind.collection(), kind, true)?;
+        let clause = match kind {
+            Kind::Service | Kind::Ci => page("8.2.6"),
+            Kind::Change => page("8.5.1.2"),
+            Kind::Release => page("8.5.3"),
+            Kind::Incident => page("8.6.1"),
+            Kind::Request => page("8.6.2"),
+            Kind::Problem => page("8.6.3"),
+            Kind::Nonconformity => page("10.1"),
+        };
+        // Configuration information is the current state; the rest is what the period created.
+        let current = matches!(kind, Kind::Service | Kind::Ci);
+        let mut pager = RecordPager::new(store, ListQuery::new(kind, PAGE));
+        while let Some(batch) = pager.next_page().await.context("cannot read the records")? {
+            for r in &batch {
+                report.add(r);
+                if !current && !days.contains(r.created_at()) {
+                    continue;
+                }
+                let json = r.to_json();
+                files.add(r, &json)?;
+                clauses[clause].add(r);
+                match r {
+                    Record::Incident(i) if i.security => {
+                        security.add(r, &json)?;
+                        clauses[page("8.7.3.3")].add(r);
+                    }
+                    Record::Change(c) => {
+                        for a in &c.approvals {
+                            approvals.write_record([
+                                c.id.to_string(),
+                                a.voter.to_string(),
+                                cell(&serde_json::to_value(a.decision).unwrap_or_default()),
+                                a.comment.clone().unwrap_or_default(),
+                                a.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                            ])?;
+                        }
+                        if c.review.is_some() {
+                            reviews.add(r, &json)?;
+                            clauses[page("10.2")].add(r);
+                        }
+                    }
+                    _ => {}
+                }
+                bar.set_message(format!("{}: {}", kind.collection(), files.rows));
+                bar.tick();
+            }
+        }
+        files.finish()?;
+    }
+    security.finish()?;
+    reviews.finish()?;
+    approvals.flush()?;
+
+    // 9.1: the service report of the period.
+    let report = report.finish();
+    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)
+        .context("cannot write report.json")?;
+    std::fs::write(out.join("report.txt"), report.to_text()).context("cannot write report.txt")?;
+    Ok(Records { clauses, report })
+}
