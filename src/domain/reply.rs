@@ -166,10 +166,16 @@ pub enum Event {
     IncidentRaised {
         id: String,
         priority: String,
+        /// `Incident::gets_room` as the command left it, so routers queue room work only for
+        /// the incidents that get a room.
+        #[serde(default)]
+        room: bool,
     },
     IncidentUpdated {
         id: String,
         status: String,
+        #[serde(default)]
+        room: bool,
     },
     ChangeSubmitted {
         id: String,

@@ -164,22 +164,30 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                 .map(|c| item::<A>(c, op, Some(id), Value::Null))
                 .collect::<Vec<_>>()
         };
-        // Whether the incident gets a room is decided when the item is delivered, by
-        // `Incident::gets_room`, the rule every platform shares.
+        // Whether the incident gets a room is `Incident::gets_room`, the rule every platform
+        // shares; the use case puts it in the event, so an ordinary incident costs no room item.
         let room = |op: ChatOp, id: &str, payload: Value| {
             self.room_key(id)
                 .map(|key| item::<A>(&key, op, Some(id), payload))
         };
         let incidents = &channels.incident_channel;
         match event {
-            Event::IncidentRaised { id, .. } => {
+            Event::IncidentRaised {
+                id, room: major, ..
+            } => {
                 let mut out = card(incidents, ChatOp::PostCard, id);
-                out.extend(room(ChatOp::OpenRoom, id, Value::Null));
+                if *major {
+                    out.extend(room(ChatOp::OpenRoom, id, Value::Null));
+                }
                 out
             }
-            Event::IncidentUpdated { id, .. } => {
+            Event::IncidentUpdated {
+                id, room: major, ..
+            } => {
                 let mut out = card(incidents, ChatOp::UpdateCard, id);
-                out.extend(room(ChatOp::RoomUpdate, id, Value::Null));
+                if *major {
+                    out.extend(room(ChatOp::RoomUpdate, id, Value::Null));
+                }
                 out
             }
             Event::ChangeSubmitted { id } => card(&channels.cab_channel, ChatOp::PostCard, id),
@@ -405,5 +413,62 @@ mod tests {
             assert_eq!(op.as_str().parse::<ChatOp>(), Ok(op));
             assert_eq!(op.to_string(), op.as_str());
         }
+    }
+}
+
+#[cfg(test)]
+mod routing {
+    use super::*;
+
+    /// A platform that is never called: routing alone is under test.
+    struct Quiet(Channels);
+
+    #[async_trait]
+    impl ChatApi for Quiet {
+        const CHAT: Platform = Platform::new("quiet", "quiet-room", RoomStyle::OwnChannel, "*");
+        fn channels(&self) -> &Channels {
+            &self.0
+        }
+        async fn send(&self, _: To<'_>, _: &View) -> Result<Option<String>, DeliveryError> {
+            unreachable!("routing sends nothing")
+        }
+        async fn open_room(&self, _: NewRoom<'_>) -> Result<Option<String>, DeliveryError> {
+            unreachable!("routing opens nothing")
+        }
+    }
+
+    fn ops(event: Event) -> Vec<(String, String)> {
+        let router = ChatRouter(Quiet(Channels {
+            incident_channel: Some("CINC".into()),
+            cab_channel: None,
+        }));
+        router
+            .route(&event)
+            .into_iter()
+            .map(|i| (i.channel, i.op))
+            .collect()
+    }
+
+    #[test]
+    fn room_items_are_queued_only_for_incidents_that_get_a_room() {
+        let raised = |room| Event::IncidentRaised {
+            id: "INC-1".into(),
+            priority: "P3".into(),
+            room,
+        };
+        let updated = |room| Event::IncidentUpdated {
+            id: "INC-1".into(),
+            status: "acknowledged".into(),
+            room,
+        };
+        let card = |op: &str| ("CINC".to_string(), op.to_string());
+        let room = |op: &str| ("incident:INC-1".to_string(), op.to_string());
+        assert_eq!(ops(raised(false)), [card("post_record")]);
+        assert_eq!(ops(raised(true)), [card("post_record"), room("open_room")]);
+        assert_eq!(ops(updated(false)), [card("update_record")]);
+        assert_eq!(
+            ops(updated(true)),
+            [card("update_record"), room("room_update")]
+        );
     }
 }

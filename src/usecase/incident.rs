@@ -44,6 +44,7 @@ pub(crate) async fn run(
             let mut events = vec![Event::IncidentRaised {
                 id: id.to_string(),
                 priority: inc.priority.to_string(),
+                room: inc.gets_room(),
             }];
             if inc.priority == Priority::P1 {
                 events.extend(declare_major(uow, ctx, actor, &mut inc).await?);
@@ -82,10 +83,7 @@ pub(crate) async fn run(
                 })
                 .await?;
             let headline = format!("{id} {verb} by {actor}: {}", inc.title);
-            let events = vec![Event::IncidentUpdated {
-                id: id.to_string(),
-                status: inc.status.to_string(),
-            }];
+            let events = vec![updated(&inc)];
             Ok(Handled::with(
                 render::incident(&inc, ctx.now, headline),
                 events,
@@ -101,10 +99,7 @@ pub(crate) async fn run(
                     Ok::<_, Fail>(who)
                 })
                 .await?;
-            let events = vec![Event::IncidentUpdated {
-                id: id.to_string(),
-                status: inc.status.to_string(),
-            }];
+            let events = vec![updated(&inc)];
             Ok(Handled::with(
                 render::incident(&inc, ctx.now, format!("{id} assigned to {who}")),
                 events,
@@ -145,10 +140,7 @@ pub(crate) async fn run(
             let before = Record::Incident(inc.clone());
             let mut events = declare_major(uow, ctx, actor, &mut inc).await?;
             uow.save(ctx, actor, action, Some(&before), inc.clone());
-            events.push(Event::IncidentUpdated {
-                id: id.to_string(),
-                status: inc.status.to_string(),
-            });
+            events.push(updated(&inc));
             let problem = inc
                 .problems
                 .last()
@@ -173,11 +165,13 @@ pub(crate) async fn run(
             let mut inc: Incident = uow.load_id(*id).await?;
             let before = Record::Incident(inc.clone());
             let was = inc.priority;
+            let had_room = inc.gets_room();
             inc.reprioritize(*impact, *urgency, ctx.policy).on(id)?;
-            let mut events = vec![Event::IncidentUpdated {
-                id: id.to_string(),
-                status: inc.status.to_string(),
-            }];
+            let mut events = vec![updated(&inc)];
+            if let Some(Event::IncidentUpdated { room, .. }) = events.first_mut() {
+                // Lowered from P2: the room it has hears of the change.
+                *room |= had_room;
+            }
             if inc.priority == Priority::P1 && !inc.major {
                 events.extend(declare_major(uow, ctx, actor, &mut inc).await?);
             }
@@ -316,4 +310,14 @@ fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
         ));
     }
     Reply::ok(None, text)
+}
+
+/// The event for a changed incident: whether it gets a room is read after the change. An
+/// incident lowered from P2 to P3 is told so in its room, and nothing after that.
+fn updated(inc: &Incident) -> Event {
+    Event::IncidentUpdated {
+        id: inc.id.to_string(),
+        status: inc.status.to_string(),
+        room: inc.gets_room(),
+    }
 }
