@@ -109,4 +109,13 @@ mod tests {
             );
         }
     }
+
+    /// Names key the handlers in `AppState::chat` and the outbox, so two platforms cannot share one.
+    #[test]
+    fn chat_platform_names_are_unique() {
+        let mut names: Vec<_> = CHAT_PLATFORMS.iter().map(|p| p.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), CHAT_PLATFORMS.len(), "{names:?}");
+    }
 }
