@@ -366,6 +366,8 @@ impl Handlers<DiscordConfig> {
 }
 
 /// Discord's settings (flags and environment variables), flattened into `Integrations`.
+/// The fields keep the `discord_` prefix: clap derives each flag, value name and argument id from
+/// the field's name, and ids must be unique across all the flattened structs.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct DiscordSettings {
     #[arg(long, env = "DISCORD_PUBLIC_KEY")]

@@ -293,6 +293,8 @@ impl opsledger_slack::SocketHandler for SlackHandlers {
 }
 
 /// Slack's settings (flags and environment variables), flattened into `Integrations`.
+/// The fields keep the `slack_` prefix: clap derives each flag, value name and argument id from
+/// the field's name, and ids must be unique across all the flattened structs.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SlackSettings {
     #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
