@@ -23,6 +23,7 @@ use opsledger::app;
 use opsledger::config::{Integrations, ServeArgs};
 use opsledger::domain::ids::Kind;
 use opsledger::domain::policy::Policy;
+use opsledger::integrations::slack::SlackSettings;
 use opsledger::store::{ListQuery, Store};
 
 // The same allocator as the `opsledger` binary, so the figures are the binary's.
@@ -129,10 +130,13 @@ async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figu
         api_token: None,
         public_url: None,
         integrations: Integrations {
-            slack_signing_secret: Some(SECRET.to_string().into()),
-            slack_bot_token: Some("xoxb-bench".to_string().into()),
-            // Nothing listens here, and with no channels set nothing is ever sent.
-            slack_api_url: "http://127.0.0.1:9/api".into(),
+            slack: SlackSettings {
+                slack_signing_secret: Some(SECRET.to_string().into()),
+                slack_bot_token: Some("xoxb-bench".to_string().into()),
+                // Nothing listens here, and with no channels set nothing is ever sent.
+                slack_api_url: "http://127.0.0.1:9/api".into(),
+                ..Default::default()
+            },
             ..Integrations::default()
         },
         outbox: Default::default(),

@@ -1,5 +1,6 @@
 //! Wiring: opens the store, loads the rules, starts the ledger, and runs the server or a one-off command.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,10 +15,8 @@ use crate::deadline_timer::DeadlineTimer;
 use crate::domain::audit::ChainVerifier;
 use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
-use crate::integrations::chat::{Channels, ChatApi, ChatDeliverer, ChatRouter};
-use crate::integrations::discord::DiscordConfig;
 use crate::integrations::github::{GithubConfig, GithubDeliverer};
-use crate::integrations::slack::SlackConfig;
+use crate::integrations::platform::{ChatOn, Task, CHAT_PLATFORMS};
 use crate::integrations::Handlers;
 use crate::ledger::{Ledger, LedgerConfig, Router, SystemTimeSource, TimeSource};
 use crate::metrics::Metrics;
@@ -104,63 +103,6 @@ pub fn start_ledger_with(
     })
 }
 
-/// The Slack settings when both the signing secret and the bot token are set.
-pub fn slack_config(i: &Integrations) -> anyhow::Result<Option<SlackConfig>> {
-    let Some(token) = &i.slack_bot_token else {
-        return Ok(None);
-    };
-    if i.slack_signing_secret.is_none() && i.slack_app_token.is_none() {
-        return Ok(None);
-    }
-    let api =
-        opsledger_slack::SlackApi::new(token.expose_secret(), &i.slack_api_url).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot set up the Slack client for SLACK_API_URL={}: {e}",
-                i.slack_api_url
-            )
-        })?;
-    Ok(Some(SlackConfig {
-        signing_secret: i.slack_signing_secret.clone(),
-        api,
-        channels: Channels {
-            incident_channel: i.slack_incident_channel.clone(),
-            cab_channel: i.slack_cab_channel.clone(),
-        },
-    }))
-}
-
-/// The Discord REST client when the bot token and application ID are set (enough for
-/// `discord register`; serving interactions also needs the public key).
-pub fn discord_api(i: &Integrations) -> anyhow::Result<Option<opsledger_discord::DiscordApi>> {
-    let (Some(token), Some(app)) = (&i.discord_bot_token, &i.discord_application_id) else {
-        return Ok(None);
-    };
-    opsledger_discord::DiscordApi::new(token.expose_secret(), app, &i.discord_api_url)
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("cannot set up the Discord client: {e}"))
-}
-
-/// The Discord settings when the public key, bot token and application ID are all set.
-pub fn discord_config(i: &Integrations) -> anyhow::Result<Option<DiscordConfig>> {
-    let Some(key) = &i.discord_public_key else {
-        return Ok(None);
-    };
-    let Some(api) = discord_api(i)? else {
-        return Ok(None);
-    };
-    let verifier = opsledger_discord::Verifier::new(key)
-        .map_err(|e| anyhow::anyhow!("{e} (check DISCORD_PUBLIC_KEY)"))?;
-    Ok(Some(DiscordConfig {
-        verifier,
-        api,
-        channels: Channels {
-            incident_channel: i.discord_incident_channel.clone(),
-            cab_channel: i.discord_cab_channel.clone(),
-        },
-        defer_after: crate::integrations::discord::DEFAULT_DEFER_AFTER,
-    }))
-}
-
 /// The GitHub API client from `GITHUB_TOKEN`, or from `GITHUB_APP_ID` and
 /// `GITHUB_APP_PRIVATE_KEY` (the PEM itself, or the path of a PEM file).
 pub fn github_api(i: &Integrations) -> anyhow::Result<Option<opsledger_github::GithubApi>> {
@@ -206,29 +148,29 @@ pub fn github_config(i: &Integrations, public_url: &str) -> anyhow::Result<Optio
 /// command has the same side effects (cards, statuses, rooms) whether it came from chat, the
 /// terminal or another replica.
 pub struct Platforms {
-    pub slack: Option<SlackConfig>,
-    pub discord: Option<DiscordConfig>,
+    /// The chat platforms that are on, in the order of `CHAT_PLATFORMS`, with their names.
+    pub chat: Vec<(&'static str, Box<dyn ChatOn>)>,
     pub github: Option<GithubConfig>,
 }
 
 impl Platforms {
     pub fn from_settings(i: &Integrations, public_url: &str) -> anyhow::Result<Platforms> {
+        let mut chat = Vec::new();
+        for p in CHAT_PLATFORMS {
+            if let Some(on) = p.configure(i)? {
+                chat.push((p.name(), on));
+            }
+        }
         Ok(Platforms {
-            slack: slack_config(i)?,
-            discord: discord_config(i)?,
+            chat,
             github: github_config(i, public_url)?,
         })
     }
 
-    /// The routers that turn events into outbox items, in the order `serve` has always used.
+    /// The routers that turn events into outbox items: the chat platforms', then GitHub's.
     pub fn routers(&self) -> Vec<Arc<dyn Router>> {
-        let mut routers: Vec<Arc<dyn Router>> = Vec::new();
-        if let Some(cfg) = &self.slack {
-            routers.push(Arc::new(ChatRouter(cfg.clone())));
-        }
-        if let Some(cfg) = &self.discord {
-            routers.push(Arc::new(ChatRouter(cfg.clone())));
-        }
+        let mut routers: Vec<Arc<dyn Router>> =
+            self.chat.iter().map(|(_, on)| on.router()).collect();
         if let Some(cfg) = &self.github {
             routers.push(Arc::new(cfg.clone()));
         }
@@ -265,7 +207,8 @@ pub struct Running {
     outbox_waker: JoinHandle<()>,
     /// The commit watcher and the outbox heartbeat.
     background: Vec<JoinHandle<()>>,
-    socket_mode: Option<opsledger_slack::SocketMode>,
+    /// The chat platforms' own tasks (Slack's Socket Mode).
+    platform_tasks: Vec<Box<dyn Task>>,
 }
 
 impl Running {
@@ -280,15 +223,15 @@ impl Running {
             outbox,
             outbox_waker,
             background,
-            socket_mode,
+            platform_tasks,
             ..
         } = self;
         for task in background {
             task.abort();
             let _ = task.await;
         }
-        if let Some(s) = socket_mode {
-            s.stop().await;
+        for task in platform_tasks {
+            task.stop().await;
         }
         let _ = stop.send(());
         server.await.context("server task panicked")?;
@@ -341,22 +284,15 @@ pub async fn serve(
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
     let mut platforms = Platforms::from_settings(&args.integrations, &public_url)?;
-    if let (Some(cfg), Some(d)) = (&mut platforms.discord, args.discord_defer_after) {
-        cfg.defer_after = d;
+    for (_, on) in &mut platforms.chat {
+        on.serve_settings(args);
     }
     let routers = platforms.routers();
-    let Platforms {
-        slack,
-        discord,
-        github,
-    } = platforms;
-    let mut deliverers: Vec<Arc<dyn Deliver>> = Vec::new();
-    if let Some(cfg) = &slack {
-        deliverers.push(chat_deliverer(cfg, &store, &time));
-    }
-    if let Some(cfg) = &discord {
-        deliverers.push(chat_deliverer(cfg, &store, &time));
-    }
+    let Platforms { chat, github } = platforms;
+    let mut deliverers: Vec<Arc<dyn Deliver>> = chat
+        .iter()
+        .map(|(_, on)| on.deliverer(&store, &time))
+        .collect();
     let (ledger, writer) =
         start_ledger_with(store.clone(), policy, time.clone(), public_url, routers);
     // GitHub's deliverer runs commands (a release's commits, a synced pull request), so it
@@ -418,28 +354,20 @@ pub async fn serve(
         }
     });
     let waker = Some(outbox.waker());
-    let slack = slack.map(|c| Handlers::new(ledger.clone(), c, waker.clone()));
-    let discord = discord.map(|c| Handlers::new(ledger.clone(), c, waker.clone()));
+    let mut chat_handlers = BTreeMap::new();
+    let mut platform_tasks = Vec::new();
+    for (name, on) in chat {
+        let started = on
+            .start(ledger.clone(), waker.clone(), &args.integrations)
+            .await?;
+        chat_handlers.insert(name, started.handlers);
+        platform_tasks.extend(started.task);
+    }
     let github = github.map(|c| Handlers::new(ledger.clone(), c, waker));
-    let socket_mode = match (&slack, &args.integrations.slack_app_token) {
-        (Some(handlers), Some(app_token)) => Some(
-            opsledger_slack::SocketMode::start(
-                &args.integrations.slack_api_url,
-                app_token.expose_secret(),
-                Arc::new(handlers.clone()),
-            )
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!("cannot start Slack Socket Mode with SLACK_APP_TOKEN: {e}")
-            })?,
-        ),
-        _ => None,
-    };
     let state = AppState {
         ledger: ledger.clone(),
         api_token: args.api_token.clone().map(Arc::new),
-        slack,
-        discord,
+        chat: Arc::new(chat_handlers),
         github,
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -463,20 +391,7 @@ pub async fn serve(
         outbox,
         outbox_waker,
         background,
-        socket_mode,
-    })
-}
-
-/// The deliverer of a chat platform's outbox items.
-fn chat_deliverer<A: ChatApi + Clone>(
-    api: &A,
-    store: &Arc<dyn Store>,
-    time: &Arc<dyn TimeSource>,
-) -> Arc<dyn Deliver> {
-    Arc::new(ChatDeliverer {
-        api: api.clone(),
-        store: store.clone(),
-        time: time.clone(),
+        platform_tasks,
     })
 }
 

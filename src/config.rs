@@ -292,30 +292,11 @@ fn positive_count(s: &str) -> Result<usize, String> {
 /// The platform settings. The adapters read them; `serve` reports which are on and why.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Integrations {
-    #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
-    pub slack_signing_secret: Option<SecretString>,
-    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
-    pub slack_bot_token: Option<SecretString>,
-    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true)]
-    pub slack_app_token: Option<SecretString>,
-    #[arg(long, env = "SLACK_API_URL", default_value = "https://slack.com/api")]
-    pub slack_api_url: String,
-    #[arg(long, env = "SLACK_INCIDENT_CHANNEL")]
-    pub slack_incident_channel: Option<String>,
-    #[arg(long, env = "SLACK_CAB_CHANNEL")]
-    pub slack_cab_channel: Option<String>,
-    #[arg(long, env = "DISCORD_PUBLIC_KEY")]
-    pub discord_public_key: Option<String>,
-    #[arg(long, env = "DISCORD_BOT_TOKEN", hide_env_values = true)]
-    pub discord_bot_token: Option<SecretString>,
-    #[arg(long, env = "DISCORD_APPLICATION_ID")]
-    pub discord_application_id: Option<String>,
-    #[arg(long, env = "DISCORD_API_URL", default_value = "https://discord.com")]
-    pub discord_api_url: String,
-    #[arg(long, env = "DISCORD_INCIDENT_CHANNEL")]
-    pub discord_incident_channel: Option<String>,
-    #[arg(long, env = "DISCORD_CAB_CHANNEL")]
-    pub discord_cab_channel: Option<String>,
+    // One flattened struct per chat platform, defined in its glue file.
+    #[command(flatten)]
+    pub slack: crate::integrations::slack::SlackSettings,
+    #[command(flatten)]
+    pub discord: crate::integrations::discord::DiscordSettings,
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<SecretString>,
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
@@ -329,59 +310,10 @@ pub struct Integrations {
 }
 
 impl Integrations {
-    /// One line per integration: on or off, and why.
+    /// One line per integration: on or off, and why (each chat platform's from its glue file).
     pub fn status_lines(&self) -> Vec<String> {
-        let unset = |names: &[(&str, bool)]| {
-            names
-                .iter()
-                .filter(|(_, set)| !set)
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(" and ")
-        };
-        // Only called for a platform that is off, so something it needs is unset.
-        let line =
-            |name: &str, vars: &[(&str, bool)]| format!("{name}: off ({} unset)", unset(vars));
-        let slack_vars = [
-            ("SLACK_SIGNING_SECRET", self.slack_signing_secret.is_some()),
-            ("SLACK_BOT_TOKEN", self.slack_bot_token.is_some()),
-        ];
-        let channel = |c: &Option<String>| c.clone().unwrap_or_else(|| "none".into());
-        let http = self.slack_signing_secret.is_some();
-        let socket = self.slack_app_token.is_some();
-        let slack = if self.slack_bot_token.is_some() && (http || socket) {
-            let transports = match (http, socket) {
-                (true, true) => "Socket Mode, and HTTP endpoints /slack/*",
-                (false, true) => "Socket Mode",
-                _ => "HTTP endpoints /slack/commands, /slack/interactions, /slack/events",
-            };
-            format!(
-                "slack: on ({transports}; API {}; incident channel {}, CAB channel {})",
-                self.slack_api_url,
-                channel(&self.slack_incident_channel),
-                channel(&self.slack_cab_channel)
-            )
-        } else {
-            line("slack", &slack_vars)
-        };
-        let discord_vars = [
-            ("DISCORD_PUBLIC_KEY", self.discord_public_key.is_some()),
-            ("DISCORD_BOT_TOKEN", self.discord_bot_token.is_some()),
-            (
-                "DISCORD_APPLICATION_ID",
-                self.discord_application_id.is_some(),
-            ),
-        ];
-        let discord = if discord_vars.iter().all(|(_, set)| *set) {
-            format!(
-                "discord: on (HTTP endpoint /discord/interactions; API {}; incident channel {}, CAB channel {})",
-                self.discord_api_url,
-                channel(&self.discord_incident_channel),
-                channel(&self.discord_cab_channel)
-            )
-        } else {
-            line("discord", &discord_vars)
-        };
+        use crate::integrations::platform::{off_line, CHAT_PLATFORMS};
+        let mut lines: Vec<String> = CHAT_PLATFORMS.iter().map(|p| p.status_line(self)).collect();
         let github = if self.github_webhook_secret.is_some() {
             let api = match (
                 &self.github_token,
@@ -394,7 +326,7 @@ impl Integrations {
             };
             format!("github: on (webhook /github/webhook; {api})")
         } else {
-            line(
+            off_line(
                 "github",
                 &[(
                     "GITHUB_WEBHOOK_SECRET",
@@ -402,13 +334,15 @@ impl Integrations {
                 )],
             )
         };
-        vec![slack, discord, github]
+        lines.push(github);
+        lines
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::integrations::discord::DiscordSettings;
     use clap::CommandFactory;
 
     #[test]
@@ -519,15 +453,21 @@ mod tests {
     #[test]
     fn discord_is_on_when_its_three_variables_are_set() {
         let on = Integrations {
-            discord_public_key: Some("k".into()),
-            discord_bot_token: Some("t".to_string().into()),
-            discord_application_id: Some("1".into()),
-            discord_incident_channel: Some("10".into()),
-            discord_api_url: "https://discord.com".into(),
+            discord: DiscordSettings {
+                discord_public_key: Some("k".into()),
+                discord_bot_token: Some("t".to_string().into()),
+                discord_application_id: Some("1".into()),
+                discord_incident_channel: Some("10".into()),
+                discord_api_url: "https://discord.com".into(),
+                ..Default::default()
+            },
             ..Integrations::default()
         };
         let half = Integrations {
-            discord_public_key: Some("k".into()),
+            discord: DiscordSettings {
+                discord_public_key: Some("k".into()),
+                ..Default::default()
+            },
             ..Integrations::default()
         };
         assert_eq!(

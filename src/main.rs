@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     integrations,
                 },
         } => {
-            let Some(api) = app::discord_api(&integrations)? else {
+            let Some(api) = opsledger::integrations::discord::api(&integrations)? else {
                 anyhow::bail!(
                     "discord register needs DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID"
                 );

@@ -171,12 +171,24 @@ impl<'de> Deserialize<'de> for RecordId {
 #[serde(try_from = "String", into = "String")]
 pub struct Actor(String);
 
-/// The platforms an actor can come from.
+/// The platforms an actor can come from: the chat platforms (each registered in
+/// `integrations::platform::CHAT_PLATFORMS`, whose test checks that its name is here too),
+/// GitHub, the terminal, and opsledger itself.
 pub const PLATFORMS: [&str; 5] = ["slack", "discord", "github", "console", "system"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an actor: expected platform:id with platform one of slack, discord, github, console")]
+#[error("`{0}` is not an actor: expected platform:id with platform one of {list}", list = person_platforms())]
 pub struct BadActor(pub String);
+
+/// The platforms a person can act from (all but `system`), for `BadActor`'s message.
+fn person_platforms() -> String {
+    PLATFORMS
+        .iter()
+        .filter(|p| **p != "system")
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl Actor {
     pub fn parse(s: &str) -> Result<Self, BadActor> {

@@ -1,5 +1,7 @@
 //! The HTTP server: health, readiness, metrics and the read API, behind tracing, timeout and body-limit layers.
 
+use std::any::Any;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,11 +23,9 @@ use crate::ledger::Ledger;
 
 mod api;
 mod dashboard;
-mod discord;
 pub mod error;
 mod github;
 pub mod server;
-mod slack;
 
 use error::ApiError;
 
@@ -36,15 +36,24 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub ledger: Ledger,
     pub api_token: Option<Arc<SecretString>>,
-    /// The Slack handlers when Slack is on.
-    pub slack: Option<crate::integrations::slack::SlackHandlers>,
-    /// The Discord handlers when Discord is on.
-    pub discord: Option<crate::integrations::discord::DiscordHandlers>,
+    /// The handlers of each chat platform that is on, by its name; its endpoints (in its glue
+    /// file) take theirs back with `chat_handlers`.
+    pub chat: Arc<BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>>,
     /// The GitHub webhook's handlers when GitHub is on.
     pub github: Option<crate::integrations::github::GithubHandlers>,
 }
 
+impl AppState {
+    /// A chat platform's handlers, when it is on.
+    pub fn chat_handlers<H: Any>(&self, platform: &str) -> Option<&H> {
+        self.chat.get(platform)?.downcast_ref::<H>()
+    }
+}
+
 pub fn router(state: AppState) -> Router {
+    let platforms = crate::integrations::platform::CHAT_PLATFORMS
+        .iter()
+        .fold(github::routes(), |routes, p| routes.merge(p.routes()));
     let api = Router::new()
         .route("/api/v1/audit", get(api::audit))
         .route("/api/v1/reports", get(api::report))
@@ -57,12 +66,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api)
         .merge(dashboard::routes(state.clone()))
-        .merge(
-            slack::routes()
-                .merge(discord::routes())
-                .merge(github::routes())
-                .route_layer(middleware::from_fn_with_state(state.clone(), count_inbound)),
-        )
+        .merge(platforms.route_layer(middleware::from_fn_with_state(state.clone(), count_inbound)))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(plain_text_uri))
         // Router layers wrap every route, the 405 answers and the fallback, so the body limit

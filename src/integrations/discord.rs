@@ -6,22 +6,36 @@
 //! one person is answered through the interaction's token (a follow-up, or the deferred response
 //! edited).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Json;
 use opsledger_discord::{DiscordApi, DiscordApiError, Interaction, TextModal, Verifier, View};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
+use crate::config::{Integrations, ServeArgs};
 use crate::domain::reply::{Outcome, Reply};
-use crate::ledger::Delivery;
-use crate::outbox::DeliveryError;
-use crate::store::ListQuery;
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::ledger::{Delivery, Ledger, TimeSource};
+use crate::outbox::{Deliver, DeliveryError, OutboxWaker};
+use crate::store::{ListQuery, Store};
 use crate::usecase::{render, Handled};
 
 use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
 use super::discord_commands;
 use super::forms::{form_command, form_for};
+use super::platform::{
+    channel, chat_deliverer, chat_router, off_line, ChatOn, ChatPlatform, Started,
+};
 use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
@@ -349,6 +363,164 @@ impl Handlers<DiscordConfig> {
             .take(OFFERED)
             .collect()
     }
+}
+
+/// Discord's settings (flags and environment variables), flattened into `Integrations`.
+/// The fields keep the `discord_` prefix: clap derives each flag, value name and argument id from
+/// the field's name, and ids must be unique across all the flattened structs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DiscordSettings {
+    #[arg(long, env = "DISCORD_PUBLIC_KEY")]
+    pub discord_public_key: Option<String>,
+    #[arg(long, env = "DISCORD_BOT_TOKEN", hide_env_values = true)]
+    pub discord_bot_token: Option<SecretString>,
+    #[arg(long, env = "DISCORD_APPLICATION_ID")]
+    pub discord_application_id: Option<String>,
+    #[arg(long, env = "DISCORD_API_URL", default_value = "https://discord.com")]
+    pub discord_api_url: String,
+    #[arg(long, env = "DISCORD_INCIDENT_CHANNEL")]
+    pub discord_incident_channel: Option<String>,
+    #[arg(long, env = "DISCORD_CAB_CHANNEL")]
+    pub discord_cab_channel: Option<String>,
+}
+
+/// Discord in the list of chat platforms (`platform::CHAT_PLATFORMS`).
+pub struct Discord;
+
+impl ChatPlatform for Discord {
+    fn name(&self) -> &'static str {
+        PLATFORM
+    }
+
+    fn status_line(&self, i: &Integrations) -> String {
+        let vars = [
+            ("DISCORD_PUBLIC_KEY", i.discord.discord_public_key.is_some()),
+            ("DISCORD_BOT_TOKEN", i.discord.discord_bot_token.is_some()),
+            (
+                "DISCORD_APPLICATION_ID",
+                i.discord.discord_application_id.is_some(),
+            ),
+        ];
+        if !vars.iter().all(|(_, set)| *set) {
+            return off_line(PLATFORM, &vars);
+        }
+        format!(
+            "discord: on (HTTP endpoint /discord/interactions; API {}; incident channel {}, CAB channel {})",
+            i.discord.discord_api_url,
+            channel(&i.discord.discord_incident_channel),
+            channel(&i.discord.discord_cab_channel)
+        )
+    }
+
+    /// On when the public key, bot token and application ID are all set.
+    fn configure(&self, i: &Integrations) -> anyhow::Result<Option<Box<dyn ChatOn>>> {
+        let Some(key) = &i.discord.discord_public_key else {
+            return Ok(None);
+        };
+        let Some(api) = api(i)? else {
+            return Ok(None);
+        };
+        let verifier =
+            Verifier::new(key).map_err(|e| anyhow::anyhow!("{e} (check DISCORD_PUBLIC_KEY)"))?;
+        Ok(Some(Box::new(DiscordConfig {
+            verifier,
+            api,
+            channels: Channels {
+                incident_channel: i.discord.discord_incident_channel.clone(),
+                cab_channel: i.discord.discord_cab_channel.clone(),
+            },
+            defer_after: DEFAULT_DEFER_AFTER,
+        })))
+    }
+
+    fn routes(&self) -> axum::Router<AppState> {
+        axum::Router::new().route("/discord/interactions", post(http_interactions))
+    }
+}
+
+/// The Discord REST client when the bot token and application ID are set (enough for
+/// `discord register`; serving interactions also needs the public key).
+pub fn api(i: &Integrations) -> anyhow::Result<Option<DiscordApi>> {
+    let (Some(token), Some(app)) = (
+        &i.discord.discord_bot_token,
+        &i.discord.discord_application_id,
+    ) else {
+        return Ok(None);
+    };
+    DiscordApi::new(token.expose_secret(), app, &i.discord.discord_api_url)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cannot set up the Discord client: {e}"))
+}
+
+#[async_trait]
+impl ChatOn for DiscordConfig {
+    fn router(&self) -> Arc<dyn crate::ledger::Router> {
+        chat_router(self)
+    }
+
+    fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver> {
+        chat_deliverer(self, store, time)
+    }
+
+    /// Tests shorten the time before an answer is deferred.
+    fn serve_settings(&mut self, args: &ServeArgs) {
+        if let Some(d) = args.discord_defer_after {
+            self.defer_after = d;
+        }
+    }
+
+    async fn start(
+        self: Box<Self>,
+        ledger: Ledger,
+        outbox: Option<OutboxWaker>,
+        _: &Integrations,
+    ) -> anyhow::Result<Started> {
+        Ok(Started {
+            handlers: Arc::new(Handlers::new(ledger, *self, outbox)),
+            task: None,
+        })
+    }
+}
+
+/// `POST /discord/interactions`: verify Discord's Ed25519 signature and timestamp, parse the
+/// interaction with the adapter, and answer it. Every request that fails verification gets 401
+/// and changes nothing: Discord probes the endpoint with bad signatures and removes one that
+/// accepts them.
+async fn http_interactions(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<axum::response::Response, ApiError> {
+    let discord = app
+        .chat_handlers::<DiscordHandlers>(PLATFORM)
+        .ok_or_else(|| {
+            ApiError::NotFound(
+                "Discord is not configured (set DISCORD_PUBLIC_KEY, DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID)"
+                    .into(),
+            )
+        })?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = app.ledger.time().now().timestamp();
+    discord
+        .config
+        .verifier
+        .verify(
+            header(opsledger_discord::SIGNATURE_HEADER),
+            header(opsledger_discord::TIMESTAMP_HEADER),
+            &body,
+            now,
+        )
+        .map_err(|e| {
+            tracing::warn!(error = %e, "rejected a Discord request");
+            ApiError::BadSignature
+        })?;
+    let interaction = opsledger_discord::parse_interaction(&body)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (answer, delivered) = discord
+        .interaction(interaction)
+        .await
+        .map_err(|BadInput(e)| ApiError::BadRequest(e))?;
+    Ok(delivered.mark(Json(answer).into_response()))
 }
 
 fn token_digest(token: &str) -> String {

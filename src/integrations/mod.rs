@@ -11,6 +11,7 @@ pub mod discord;
 pub mod discord_commands;
 pub mod forms;
 pub mod github;
+pub mod platform;
 pub mod slack;
 
 use std::sync::Arc;
@@ -188,6 +189,14 @@ impl Delivered {
         } else {
             Delivered::First
         }
+    }
+
+    /// Marks the HTTP answer to a repeat, for the inbound count in `/metrics`.
+    pub fn mark(self, mut response: axum::response::Response) -> axum::response::Response {
+        if self == Delivered::Again {
+            response.extensions_mut().insert(crate::http::Redelivery);
+        }
+        response
     }
 }
 

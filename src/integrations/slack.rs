@@ -4,17 +4,32 @@
 //! incident's room is a channel of its own (`inc-<n>-<slug>`, suffixed when the name is taken),
 //! its reporter invited; one person is answered through a `response_url`.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
 use opsledger_slack::{SlackApi, SlackApiError, View};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
+use crate::config::Integrations;
 use crate::domain::reply::{Outcome, Reply};
-use crate::ledger::Delivery;
-use crate::outbox::DeliveryError;
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use crate::ledger::{Delivery, Ledger, TimeSource};
+use crate::outbox::{Deliver, DeliveryError, OutboxWaker};
+use crate::store::Store;
 
 use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
 use super::forms::{form_command, form_for};
+use super::platform::{
+    channel, chat_deliverer, chat_router, off_line, ChatOn, ChatPlatform, Started, Task,
+};
 use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
@@ -275,6 +290,224 @@ impl opsledger_slack::SocketHandler for SlackHandlers {
             tracing::warn!(error = %e, "bad Slack event over Socket Mode");
         }
     }
+}
+
+/// Slack's settings (flags and environment variables), flattened into `Integrations`.
+/// The fields keep the `slack_` prefix: clap derives each flag, value name and argument id from
+/// the field's name, and ids must be unique across all the flattened structs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SlackSettings {
+    #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
+    pub slack_signing_secret: Option<SecretString>,
+    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
+    pub slack_bot_token: Option<SecretString>,
+    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true)]
+    pub slack_app_token: Option<SecretString>,
+    #[arg(long, env = "SLACK_API_URL", default_value = "https://slack.com/api")]
+    pub slack_api_url: String,
+    #[arg(long, env = "SLACK_INCIDENT_CHANNEL")]
+    pub slack_incident_channel: Option<String>,
+    #[arg(long, env = "SLACK_CAB_CHANNEL")]
+    pub slack_cab_channel: Option<String>,
+}
+
+/// Slack in the list of chat platforms (`platform::CHAT_PLATFORMS`).
+pub struct Slack;
+
+impl ChatPlatform for Slack {
+    fn name(&self) -> &'static str {
+        PLATFORM
+    }
+
+    fn status_line(&self, i: &Integrations) -> String {
+        let http = i.slack.slack_signing_secret.is_some();
+        let socket = i.slack.slack_app_token.is_some();
+        if i.slack.slack_bot_token.is_none() || !(http || socket) {
+            return off_line(
+                PLATFORM,
+                &[
+                    ("SLACK_SIGNING_SECRET", http),
+                    ("SLACK_BOT_TOKEN", i.slack.slack_bot_token.is_some()),
+                ],
+            );
+        }
+        let transports = match (http, socket) {
+            (true, true) => "Socket Mode, and HTTP endpoints /slack/*",
+            (false, true) => "Socket Mode",
+            _ => "HTTP endpoints /slack/commands, /slack/interactions, /slack/events",
+        };
+        format!(
+            "slack: on ({transports}; API {}; incident channel {}, CAB channel {})",
+            i.slack.slack_api_url,
+            channel(&i.slack.slack_incident_channel),
+            channel(&i.slack.slack_cab_channel)
+        )
+    }
+
+    /// On when the bot token and the signing secret or the app token (Socket Mode) are set.
+    fn configure(&self, i: &Integrations) -> anyhow::Result<Option<Box<dyn ChatOn>>> {
+        let Some(token) = &i.slack.slack_bot_token else {
+            return Ok(None);
+        };
+        if i.slack.slack_signing_secret.is_none() && i.slack.slack_app_token.is_none() {
+            return Ok(None);
+        }
+        let api = SlackApi::new(token.expose_secret(), &i.slack.slack_api_url).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot set up the Slack client for SLACK_API_URL={}: {e}",
+                i.slack.slack_api_url
+            )
+        })?;
+        Ok(Some(Box::new(SlackConfig {
+            signing_secret: i.slack.slack_signing_secret.clone(),
+            api,
+            channels: Channels {
+                incident_channel: i.slack.slack_incident_channel.clone(),
+                cab_channel: i.slack.slack_cab_channel.clone(),
+            },
+        })))
+    }
+
+    fn routes(&self) -> axum::Router<AppState> {
+        axum::Router::new()
+            .route("/slack/commands", post(http_commands))
+            .route("/slack/interactions", post(http_interactions))
+            .route("/slack/events", post(http_events))
+    }
+}
+
+#[async_trait]
+impl ChatOn for SlackConfig {
+    fn router(&self) -> Arc<dyn crate::ledger::Router> {
+        chat_router(self)
+    }
+
+    fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver> {
+        chat_deliverer(self, store, time)
+    }
+
+    /// With `SLACK_APP_TOKEN` set, Socket Mode answers through the same handlers.
+    async fn start(
+        self: Box<Self>,
+        ledger: Ledger,
+        outbox: Option<OutboxWaker>,
+        i: &Integrations,
+    ) -> anyhow::Result<Started> {
+        let handlers = Handlers::new(ledger, *self, outbox);
+        let task: Option<Box<dyn Task>> = match &i.slack.slack_app_token {
+            Some(app_token) => Some(Box::new(
+                opsledger_slack::SocketMode::start(
+                    &i.slack.slack_api_url,
+                    app_token.expose_secret(),
+                    Arc::new(handlers.clone()),
+                )
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot start Slack Socket Mode with SLACK_APP_TOKEN: {e}")
+                })?,
+            )),
+            None => None,
+        };
+        Ok(Started {
+            handlers: Arc::new(handlers),
+            task,
+        })
+    }
+}
+
+#[async_trait]
+impl Task for opsledger_slack::SocketMode {
+    async fn stop(self: Box<Self>) {
+        opsledger_slack::SocketMode::stop(*self).await;
+    }
+}
+
+/// The Slack handlers, or 404 when Slack is off.
+fn http_slack(app: &AppState) -> Result<&SlackHandlers, ApiError> {
+    app.chat_handlers::<SlackHandlers>(PLATFORM).ok_or_else(|| {
+        ApiError::NotFound(
+            "Slack is not configured (set SLACK_SIGNING_SECRET and SLACK_BOT_TOKEN)".into(),
+        )
+    })
+}
+
+/// Checks the v0 signature and the timestamp; a failure is a 401 that changes nothing.
+fn verified<'b>(
+    slack: &SlackHandlers,
+    headers: &HeaderMap,
+    body: &'b Bytes,
+) -> Result<&'b str, ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let secret = slack.config.signing_secret.as_ref().ok_or_else(|| {
+        ApiError::NotFound(
+            "Slack over HTTP is off: SLACK_SIGNING_SECRET is unset (Socket Mode only)".into(),
+        )
+    })?;
+    // The signature first, over the raw bytes: a forged body is a 401 whatever it holds.
+    opsledger_slack::verify_request_bytes(
+        secret.expose_secret(),
+        header(opsledger_slack::TIMESTAMP_HEADER),
+        header(opsledger_slack::SIGNATURE_HEADER),
+        body,
+    )
+    .map_err(|e| {
+        tracing::warn!(error = %e, "rejected a Slack request");
+        ApiError::BadSignature
+    })?;
+    crate::domain::text::utf8(body).map_err(|e| ApiError::BadRequest(format!("the body: {e}")))
+}
+
+fn bad(e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+fn answer(body: Option<Value>) -> Response {
+    match body {
+        Some(b) => Json(b).into_response(),
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+async fn http_commands(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let slack = http_slack(&app)?;
+    let form = verified(slack, &headers, &body)?;
+    // Text that is not UTF-8 is the person's usage error: shown to them alone, like any other.
+    if let Err(e) = opsledger_slack::form_is_utf8(form) {
+        return Ok(Json(json!({ "response_type": "ephemeral", "text": e })).into_response());
+    }
+    let cmd = opsledger_slack::parse_command(form).map_err(bad)?;
+    let (response, delivered) = slack.command(cmd).await.map_err(|BadInput(e)| bad(e))?;
+    Ok(delivered.mark(Json(response).into_response()))
+}
+
+async fn http_interactions(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let slack = http_slack(&app)?;
+    let interaction =
+        opsledger_slack::parse_interaction(verified(slack, &headers, &body)?).map_err(bad)?;
+    let (body, delivered) = slack
+        .interaction(interaction)
+        .await
+        .map_err(|BadInput(e)| bad(e))?;
+    Ok(delivered.mark(answer(body)))
+}
+
+async fn http_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let slack = http_slack(&app)?;
+    let push = opsledger_slack::parse_event(verified(slack, &headers, &body)?).map_err(bad)?;
+    let (body, delivered) = slack.event(push).await.map_err(|BadInput(e)| bad(e))?;
+    Ok(delivered.mark(answer(body)))
 }
 
 /// A Slack delivery to act on once, by its id (an empty id is no id).

@@ -11,6 +11,7 @@ use axum::{Json, Router};
 use opsledger::app::{self, Running};
 use opsledger::config::{ConnectionLimits, Integrations, ServeArgs};
 use opsledger::domain::policy::Policy;
+use opsledger::integrations::slack::SlackSettings;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -49,10 +50,13 @@ async fn serve(slack_api: &str, limits: ConnectionLimits) -> (Running, common::T
     let db = common::sqlite_db();
     let args = ServeArgs {
         integrations: Integrations {
-            slack_signing_secret: Some(SECRET.to_string().into()),
-            slack_bot_token: Some("xoxb-test".to_string().into()),
-            slack_api_url: slack_api.to_string(),
-            slack_incident_channel: Some("CINC".into()),
+            slack: SlackSettings {
+                slack_signing_secret: Some(SECRET.to_string().into()),
+                slack_bot_token: Some("xoxb-test".to_string().into()),
+                slack_api_url: slack_api.to_string(),
+                slack_incident_channel: Some("CINC".into()),
+                ..Default::default()
+            },
             ..Integrations::default()
         },
         connections: limits,

@@ -362,8 +362,7 @@ async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
     let state = opsledger::http::AppState {
         ledger,
         api_token: Some(Arc::new("s3cret".to_string().into())),
-        slack: None,
-        discord: None,
+        chat: Default::default(),
         github: None,
     };
     let router = opsledger::http::router(state);

@@ -15,6 +15,8 @@ use opsledger::app::Running;
 use opsledger::config::Integrations;
 use opsledger::domain::ids::Kind;
 use opsledger::domain::records::Record;
+use opsledger::integrations::discord::DiscordSettings;
+use opsledger::integrations::slack::SlackSettings;
 use serde_json::{json, Value};
 
 use fake::discord::{APP_ID, GUILD};
@@ -182,16 +184,21 @@ async fn spawn_discord_app() -> DiscordApp {
 async fn spawn_discord_app_with(defer_after: Option<Duration>) -> DiscordApp {
     let (fake, fake_base) = FakeDiscord::start().await;
     let integrations = Integrations {
-        discord_public_key: Some(public_key_hex()),
-        discord_bot_token: Some(BOT_TOKEN.to_string().into()),
-        discord_application_id: Some(APP_ID.into()),
-        discord_api_url: fake_base.clone(),
-        discord_incident_channel: Some(INCIDENTS.into()),
-        discord_cab_channel: Some(CAB.into()),
-        slack_signing_secret: Some(SLACK_SECRET.to_string().into()),
-        slack_bot_token: Some("xoxb-test".to_string().into()),
-        // No fake Slack here: its posts fail and stay queued, which these tests do not read.
-        slack_api_url: format!("{fake_base}/slack"),
+        discord: DiscordSettings {
+            discord_public_key: Some(public_key_hex()),
+            discord_bot_token: Some(BOT_TOKEN.to_string().into()),
+            discord_application_id: Some(APP_ID.into()),
+            discord_api_url: fake_base.clone(),
+            discord_incident_channel: Some(INCIDENTS.into()),
+            discord_cab_channel: Some(CAB.into()),
+        },
+        slack: SlackSettings {
+            slack_signing_secret: Some(SLACK_SECRET.to_string().into()),
+            slack_bot_token: Some("xoxb-test".to_string().into()),
+            // No fake Slack here: its posts fail and stay queued, which these tests do not read.
+            slack_api_url: format!("{fake_base}/slack"),
+            ..Default::default()
+        },
         ..Integrations::default()
     };
     let (running, base, db) = common::serve_platforms(integrations, RULES, defer_after).await;
@@ -623,9 +630,12 @@ async fn an_incident_declared_major_later_gets_its_thread_then_updates_in_it() {
 async fn a_malformed_public_key_stops_serve_with_a_message_naming_the_variable() {
     // Arrange
     let integrations = Integrations {
-        discord_public_key: Some("not-a-key".into()),
-        discord_bot_token: Some(BOT_TOKEN.to_string().into()),
-        discord_application_id: Some(APP_ID.into()),
+        discord: DiscordSettings {
+            discord_public_key: Some("not-a-key".into()),
+            discord_bot_token: Some(BOT_TOKEN.to_string().into()),
+            discord_application_id: Some(APP_ID.into()),
+            ..Default::default()
+        },
         ..Integrations::default()
     };
     let db = common::sqlite_db();

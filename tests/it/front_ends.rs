@@ -12,6 +12,8 @@ use opsledger::app::{self, Running};
 use opsledger::config::{Integrations, ServeArgs};
 use opsledger::domain::ids::Kind;
 use opsledger::domain::policy::Policy;
+use opsledger::integrations::discord::DiscordSettings;
+use opsledger::integrations::slack::SlackSettings;
 use opsledger::store::ListQuery;
 use serde_json::{json, Value};
 
@@ -39,13 +41,19 @@ struct App {
 /// which these tests do not read).
 async fn spawn(db: TestDb) -> App {
     let integrations = Integrations {
-        slack_signing_secret: Some(SECRET.to_string().into()),
-        slack_bot_token: Some("xoxb-test".to_string().into()),
-        slack_api_url: "http://127.0.0.1:9/api".into(),
-        discord_public_key: Some(hex::encode(signing_key().verifying_key().to_bytes())),
-        discord_bot_token: Some("bot-token".to_string().into()),
-        discord_application_id: Some(APP_ID.into()),
-        discord_api_url: "http://127.0.0.1:9".into(),
+        slack: SlackSettings {
+            slack_signing_secret: Some(SECRET.to_string().into()),
+            slack_bot_token: Some("xoxb-test".to_string().into()),
+            slack_api_url: "http://127.0.0.1:9/api".into(),
+            ..Default::default()
+        },
+        discord: DiscordSettings {
+            discord_public_key: Some(hex::encode(signing_key().verifying_key().to_bytes())),
+            discord_bot_token: Some("bot-token".to_string().into()),
+            discord_application_id: Some(APP_ID.into()),
+            discord_api_url: "http://127.0.0.1:9".into(),
+            ..Default::default()
+        },
         ..Integrations::default()
     };
     let store = db.store().await;

@@ -22,6 +22,7 @@ use opsledger::config::{Integrations, OutboxArgs, ServeArgs};
 use opsledger::domain::audit::format_time;
 use opsledger::domain::command::Command;
 use opsledger::domain::reply::{Outcome, Reply};
+use opsledger::integrations::slack::SlackSettings;
 use opsledger::ledger::{SystemTimeSource, TimeSource};
 use opsledger::outbox::{Deliver, DeliveryError, OutboxSettings, OutboxWorker};
 use opsledger::store::{NewOutbox, OutboxItem, OutboxState, Store};
@@ -647,11 +648,14 @@ async fn slack_respond(State(fake): State<SlackFake>, body: String) -> Response 
 
 fn slack_integrations(fake_base: &str) -> Integrations {
     Integrations {
-        slack_signing_secret: Some("8f742231b10e8888abcd99yyyzzz85a5".to_string().into()),
-        slack_bot_token: Some("xoxb-test".to_string().into()),
-        slack_api_url: format!("{fake_base}/api"),
-        slack_incident_channel: Some("CINC".into()),
-        slack_cab_channel: Some("CCAB".into()),
+        slack: SlackSettings {
+            slack_signing_secret: Some("8f742231b10e8888abcd99yyyzzz85a5".to_string().into()),
+            slack_bot_token: Some("xoxb-test".to_string().into()),
+            slack_api_url: format!("{fake_base}/api"),
+            slack_incident_channel: Some("CINC".into()),
+            slack_cab_channel: Some("CCAB".into()),
+            ..Default::default()
+        },
         ..Integrations::default()
     }
 }

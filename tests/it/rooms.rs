@@ -12,6 +12,8 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use opsledger::app;
 use opsledger::config::{Integrations, ServeArgs};
+use opsledger::integrations::discord::DiscordSettings;
+use opsledger::integrations::slack::SlackSettings;
 use serde_json::Value;
 
 const SLACK_INCIDENTS: &str = "CINCIDENTS";
@@ -91,15 +93,21 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
     let base = fake::serve(Router::new().fallback(fake_api).with_state(calls.clone())).await;
     let key = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
     let integrations = Integrations {
-        slack_signing_secret: Some("secret".to_string().into()),
-        slack_bot_token: Some("xoxb-test".to_string().into()),
-        slack_api_url: format!("{base}/slack/api"),
-        slack_incident_channel: Some(SLACK_INCIDENTS.into()),
-        discord_public_key: Some(hex::encode(key.verifying_key().to_bytes())),
-        discord_bot_token: Some("bot-token".to_string().into()),
-        discord_application_id: Some("1100000000000000001".into()),
-        discord_api_url: base.clone(),
-        discord_incident_channel: Some(DISCORD_INCIDENTS.into()),
+        slack: SlackSettings {
+            slack_signing_secret: Some("secret".to_string().into()),
+            slack_bot_token: Some("xoxb-test".to_string().into()),
+            slack_api_url: format!("{base}/slack/api"),
+            slack_incident_channel: Some(SLACK_INCIDENTS.into()),
+            ..Default::default()
+        },
+        discord: DiscordSettings {
+            discord_public_key: Some(hex::encode(key.verifying_key().to_bytes())),
+            discord_bot_token: Some("bot-token".to_string().into()),
+            discord_application_id: Some("1100000000000000001".into()),
+            discord_api_url: base.clone(),
+            discord_incident_channel: Some(DISCORD_INCIDENTS.into()),
+            ..Default::default()
+        },
         ..Integrations::default()
     };
     let db = common::sqlite_db();

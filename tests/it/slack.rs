@@ -14,6 +14,7 @@ use opsledger::config::{Integrations, ServeArgs};
 use opsledger::domain::ids::Kind;
 use opsledger::domain::policy::Policy;
 use opsledger::domain::records::Record;
+use opsledger::integrations::slack::SlackSettings;
 use serde_json::{json, Value};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -130,11 +131,14 @@ resolve = "4h"
 async fn spawn_slack_app() -> SlackApp {
     let (fake, fake_base) = FakeSlack::start().await;
     let integrations = Integrations {
-        slack_signing_secret: Some(SECRET.to_string().into()),
-        slack_bot_token: Some("xoxb-test".to_string().into()),
-        slack_api_url: format!("{fake_base}/api"),
-        slack_incident_channel: Some("CINC".into()),
-        slack_cab_channel: Some("CCAB".into()),
+        slack: SlackSettings {
+            slack_signing_secret: Some(SECRET.to_string().into()),
+            slack_bot_token: Some("xoxb-test".to_string().into()),
+            slack_api_url: format!("{fake_base}/api"),
+            slack_incident_channel: Some("CINC".into()),
+            slack_cab_channel: Some("CCAB".into()),
+            ..Default::default()
+        },
         ..Integrations::default()
     };
     let (running, base, db) = common::serve_platforms(integrations, RULES, None).await;
@@ -792,9 +796,12 @@ async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url()
         api_token: None,
         public_url: None,
         integrations: Integrations {
-            slack_bot_token: Some("xoxb-test".to_string().into()),
-            slack_app_token: Some("xapp-test".to_string().into()),
-            slack_api_url: api_base,
+            slack: SlackSettings {
+                slack_bot_token: Some("xoxb-test".to_string().into()),
+                slack_app_token: Some("xapp-test".to_string().into()),
+                slack_api_url: api_base,
+                ..Default::default()
+            },
             ..Integrations::default()
         },
         outbox: Default::default(),
