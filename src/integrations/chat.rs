@@ -227,7 +227,8 @@ pub struct ChatDeliverer<A> {
 
 impl<A: ChatApi> ChatDeliverer<A> {
     async fn card(&self, record: &str) -> Result<View, DeliveryError> {
-        Ok(view(&super::card(&*self.store, &self.time, record).await?))
+        let card = super::card(&*self.store, &self.time, record, A::CHAT.bold).await?;
+        Ok(view(&card))
     }
 
     async fn post_view(&self, channel: &str, view: &View) -> Result<(), DeliveryError> {

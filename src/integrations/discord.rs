@@ -318,7 +318,8 @@ impl Handlers<DiscordConfig> {
         };
         match super::load(&**self.ledger.store(), &id).await {
             Ok(record) => {
-                let mut card = render::record(&record, self.ledger.time().now());
+                let now = self.ledger.time().now();
+                let mut card = render::record(&record, now, <DiscordConfig as ChatApi>::CHAT.bold);
                 card.text = format!("{}\n{}", handled.reply.text, card.text);
                 Handled {
                     reply: card,

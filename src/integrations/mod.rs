@@ -100,8 +100,13 @@ pub(crate) async fn card(
     store: &dyn Store,
     time: &Arc<dyn TimeSource>,
     record: &str,
+    bold: &str,
 ) -> Result<Reply, DeliveryError> {
-    Ok(render::record(&load(store, record).await?, time.now()))
+    Ok(render::record(
+        &load(store, record).await?,
+        time.now(),
+        bold,
+    ))
 }
 
 /// The reply an outbox item carries in `payload.reply`.

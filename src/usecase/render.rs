@@ -227,10 +227,12 @@ pub fn ci(c: &ConfigItem, headline: String) -> Reply {
     r
 }
 
-/// Any record as it stands, for posts and in-place updates in chat.
-pub fn record(r: &crate::domain::records::Record, now: DateTime<Utc>) -> Reply {
+/// Any record as it stands, for posts and in-place updates in chat; `bold` is what goes either
+/// side of bold text in the platform's markup (`*` in Slack's mrkdwn, `**` in Markdown).
+pub fn record(r: &crate::domain::records::Record, now: DateTime<Utc>, bold: &str) -> Reply {
     use crate::domain::records::Record;
-    let headline = |id: &str, title: &str, status: &str| format!("*{id}* {title} ({status})");
+    let headline =
+        |id: &str, title: &str, status: &str| format!("{bold}{id}{bold} {title} ({status})");
     match r {
         Record::Incident(i) => {
             let h = headline(&i.id.to_string(), &i.title, i.status.as_str());
