@@ -25,17 +25,15 @@ use crate::config::{Integrations, ServeArgs};
 use crate::domain::reply::{Outcome, Reply};
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::ledger::{Delivery, Ledger, TimeSource};
-use crate::outbox::{Deliver, DeliveryError, OutboxWaker};
-use crate::store::{ListQuery, Store};
+use crate::ledger::{Delivery, Ledger};
+use crate::outbox::{DeliveryError, OutboxWaker};
+use crate::store::ListQuery;
 use crate::usecase::{render, Handled};
 
 use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
 use super::discord_commands;
 use super::forms::{form_command, form_for};
-use super::platform::{
-    channel, chat_deliverer, chat_router, off_line, ChatOn, ChatPlatform, Started,
-};
+use super::platform::{channel, off_line, ChatOn, ChatPlatform, Started};
 use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
@@ -455,14 +453,6 @@ pub fn api(i: &Integrations) -> anyhow::Result<Option<DiscordApi>> {
 
 #[async_trait]
 impl ChatOn for DiscordConfig {
-    fn router(&self) -> Arc<dyn crate::ledger::Router> {
-        chat_router(self)
-    }
-
-    fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver> {
-        chat_deliverer(self, store, time)
-    }
-
     /// Tests shorten the time before an answer is deferred.
     fn serve_settings(&mut self, args: &ServeArgs) {
         if let Some(d) = args.discord_defer_after {

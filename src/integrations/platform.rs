@@ -28,13 +28,32 @@ pub trait ChatPlatform: Sync {
     fn routes(&self) -> axum::Router<AppState>;
 }
 
-/// A chat platform its settings turn on.
-#[async_trait]
-pub trait ChatOn: Send {
+/// What every configured chat platform routes and delivers with: `ChatRouter` and
+/// `ChatDeliverer` over its `ChatApi`, for any platform, so no glue file writes them.
+pub trait ChatWiring {
     /// Its router, turning committed events into its outbox items.
     fn router(&self) -> Arc<dyn Router>;
     /// Its deliverer of those items.
     fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver>;
+}
+
+impl<A: super::chat::ChatApi + Clone> ChatWiring for A {
+    fn router(&self) -> Arc<dyn Router> {
+        Arc::new(super::chat::ChatRouter(self.clone()))
+    }
+
+    fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver> {
+        Arc::new(super::chat::ChatDeliverer {
+            api: self.clone(),
+            store: store.clone(),
+            time: time.clone(),
+        })
+    }
+}
+
+/// A chat platform its settings turn on: a `ChatApi` (hence `ChatWiring`) that can start.
+#[async_trait]
+pub trait ChatOn: ChatWiring + Send {
     /// Takes the settings only `serve` has (none by default).
     fn serve_settings(&mut self, _args: &ServeArgs) {}
     /// Starts its front end: the handlers its endpoints find in `AppState::chat`, and any task
@@ -58,24 +77,6 @@ pub struct Started {
 #[async_trait]
 pub trait Task: Send + Sync {
     async fn stop(self: Box<Self>);
-}
-
-/// The router and deliverer of any `ChatApi`, for a glue file's `ChatOn`.
-pub fn chat_router<A: super::chat::ChatApi + Clone>(api: &A) -> Arc<dyn Router> {
-    Arc::new(super::chat::ChatRouter(api.clone()))
-}
-
-/// See `chat_router`.
-pub fn chat_deliverer<A: super::chat::ChatApi + Clone>(
-    api: &A,
-    store: &Arc<dyn Store>,
-    time: &Arc<dyn TimeSource>,
-) -> Arc<dyn Deliver> {
-    Arc::new(super::chat::ChatDeliverer {
-        api: api.clone(),
-        store: store.clone(),
-        time: time.clone(),
-    })
 }
 
 /// The status line of a platform that is off: what it needs and is unset.

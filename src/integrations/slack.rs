@@ -21,15 +21,12 @@ use crate::config::Integrations;
 use crate::domain::reply::{Outcome, Reply};
 use crate::http::error::ApiError;
 use crate::http::AppState;
-use crate::ledger::{Delivery, Ledger, TimeSource};
-use crate::outbox::{Deliver, DeliveryError, OutboxWaker};
-use crate::store::Store;
+use crate::ledger::{Delivery, Ledger};
+use crate::outbox::{DeliveryError, OutboxWaker};
 
 use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
 use super::forms::{form_command, form_for};
-use super::platform::{
-    channel, chat_deliverer, chat_router, off_line, ChatOn, ChatPlatform, Started, Task,
-};
+use super::platform::{channel, off_line, ChatOn, ChatPlatform, Started, Task};
 use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
@@ -378,14 +375,6 @@ impl ChatPlatform for Slack {
 
 #[async_trait]
 impl ChatOn for SlackConfig {
-    fn router(&self) -> Arc<dyn crate::ledger::Router> {
-        chat_router(self)
-    }
-
-    fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver> {
-        chat_deliverer(self, store, time)
-    }
-
     /// With `SLACK_APP_TOKEN` set, Socket Mode answers through the same handlers.
     async fn start(
         self: Box<Self>,
