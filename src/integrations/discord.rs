@@ -33,7 +33,7 @@ use crate::usecase::{render, Handled};
 use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
 use super::discord_commands;
 use super::forms::{form_command, form_for};
-use super::platform::{channel, off_line, ChatOn, ChatPlatform, Started};
+use super::platform::{chat_settings, off_line, ChatGlue, ChatOn, Started};
 use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
@@ -364,34 +364,22 @@ impl Handlers<DiscordConfig> {
     }
 }
 
-/// Discord's settings (flags and environment variables), flattened into `Integrations`.
-/// The fields keep the `discord_` prefix: clap derives each flag, value name and argument id from
-/// the field's name, and ids must be unique across all the flattened structs.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct DiscordSettings {
-    #[arg(long, env = "DISCORD_PUBLIC_KEY")]
-    pub discord_public_key: Option<String>,
-    #[arg(long, env = "DISCORD_BOT_TOKEN", hide_env_values = true)]
-    pub discord_bot_token: Option<SecretString>,
-    #[arg(long, env = "DISCORD_APPLICATION_ID")]
-    pub discord_application_id: Option<String>,
-    #[arg(long, env = "DISCORD_API_URL", default_value = "https://discord.com")]
-    pub discord_api_url: String,
-    #[arg(long, env = "DISCORD_INCIDENT_CHANNEL")]
-    pub discord_incident_channel: Option<String>,
-    #[arg(long, env = "DISCORD_CAB_CHANNEL")]
-    pub discord_cab_channel: Option<String>,
+chat_settings! {
+    /// Discord's settings: an application's public key, bot token and ID.
+    DiscordSettings, "DISCORD", discord_api_url = "https://discord.com",
+    discord_incident_channel, discord_cab_channel,
+    {
+        #[arg(long, env = "DISCORD_PUBLIC_KEY")]
+        pub discord_public_key: Option<String>,
+        #[arg(long, env = "DISCORD_BOT_TOKEN", hide_env_values = true)]
+        pub discord_bot_token: Option<SecretString>,
+        #[arg(long, env = "DISCORD_APPLICATION_ID")]
+        pub discord_application_id: Option<String>,
+    }
 }
 
-/// Discord in the list of chat platforms (`platform::CHAT_PLATFORMS`).
-pub struct Discord;
-
-impl ChatPlatform for Discord {
-    fn name(&self) -> &'static str {
-        PLATFORM
-    }
-
-    fn status_line(&self, i: &Integrations) -> String {
+impl ChatGlue for DiscordConfig {
+    fn status_line(i: &Integrations) -> String {
         let vars = [
             ("DISCORD_PUBLIC_KEY", i.discord.discord_public_key.is_some()),
             ("DISCORD_BOT_TOKEN", i.discord.discord_bot_token.is_some()),
@@ -403,16 +391,12 @@ impl ChatPlatform for Discord {
         if !vars.iter().all(|(_, set)| *set) {
             return off_line(PLATFORM, &vars);
         }
-        format!(
-            "discord: on (HTTP endpoint /discord/interactions; API {}; incident channel {}, CAB channel {})",
-            i.discord.discord_api_url,
-            channel(&i.discord.discord_incident_channel),
-            channel(&i.discord.discord_cab_channel)
-        )
+        i.discord
+            .on_line(PLATFORM, "HTTP endpoint /discord/interactions")
     }
 
     /// On when the public key, bot token and application ID are all set.
-    fn configure(&self, i: &Integrations) -> anyhow::Result<Option<Box<dyn ChatOn>>> {
+    fn configure(i: &Integrations) -> anyhow::Result<Option<Self>> {
         let Some(key) = &i.discord.discord_public_key else {
             return Ok(None);
         };
@@ -421,18 +405,15 @@ impl ChatPlatform for Discord {
         };
         let verifier =
             Verifier::new(key).map_err(|e| anyhow::anyhow!("{e} (check DISCORD_PUBLIC_KEY)"))?;
-        Ok(Some(Box::new(DiscordConfig {
+        Ok(Some(DiscordConfig {
             verifier,
             api,
-            channels: Channels {
-                incident_channel: i.discord.discord_incident_channel.clone(),
-                cab_channel: i.discord.discord_cab_channel.clone(),
-            },
+            channels: i.discord.channels(),
             defer_after: DEFAULT_DEFER_AFTER,
-        })))
+        }))
     }
 
-    fn routes(&self) -> axum::Router<AppState> {
+    fn routes() -> axum::Router<AppState> {
         axum::Router::new().route("/discord/interactions", post(http_interactions))
     }
 }

@@ -13,7 +13,47 @@ use crate::outbox::{Deliver, OutboxWaker};
 use crate::store::Store;
 
 /// Every chat platform, in the order `serve` reports, routes and delivers them.
-pub const CHAT_PLATFORMS: &[&dyn ChatPlatform] = &[&super::slack::Slack, &super::discord::Discord];
+pub const CHAT_PLATFORMS: &[&dyn ChatPlatform] = &[
+    &Registered::<super::slack::SlackConfig>::NEW,
+    &Registered::<super::discord::DiscordConfig>::NEW,
+];
+
+/// What a chat platform's glue file implements on its config, besides `ChatApi` and `ChatOn`,
+/// to be in `CHAT_PLATFORMS`; its name is its `ChatApi::CHAT`'s.
+pub trait ChatGlue: super::chat::ChatApi + ChatOn + Sized {
+    /// Its line in `serve`'s start-up report: on and how, or off and which variables are unset.
+    fn status_line(settings: &Integrations) -> String;
+    /// Its config from the settings: `None` when off, an error naming the variable when one is
+    /// set wrongly.
+    fn configure(settings: &Integrations) -> anyhow::Result<Option<Self>>;
+    /// Its endpoints; each answers 404 naming the variables to set while the platform is off.
+    fn routes() -> axum::Router<AppState>;
+}
+
+/// A glue file's config type, as an entry of `CHAT_PLATFORMS`.
+pub struct Registered<C>(std::marker::PhantomData<fn() -> C>);
+
+impl<C> Registered<C> {
+    pub const NEW: Self = Registered(std::marker::PhantomData);
+}
+
+impl<C: ChatGlue> ChatPlatform for Registered<C> {
+    fn name(&self) -> &'static str {
+        C::CHAT.name
+    }
+
+    fn status_line(&self, settings: &Integrations) -> String {
+        C::status_line(settings)
+    }
+
+    fn configure(&self, settings: &Integrations) -> anyhow::Result<Option<Box<dyn ChatOn>>> {
+        Ok(C::configure(settings)?.map(|c| Box::new(c) as Box<dyn ChatOn>))
+    }
+
+    fn routes(&self) -> axum::Router<AppState> {
+        C::routes()
+    }
+}
 
 /// A chat platform as the rest of opsledger sees it, whether its settings turn it on or not.
 pub trait ChatPlatform: Sync {
@@ -77,6 +117,57 @@ pub struct Started {
 #[async_trait]
 pub trait Task: Send + Sync {
     async fn stop(self: Box<Self>);
+}
+
+/// Declares a chat platform's settings (flags and environment variables, flattened into
+/// `Integrations`): its own fields, then the three every chat platform has, `<PREFIX>_API_URL`
+/// (with its default), `<PREFIX>_INCIDENT_CHANNEL` and `<PREFIX>_CAB_CHANNEL`. The fields keep
+/// the platform's prefix: clap derives each flag, value name and argument id from the field's
+/// name, and ids must be unique across all the flattened structs.
+macro_rules! chat_settings {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $prefix:literal,
+        $api:ident = $default:literal, $incident:ident, $cab:ident,
+        { $($own:tt)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct $name {
+            $($own)*
+            #[arg(long, env = concat!($prefix, "_API_URL"), default_value = $default)]
+            pub $api: String,
+            #[arg(long, env = concat!($prefix, "_INCIDENT_CHANNEL"))]
+            pub $incident: Option<String>,
+            #[arg(long, env = concat!($prefix, "_CAB_CHANNEL"))]
+            pub $cab: Option<String>,
+        }
+
+        impl $name {
+            /// Its channels, as the router and deliverer take them.
+            pub fn channels(&self) -> $crate::integrations::chat::Channels {
+                $crate::integrations::chat::Channels {
+                    incident_channel: self.$incident.clone(),
+                    cab_channel: self.$cab.clone(),
+                }
+            }
+
+            /// Its status line when on, reached `how`.
+            pub fn on_line(&self, name: &str, how: &str) -> String {
+                $crate::integrations::platform::on_line(name, how, &self.$api, &self.channels())
+            }
+        }
+    };
+}
+pub(crate) use chat_settings;
+
+/// The status line of a platform that is on: how it is reached, its API and its channels.
+pub fn on_line(name: &str, how: &str, api: &str, channels: &super::chat::Channels) -> String {
+    format!(
+        "{name}: on ({how}; API {api}; incident channel {}, CAB channel {})",
+        channel(&channels.incident_channel),
+        channel(&channels.cab_channel)
+    )
 }
 
 /// The status line of a platform that is off: what it needs and is unset.

@@ -26,7 +26,7 @@ use crate::outbox::{DeliveryError, OutboxWaker};
 
 use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
 use super::forms::{form_command, form_for};
-use super::platform::{channel, off_line, ChatOn, ChatPlatform, Started, Task};
+use super::platform::{chat_settings, off_line, ChatGlue, ChatOn, Started, Task};
 use super::{ephemeral, person, BadInput, Delivered, Handlers};
 
 pub use super::view;
@@ -289,34 +289,22 @@ impl opsledger_slack::SocketHandler for SlackHandlers {
     }
 }
 
-/// Slack's settings (flags and environment variables), flattened into `Integrations`.
-/// The fields keep the `slack_` prefix: clap derives each flag, value name and argument id from
-/// the field's name, and ids must be unique across all the flattened structs.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SlackSettings {
-    #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
-    pub slack_signing_secret: Option<SecretString>,
-    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
-    pub slack_bot_token: Option<SecretString>,
-    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true)]
-    pub slack_app_token: Option<SecretString>,
-    #[arg(long, env = "SLACK_API_URL", default_value = "https://slack.com/api")]
-    pub slack_api_url: String,
-    #[arg(long, env = "SLACK_INCIDENT_CHANNEL")]
-    pub slack_incident_channel: Option<String>,
-    #[arg(long, env = "SLACK_CAB_CHANNEL")]
-    pub slack_cab_channel: Option<String>,
+chat_settings! {
+    /// Slack's settings.
+    SlackSettings, "SLACK", slack_api_url = "https://slack.com/api",
+    slack_incident_channel, slack_cab_channel,
+    {
+        #[arg(long, env = "SLACK_SIGNING_SECRET", hide_env_values = true)]
+        pub slack_signing_secret: Option<SecretString>,
+        #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true)]
+        pub slack_bot_token: Option<SecretString>,
+        #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true)]
+        pub slack_app_token: Option<SecretString>,
+    }
 }
 
-/// Slack in the list of chat platforms (`platform::CHAT_PLATFORMS`).
-pub struct Slack;
-
-impl ChatPlatform for Slack {
-    fn name(&self) -> &'static str {
-        PLATFORM
-    }
-
-    fn status_line(&self, i: &Integrations) -> String {
+impl ChatGlue for SlackConfig {
+    fn status_line(i: &Integrations) -> String {
         let http = i.slack.slack_signing_secret.is_some();
         let socket = i.slack.slack_app_token.is_some();
         if i.slack.slack_bot_token.is_none() || !(http || socket) {
@@ -333,16 +321,11 @@ impl ChatPlatform for Slack {
             (false, true) => "Socket Mode",
             _ => "HTTP endpoints /slack/commands, /slack/interactions, /slack/events",
         };
-        format!(
-            "slack: on ({transports}; API {}; incident channel {}, CAB channel {})",
-            i.slack.slack_api_url,
-            channel(&i.slack.slack_incident_channel),
-            channel(&i.slack.slack_cab_channel)
-        )
+        i.slack.on_line(PLATFORM, transports)
     }
 
     /// On when the bot token and the signing secret or the app token (Socket Mode) are set.
-    fn configure(&self, i: &Integrations) -> anyhow::Result<Option<Box<dyn ChatOn>>> {
+    fn configure(i: &Integrations) -> anyhow::Result<Option<Self>> {
         let Some(token) = &i.slack.slack_bot_token else {
             return Ok(None);
         };
@@ -355,17 +338,14 @@ impl ChatPlatform for Slack {
                 i.slack.slack_api_url
             )
         })?;
-        Ok(Some(Box::new(SlackConfig {
+        Ok(Some(SlackConfig {
             signing_secret: i.slack.slack_signing_secret.clone(),
             api,
-            channels: Channels {
-                incident_channel: i.slack.slack_incident_channel.clone(),
-                cab_channel: i.slack.slack_cab_channel.clone(),
-            },
-        })))
+            channels: i.slack.channels(),
+        }))
     }
 
-    fn routes(&self) -> axum::Router<AppState> {
+    fn routes() -> axum::Router<AppState> {
         axum::Router::new()
             .route("/slack/commands", post(http_commands))
             .route("/slack/interactions", post(http_interactions))
