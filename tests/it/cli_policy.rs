@@ -5,40 +5,7 @@ use std::process::Output;
 use crate::common;
 
 /// The example from the contract's "Process rules file" section, verbatim.
-const CONTRACT_EXAMPLE: &str = r#"[roles]                      # who may do what; `role grant` adds at run time (audited)
-admin = ["console:root"]
-cab   = ["slack:U0CAB1", "slack:U0CAB2", "discord:4242"]
-ecab  = ["slack:U0CAB1"]
-
-[people]                     # one person, several accounts: segregation of duties spans them
-alice = ["slack:U0ALICE", "discord:4141", "github:alice"]
-
-[priority]                   # rows impact high/medium/low, columns urgency high/medium/low
-matrix = [["P1", "P2", "P3"], ["P2", "P3", "P4"], ["P3", "P4", "P4"]]
-
-[sla.P1]
-respond = "15m"
-resolve = "4h"
-
-[change.normal]
-approvals = 2                # approvals from `cab` needed; one reject rejects
-[change.emergency]
-approvals = 1
-voters = "ecab"
-review_within = "72h"
-[change.standard]
-templates = ["restart-service", "rotate-certificate"]   # pre-approved
-
-[[freeze]]
-name = "year-end"
-start = "2026-12-20T00:00:00Z"
-end = "2027-01-04T00:00:00Z"
-allow = ["emergency"]
-
-[github]
-protected = ["acme/shop:main"]   # merges here need an approved change
-change_pattern = "CHG-(\\d+)"
-"#;
+const CONTRACT_EXAMPLE: &str = include_str!("../fixtures/contract-rules.toml");
 
 use common::scratch::{stderr, stdout, Scratch};
 
