@@ -8,7 +8,7 @@ use crate::domain::priority::Priority;
 use crate::domain::records::{Incident, Problem, Record};
 use crate::domain::reply::{Event, Reply};
 use crate::domain::status::IncidentStatus;
-use crate::store::ListQuery;
+use crate::store::{ListQuery, RecordPager};
 
 use super::{refuse, render, resolve_mention, Ctx, Fail, Handled, Outcome, RefusedOn, UnitOfWork};
 
@@ -265,14 +265,11 @@ pub(crate) async fn listed_where(
     name: &str,
     keep: impl Fn(&Record) -> bool,
 ) -> Outcome {
-    let mut q = q.clone();
     let mut rows = Vec::new();
-    loop {
-        let page = uow.list(&q).await?;
-        let full = page.len() as i64 == q.limit;
-        q.after = page.last().map(|r| r.key());
+    let mut pager = RecordPager::new(&mut *uow, q.clone());
+    while let Some(page) = pager.next_page().await? {
         rows.extend(page.into_iter().filter(|r| keep(r)));
-        if !full || rows.len() as i64 >= LIST_LIMIT {
+        if rows.len() as i64 >= LIST_LIMIT {
             break;
         }
     }
