@@ -377,6 +377,24 @@ impl DiscordApp {
         self.ledger().store().chain_head().await.unwrap().0
     }
 
+    /// The message (or thread) opsledger remembers for `record`. The fake records a call before
+    /// it answers, and the reference is written after the answer arrives: wait for it as for
+    /// any other delivery.
+    async fn message_ref(&self, record: &str, platform: &str, channel: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let store = self.ledger().store();
+            if let Some(id) = store.message_ref(record, platform, channel).await.unwrap() {
+                return id;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {platform} reference for {record} in {channel:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The message the fake API last stored for a record's card in `channel`.
     async fn posted_card(&self, channel: &str, record: &str) -> Value {
         let calls = self
@@ -387,28 +405,12 @@ impl DiscordApp {
                     .any(|c| c.body["content"].as_str().unwrap_or("").contains(record))
             })
             .await;
-        let id = {
-            let store = self.ledger().store();
-            store.message_ref(record, "discord", channel).await.unwrap()
-        };
         let post = posts_to(&calls, channel)
             .into_iter()
             .find(|c| c.body["content"].as_str().unwrap_or("").contains(record))
             .unwrap()
             .clone();
-        let id = match id {
-            Some(id) => id,
-            None => {
-                // The reference is written just after the post returns.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                self.ledger()
-                    .store()
-                    .message_ref(record, "discord", channel)
-                    .await
-                    .unwrap()
-                    .expect("message ref")
-            }
-        };
+        let id = self.message_ref(record, "discord", channel).await;
         fake::discord::message(&id, channel, &post.body)
     }
 
@@ -599,13 +601,7 @@ async fn an_incident_declared_major_later_gets_its_thread_then_updates_in_it() {
             threads(calls) == 1
         })
         .await;
-    let thread_id = app
-        .ledger()
-        .store()
-        .message_ref("INC-1", "discord-thread", "")
-        .await
-        .unwrap()
-        .expect("the thread is remembered");
+    let thread_id = app.message_ref("INC-1", "discord-thread", "").await;
     app.ops("4141", "incident ack INC-1").await;
 
     // Assert
