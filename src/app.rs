@@ -369,6 +369,11 @@ pub async fn serve(
         api_token: args.api_token.clone().map(Arc::new),
         chat: Arc::new(chat_handlers),
         github,
+        alerts: args.integrations.alerts_token.clone().map(|token| {
+            crate::integrations::alerts::AlertsConfig {
+                token: Arc::new(token),
+            }
+        }),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let app = http::router(state);

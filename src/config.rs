@@ -307,6 +307,10 @@ pub struct Integrations {
     pub github_app_private_key: Option<SecretString>,
     #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
     pub github_api_url: String,
+    /// Token Alertmanager and Grafana send (bearer, or basic auth password) to /alerts/...;
+    /// the alert endpoints answer 404 while it is unset.
+    #[arg(long, env = "OPSLEDGER_ALERTS_TOKEN", hide_env_values = true)]
+    pub alerts_token: Option<SecretString>,
 }
 
 impl Integrations {
@@ -335,6 +339,11 @@ impl Integrations {
             )
         };
         lines.push(github);
+        lines.push(if self.alerts_token.is_some() {
+            "alerts: on (POST /alerts/alertmanager and /alerts/grafana)".to_string()
+        } else {
+            off_line("alerts", &[("OPSLEDGER_ALERTS_TOKEN", false)])
+        });
         lines
     }
 }

@@ -31,6 +31,13 @@ struct DeliveryLabels {
     result: String,
 }
 
+/// An alert receiver and what became of one notification.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    receiver: String,
+    result: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BreachLabels {
     target: String,
@@ -49,6 +56,7 @@ pub struct Metrics {
     batch_seconds: Histogram,
     http: Family<HttpLabels, Histogram, fn() -> Histogram>,
     inbound: Family<DeliveryLabels, Counter>,
+    alerts: Family<AlertLabels, Counter>,
     outbound: Family<DeliveryLabels, Counter>,
     outbox_depth: Gauge,
     outbox_parked: Gauge,
@@ -102,6 +110,12 @@ impl Default for Metrics {
             "Webhook and interaction requests from Slack, Discord and GitHub, by result",
             inbound.clone(),
         );
+        let alerts = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alert_notifications",
+            "Alert notifications from Alertmanager and Grafana, by receiver and result (raised, updated, unchanged, refused, failed, unauthorized, malformed)",
+            alerts.clone(),
+        );
         let outbound = Family::<DeliveryLabels, Counter>::default();
         registry.register(
             "outbox_deliveries",
@@ -145,6 +159,7 @@ impl Default for Metrics {
             batch_seconds,
             http,
             inbound,
+            alerts,
             outbound,
             outbox_depth,
             outbox_parked,
@@ -190,6 +205,17 @@ impl Metrics {
     }
 
     /// One outbox delivery attempt: `delivered`, `retry`, `parked` or `failed`.
+    /// One alert notification: its receiver (`unknown` before the token and body are checked)
+    /// and what it led to.
+    pub fn alert(&self, receiver: &str, result: &str) {
+        self.alerts
+            .get_or_create(&AlertLabels {
+                receiver: receiver.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+    }
+
     pub fn outbound(&self, platform: &str, result: &str) {
         self.outbound
             .get_or_create(&DeliveryLabels {

@@ -23,6 +23,12 @@ impl Level {
         }
     }
 
+    pub fn parse(s: &str) -> Option<Level> {
+        [Level::High, Level::Medium, Level::Low]
+            .into_iter()
+            .find(|l| l.as_str().eq_ignore_ascii_case(s))
+    }
+
     /// Row or column index in the priority matrix (high first).
     pub fn index(self) -> usize {
         match self {
@@ -133,6 +139,9 @@ pub enum Command {
     Tick,
     /// Not typed by people: what a GitHub webhook (or an API answer it led to) reports.
     Github(GithubCmd),
+    /// Not typed by people: an alert notification from Alertmanager or Grafana, run as
+    /// `alerts:<receiver>`.
+    Alert(Box<super::alerts::AlertNotification>),
     /// Not typed in chat: `opsledger outbox drop ID` marks a parked or failed outgoing message
     /// dropped (it stays in the table); audited, for admins.
     OutboxDrop {
@@ -447,6 +456,13 @@ pub enum ChangeCmd {
     List {
         filter: ChangeFilter,
     },
+    /// `change review CHG-n cleared INC-m <why>`: a reviewer finds that an incident suspected
+    /// of being caused by the change was not.
+    Clear {
+        id: RecordId,
+        incident: RecordId,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -574,6 +590,7 @@ impl Command {
                 ChangeCmd::Show { .. } => "change show",
                 ChangeCmd::Link { .. } => "change link",
                 ChangeCmd::List { .. } => "change list",
+                ChangeCmd::Clear { .. } => "change review",
             },
             Command::Release(c) => match c {
                 ReleaseCmd::Create { .. } => "release create",
@@ -612,6 +629,7 @@ impl Command {
                 GithubCmd::Deployed { .. } => "github deployment_status",
                 GithubCmd::DeploymentGate { .. } => "github deployment_protection_rule",
             },
+            Command::Alert(_) => "alert",
             Command::OutboxDrop { .. } => "outbox drop",
         }
     }
@@ -644,8 +662,10 @@ impl Command {
             Command::Change(
                 ChangeCmd::Act { id: i, .. }
                 | ChangeCmd::Show { id: i }
-                | ChangeCmd::Link { id: i, .. },
+                | ChangeCmd::Link { id: i, .. }
+                | ChangeCmd::Clear { id: i, .. },
             ) => id(i),
+            Command::Alert(n) => Some(n.group_id()),
             Command::Release(
                 ReleaseCmd::Deploy { id: i, .. }
                 | ReleaseCmd::Rollback { id: i, .. }

@@ -17,10 +17,12 @@ pub enum Kind {
     Nonconformity,
     Service,
     Ci,
+    /// An alert group from a monitoring system: named by its group, not numbered.
+    Alert,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Incident,
         Kind::Request,
         Kind::Problem,
@@ -29,6 +31,7 @@ impl Kind {
         Kind::Nonconformity,
         Kind::Service,
         Kind::Ci,
+        Kind::Alert,
     ];
 
     /// The ID prefix of a numbered kind; services and CIs are named, not numbered.
@@ -40,7 +43,7 @@ impl Kind {
             Kind::Change => Some("CHG"),
             Kind::Release => Some("REL"),
             Kind::Nonconformity => Some("NC"),
-            Kind::Service | Kind::Ci => None,
+            Kind::Service | Kind::Ci | Kind::Alert => None,
         }
     }
 
@@ -61,6 +64,7 @@ impl Kind {
             Kind::Nonconformity => "nonconformity",
             Kind::Service => "service",
             Kind::Ci => "ci",
+            Kind::Alert => "alert",
         }
     }
 
@@ -75,6 +79,7 @@ impl Kind {
             Kind::Nonconformity => "nonconformity",
             Kind::Service => "service",
             Kind::Ci => "configuration item",
+            Kind::Alert => "alert group",
         }
     }
 
@@ -89,6 +94,7 @@ impl Kind {
             Kind::Nonconformity => "nonconformities",
             Kind::Service => "services",
             Kind::Ci => "cis",
+            Kind::Alert => "alerts",
         }
     }
 
@@ -173,8 +179,11 @@ pub struct Actor(String);
 
 /// The platforms an actor can come from: the chat platforms (each registered in
 /// `integrations::platform::CHAT_PLATFORMS`, whose test checks that its name is here too),
-/// GitHub, the terminal, and opsledger itself.
-pub const PLATFORMS: [&str; 5] = ["slack", "discord", "github", "console", "system"];
+/// GitHub, the terminal, and opsledger itself and its alert receivers (`alerts:<receiver>`).
+pub const PLATFORMS: [&str; 6] = ["slack", "discord", "github", "console", "system", "alerts"];
+
+/// The platforms whose actors are opsledger's own, never a person's.
+const SYSTEM_PLATFORMS: [&str; 2] = ["system", "alerts"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not an actor: expected platform:id with platform one of {list}", list = person_platforms())]
@@ -184,7 +193,7 @@ pub struct BadActor(pub String);
 fn person_platforms() -> String {
     PLATFORMS
         .iter()
-        .filter(|p| **p != "system")
+        .filter(|p| !SYSTEM_PLATFORMS.contains(p))
         .copied()
         .collect::<Vec<_>>()
         .join(", ")
@@ -205,11 +214,11 @@ impl Actor {
         }
     }
 
-    /// Parses an actor a person claims to be (`exec --as`, chat identities): the `system`
-    /// platform is opsledger's own and cannot be claimed.
+    /// Parses an actor a person claims to be (`exec --as`, chat identities): the `system` and
+    /// `alerts` platforms are opsledger's own and cannot be claimed.
     pub fn parse_person(s: &str) -> Result<Self, BadActor> {
         let a = Actor::parse(s)?;
-        if a.platform() == "system" {
+        if SYSTEM_PLATFORMS.contains(&a.platform()) {
             return Err(BadActor(s.to_string()));
         }
         Ok(a)
@@ -218,6 +227,28 @@ impl Actor {
     /// The actor opsledger itself uses for automatic actions (the deadline timer, webhooks).
     pub fn system() -> Self {
         Actor("system:opsledger".to_string())
+    }
+
+    /// The system actor an alert receiver acts as: `alerts:<receiver>`, the receiver's name with
+    /// anything an actor ID cannot hold replaced by `-` (and cut to 128 characters).
+    pub fn alerts(receiver: &str) -> Self {
+        let id: String = receiver
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(128)
+            .collect();
+        let id = if id.is_empty() {
+            "default".to_string()
+        } else {
+            id
+        };
+        Actor(format!("alerts:{id}"))
     }
 
     pub fn platform(&self) -> &str {

@@ -7,7 +7,7 @@ use super::ids::{Actor, RecordId};
 use super::policy::{ApprovalRule, Freeze, Policy};
 use super::records::{
     Approval, Change, ConfigItem, Decision, Deployment, Incident, Link, Nonconformity, Note,
-    Problem, Release, Service, ServiceRequest,
+    Problem, Release, Service, ServiceRequest, SuspectedIncident,
 };
 use super::status::{
     transition, ChangeStatus, IncidentStatus, NcStatus, ProblemStatus, ReleaseStatus,
@@ -107,9 +107,29 @@ impl Incident {
             resolution: None,
             problems: Vec::new(),
             notes: Vec::new(),
+            description: None,
+            alert: None,
+            suspected_changes: Vec::new(),
+            recurs: Vec::new(),
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// Resolves an incident whose alerts all resolved, as the alert receiver (`auto_resolve`).
+    /// One nobody acknowledged passes through `acknowledged`, as the state machine requires,
+    /// but keeps no acknowledgement time: nobody responded, so it counts for no one's
+    /// time to acknowledge.
+    pub fn resolve_by_monitoring(
+        &mut self,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: &str,
+    ) -> Result<(), Refusal> {
+        if self.status == IncidentStatus::New {
+            transition(&self.key(), &mut self.status, IncidentStatus::Acknowledged)?;
+        }
+        self.resolve(actor, now, Some(text))
     }
 
     fn key(&self) -> String {
@@ -521,6 +541,7 @@ impl Change {
             reviewed_at: None,
             review_due: None,
             review_overdue_at: None,
+            suspected_incidents: Vec::new(),
             closed_at: None,
             notes: Vec::new(),
             created_at: now,
@@ -530,6 +551,94 @@ impl Change {
 
     fn key(&self) -> String {
         self.id.to_string()
+    }
+
+    /// Whether an alert-born incident raised at `now` on the change's service may have been
+    /// caused by it: it is in progress, or completed within `window`.
+    pub fn may_have_caused(&self, now: DateTime<Utc>, window: std::time::Duration) -> bool {
+        let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
+        match self.status {
+            ChangeStatus::InProgress => true,
+            ChangeStatus::Completed => self.finished_at.is_some_and(|f| now - f <= window),
+            _ => false,
+        }
+    }
+
+    /// Links an incident suspected of being caused by the change; false if it already was.
+    pub fn suspect(&mut self, incident: RecordId, now: DateTime<Utc>) -> bool {
+        if self
+            .suspected_incidents
+            .iter()
+            .any(|s| s.incident == incident)
+        {
+            return false;
+        }
+        self.suspected_incidents.push(SuspectedIncident {
+            incident,
+            linked_at: now,
+            cleared_by: None,
+            cleared_at: None,
+            clearance: None,
+        });
+        true
+    }
+
+    /// A reviewer finds the incident was not caused by the change. The change's requester
+    /// (any of their accounts) may not clear their own change.
+    pub fn clear_suspect(
+        &mut self,
+        incident: RecordId,
+        actor: &Actor,
+        now: DateTime<Utc>,
+        text: &str,
+        policy: &Policy,
+    ) -> Result<(), Refusal> {
+        if policy.same_person(actor, &self.requester) {
+            return Err(Refusal::new(
+                "segregation-of-duties",
+                format!(
+                    "{actor} requested {}; another change manager must clear {incident}",
+                    self.id
+                ),
+            ));
+        }
+        let id = self.id;
+        let s = self
+            .suspected_incidents
+            .iter_mut()
+            .find(|s| s.incident == incident)
+            .ok_or_else(|| {
+                Refusal::new(
+                    "lifecycle",
+                    format!("{incident} is not linked to {id} as a suspected incident"),
+                )
+            })?;
+        if let (Some(by), Some(at)) = (&s.cleared_by, s.cleared_at) {
+            return Err(Refusal::new(
+                "lifecycle",
+                format!(
+                    "{incident} was already cleared for {id} by {by} at {}",
+                    at.format("%Y-%m-%d %H:%MZ")
+                ),
+            ));
+        }
+        s.cleared_by = Some(actor.clone());
+        s.cleared_at = Some(now);
+        s.clearance = Some(text.to_string());
+        self.notes.push(Note {
+            actor: actor.clone(),
+            at: now,
+            text: format!("cleared {incident}: {text}"),
+        });
+        Ok(())
+    }
+
+    /// Incidents still suspected of being caused by the change (not cleared).
+    pub fn uncleared_incidents(&self) -> impl Iterator<Item = RecordId> + '_ {
+        self.suspected_incidents
+            .iter()
+            .filter(|s| s.cleared_at.is_none())
+            .map(|s| s.incident)
     }
 
     /// Submits for approval. A standard change from a listed template is approved at once.

@@ -1,5 +1,6 @@
 //! The pure domain: records, state machines, priorities and SLAs, policy, the command grammar. No I/O here.
 
+pub mod alerts;
 pub mod audit;
 pub mod command;
 pub mod gitflow;

@@ -40,6 +40,25 @@ pub fn role_refusal(action: &str, actor: &Actor, roles: &[Role]) -> Refusal {
 /// Checks the static table for one command.
 pub fn check(command: &Command, actor: &Actor, policy: &Policy) -> Result<(), Refusal> {
     let roles = required_roles(command);
+    // An alert receiver reports alerts and does nothing else; only a receiver reports them.
+    if actor.platform() == "alerts" || matches!(command, Command::Alert(_)) {
+        return if actor.platform() == "alerts" && matches!(command, Command::Alert(_)) {
+            Ok(())
+        } else if actor.platform() == "alerts" {
+            Err(Refusal::new(
+                "role",
+                format!(
+                    "{actor} is an alert receiver: it may report alerts and nothing else, not `{}`",
+                    command.name()
+                ),
+            ))
+        } else {
+            Err(Refusal::new(
+                "role",
+                "only the alert webhook (/alerts/alertmanager, /alerts/grafana) reports alerts",
+            ))
+        };
+    }
     // The deadline timer's tick is the system's alone; the system account has no other privileges.
     if matches!(command, Command::Tick) {
         return if *actor == Actor::system() {
@@ -223,6 +242,49 @@ mod tests {
             .split(", ")
             .map(Role::parse)
             .collect()
+    }
+
+    #[test]
+    fn an_alert_receiver_reports_alerts_and_nothing_else() {
+        use crate::domain::alerts::{AlertNotification, AlertSource};
+        let p = Policy::default();
+        let alert = Command::Alert(Box::new(AlertNotification {
+            source: AlertSource::Alertmanager,
+            receiver: "ops".to_string(),
+            group_key: "{}:{}".to_string(),
+            firing: true,
+            group_labels: Default::default(),
+            common_labels: Default::default(),
+            common_annotations: Default::default(),
+            external_url: String::new(),
+            truncated_alerts: 0,
+            alerts: Vec::new(),
+        }));
+        let receiver = Actor::alerts("ops");
+        assert!(check(&alert, &receiver, &p).is_ok());
+        // Not even an admin, nor the system, reports alerts by hand.
+        assert_eq!(
+            check(&alert, &actor("console:root"), &p).unwrap_err().rule,
+            "role"
+        );
+        assert_eq!(
+            check(&alert, &Actor::system(), &p).unwrap_err().rule,
+            "role"
+        );
+        for text in [
+            "incident raise x",
+            "incident ack INC-1",
+            "help",
+            "audit INC-1",
+        ] {
+            let err = check(&parse(text).unwrap(), &receiver, &p).unwrap_err();
+            assert!(err.message.contains("alert receiver"), "{text}: {err:?}");
+        }
+        assert!(Actor::parse_person("alerts:ops").is_err());
+        assert_eq!(
+            Actor::alerts("team X/webhook").as_str(),
+            "alerts:team-X-webhook"
+        );
     }
 
     #[test]

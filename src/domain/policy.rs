@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::command::{ChangeType, Role};
+use super::alerts::AlertRules;
+use super::command::{ChangeType, Level, Role};
 use super::ids::Actor;
 use super::priority::{Priority, PriorityMatrix, SlaTarget, SlaTargets};
 
@@ -42,6 +43,9 @@ pub struct Policy {
     pub freezes: Vec<Freeze>,
     pub protected_branches: Vec<String>,
     pub change_pattern: String,
+    /// Deployments to a service are refused while it has an open incident of one of these.
+    pub block_deploys_during: Vec<Priority>,
+    pub alerts: AlertRules,
 }
 
 impl Default for Policy {
@@ -70,6 +74,8 @@ impl Default for Policy {
             freezes: Vec::new(),
             protected_branches: Vec::new(),
             change_pattern: r"CHG-(\d+)".to_string(),
+            block_deploys_during: Vec::new(),
+            alerts: AlertRules::default(),
         }
     }
 }
@@ -111,6 +117,38 @@ pub(super) struct RawPolicy {
     pub freeze: Vec<RawFreeze>,
     #[serde(default)]
     pub github: RawGithub,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<RawAlerts>,
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAlerts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity_label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_resolve: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reopen_within: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem_after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem_within: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_window: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub severity: BTreeMap<String, RawLevels>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLevels {
+    pub impact: String,
+    pub urgency: String,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -174,6 +212,8 @@ pub(super) struct RawGithub {
     pub protected: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub change_pattern: Option<String>,
+    #[serde(default)]
+    pub block_deploys_during: Vec<String>,
 }
 
 impl Policy {
@@ -285,6 +325,25 @@ impl Policy {
                 )
             })?;
             p.change_pattern = pattern;
+        }
+        p.block_deploys_during = raw
+            .github
+            .block_deploys_during
+            .iter()
+            .map(|name| {
+                Priority::ALL
+                    .into_iter()
+                    .find(|q| q.as_str() == name)
+                    .ok_or_else(|| {
+                        PolicyError::new(
+                            "github.block_deploys_during",
+                            format!("has `{name}`; allowed: P1, P2, P3, P4"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(a) = raw.alerts {
+            apply_alerts(&mut p.alerts, a)?;
         }
         Ok(p)
     }
@@ -398,6 +457,61 @@ fn change_type(s: &str) -> Option<ChangeType> {
         "emergency" => Some(ChangeType::Emergency),
         _ => None,
     }
+}
+
+fn apply_alerts(rules: &mut AlertRules, raw: RawAlerts) -> Result<(), PolicyError> {
+    let label = |key: &str, v: Option<String>, into: &mut String| match v {
+        Some(v) if v.trim().is_empty() => Err(PolicyError::new(
+            format!("alerts.{key}"),
+            "must name a label",
+        )),
+        Some(v) => {
+            *into = v;
+            Ok(())
+        }
+        None => Ok(()),
+    };
+    label("service_label", raw.service_label, &mut rules.service_label)?;
+    label("ci_label", raw.ci_label, &mut rules.ci_label)?;
+    label(
+        "severity_label",
+        raw.severity_label,
+        &mut rules.severity_label,
+    )?;
+    if let Some(b) = raw.auto_resolve {
+        rules.auto_resolve = b;
+    }
+    if let Some(d) = raw.reopen_within {
+        rules.reopen_within = duration("alerts.reopen_within", &d)?;
+    }
+    if let Some(d) = raw.problem_within {
+        rules.problem_window = duration("alerts.problem_within", &d)?;
+    }
+    if let Some(d) = raw.change_window {
+        rules.change_window = duration("alerts.change_window", &d)?;
+    }
+    if let Some(n) = raw.problem_after {
+        rules.problem_after = u32::try_from(n)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| PolicyError::new("alerts.problem_after", "must be at least 1"))?;
+    }
+    for (name, levels) in raw.severity {
+        let key = format!("alerts.severity.{name}");
+        let level = |field: &str, v: &str| {
+            Level::parse(v).ok_or_else(|| {
+                PolicyError::new(format!("{key}.{field}"), "must be high, medium or low")
+            })
+        };
+        rules.severity.insert(
+            name.to_ascii_lowercase(),
+            (
+                level("impact", &levels.impact)?,
+                level("urgency", &levels.urgency)?,
+            ),
+        );
+    }
+    Ok(())
 }
 
 fn apply_approval(key: &str, rule: &mut ApprovalRule, raw: RawApproval) -> Result<(), PolicyError> {

@@ -12,8 +12,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::ids::Actor;
 use super::policy::{
-    ApprovalRule, Policy, RawApproval, RawChange, RawFreeze, RawGithub, RawPolicy, RawPriority,
-    RawSla, RawStandard,
+    ApprovalRule, Policy, RawAlerts, RawApproval, RawChange, RawFreeze, RawGithub, RawLevels,
+    RawPolicy, RawPriority, RawSla, RawStandard,
 };
 use super::priority::Priority;
 
@@ -74,7 +74,34 @@ impl Policy {
             github: RawGithub {
                 protected: self.protected_branches.clone(),
                 change_pattern: Some(self.change_pattern.clone()),
+                block_deploys_during: self
+                    .block_deploys_during
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
             },
+            alerts: Some(RawAlerts {
+                service_label: Some(self.alerts.service_label.clone()),
+                ci_label: Some(self.alerts.ci_label.clone()),
+                severity_label: Some(self.alerts.severity_label.clone()),
+                auto_resolve: Some(self.alerts.auto_resolve),
+                reopen_within: Some(compact(self.alerts.reopen_within)),
+                problem_after: Some(self.alerts.problem_after.into()),
+                problem_within: Some(compact(self.alerts.problem_window)),
+                change_window: Some(compact(self.alerts.change_window)),
+                severity: self
+                    .alerts
+                    .severity
+                    .iter()
+                    .map(|(name, (impact, urgency))| {
+                        let levels = RawLevels {
+                            impact: impact.as_str().to_string(),
+                            urgency: urgency.as_str().to_string(),
+                        };
+                        (name.clone(), levels)
+                    })
+                    .collect(),
+            }),
         };
         // Strings, lists and tables only: nothing in the schema that TOML cannot hold.
         let text = toml::to_string(&raw).expect("the rules schema holds only what TOML can");
@@ -244,7 +271,78 @@ mod tests {
         }
         let sections: Vec<&str> = text.lines().filter(|l| l.starts_with('[')).collect();
         assert_eq!(sections.first(), Some(&"[roles]"));
-        assert_eq!(sections.last(), Some(&"[github]"));
+        // The contract's sections, then the ones its open issues add.
+        let github = sections.iter().position(|s| *s == "[github]").unwrap();
+        assert_eq!(sections[github + 1], "[alerts]", "{text}");
+        assert!(
+            sections[github + 2..]
+                .iter()
+                .all(|s| s.starts_with("[alerts.severity.")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_alerts_section_is_read_checked_and_written_back() {
+        // Arrange
+        let text = r#"
+[github]
+block_deploys_during = ["P1", "P2"]
+
+[alerts]
+service_label = "app"
+auto_resolve = true
+reopen_within = "12h"
+problem_after = 5
+change_window = "30m"
+
+[alerts.severity]
+page = { impact = "high", urgency = "medium" }
+"#;
+
+        // Act
+        let policy = Policy::from_toml(text).expect("loads");
+        let written = policy.to_toml();
+
+        // Assert
+        assert_eq!(
+            policy.block_deploys_during,
+            vec![Priority::P1, Priority::P2]
+        );
+        let a = &policy.alerts;
+        assert_eq!(a.service_label, "app");
+        assert_eq!(a.ci_label, "instance");
+        assert!(a.auto_resolve);
+        assert_eq!(a.reopen_within, Duration::from_secs(12 * 3600));
+        assert_eq!(a.problem_after, 5);
+        assert_eq!(a.change_window, Duration::from_secs(30 * 60));
+        use crate::domain::command::Level;
+        assert_eq!(a.severity["page"], (Level::High, Level::Medium));
+        assert_eq!(a.severity["critical"], (Level::High, Level::High));
+        assert_eq!(Policy::from_toml(&written), Ok(policy), "{written}");
+        for (bad, says) in [
+            ("[alerts]\nreopen_within = \"soon\"", "alerts.reopen_within"),
+            (
+                "[alerts]\nproblem_after = 0",
+                "alerts.problem_after must be at least 1",
+            ),
+            (
+                "[alerts]\nci_label = \" \"",
+                "alerts.ci_label must name a label",
+            ),
+            (
+                "[alerts.severity]\npage = { impact = \"huge\", urgency = \"low\" }",
+                "alerts.severity.page.impact must be high, medium or low",
+            ),
+            (
+                "[github]\nblock_deploys_during = [\"P9\"]",
+                "github.block_deploys_during",
+            ),
+            ("[alerts]\nunknown = 1", "unknown field"),
+        ] {
+            let err = Policy::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

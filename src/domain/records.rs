@@ -49,8 +49,114 @@ pub struct Incident {
     pub resolution: Option<String>,
     pub problems: Vec<RecordId>,
     pub notes: Vec<Note>,
+    /// What the incident is about beyond its title: for an alert-born incident, the alerts'
+    /// annotations and their links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The alert group that raised it, for an alert-born incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert: Option<IncidentAlert>,
+    /// Changes in progress or just completed on its service or CI when it was raised: suspected
+    /// causes, until a reviewer clears them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspected_changes: Vec<RecordId>,
+    /// Earlier incidents of the same alert group that this one recurs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recurs: Vec<RecordId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Where an alert-born incident came from, and how its alerts stand now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentAlert {
+    /// The alert group record (`Kind::Alert`) that raised it.
+    pub group: String,
+    /// `alertmanager` or `grafana`.
+    pub source: String,
+    pub firing: u32,
+    pub total: u32,
+    /// The alerts' `generatorURL`s (each once, at most `alerts::MAX_LINKS`).
+    #[serde(default)]
+    pub links: Vec<String>,
+}
+
+/// The state of one alert group from a monitoring system (an ISO/IEC 20000-1 9.1 monitoring
+/// result): its alerts as last reported, and the incidents and problem it led to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertGroup {
+    /// `alert-` and the first 16 hex digits of the SHA-256 of the source, receiver and group key.
+    pub id: String,
+    pub title: String,
+    pub status: AlertGroupStatus,
+    /// `alertmanager` or `grafana`.
+    pub source: String,
+    pub receiver: String,
+    pub group_key: String,
+    #[serde(default)]
+    pub external_url: String,
+    pub service: Option<String>,
+    pub ci: Option<String>,
+    pub alerts: Vec<AlertInstance>,
+    /// The incident its alerts are about now.
+    pub incident: Option<RecordId>,
+    /// Every incident the group raised (newest last; the oldest are dropped past a bound), for
+    /// recurrence.
+    pub incidents: Vec<RaisedIncident>,
+    /// The problem opened when the group kept raising incidents (ISO/IEC 20000-1 8.6.3).
+    pub problem: Option<RecordId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertGroupStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertGroup {
+    pub fn status_str(&self) -> &'static str {
+        match self.status {
+            AlertGroupStatus::Firing => "firing",
+            AlertGroupStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// One alert of a group, identified by its fingerprint; `starts_at` tells one firing of it
+/// from the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertInstance {
+    pub fingerprint: String,
+    /// `alertname`, or the fingerprint when it has none.
+    pub name: String,
+    pub status: AlertGroupStatus,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub summary: Option<String>,
+    pub generator_url: String,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaisedIncident {
+    pub id: RecordId,
+    pub at: DateTime<Utc>,
+}
+
+/// An incident suspected of being caused by a change, and whether a reviewer cleared it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspectedIncident {
+    pub incident: RecordId,
+    pub linked_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_by: Option<Actor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clearance: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +279,10 @@ pub struct Change {
     /// When the deadline timer found the review overdue (and raised a nonconformity).
     #[serde(default)]
     pub review_overdue_at: Option<DateTime<Utc>>,
+    /// Incidents raised by alerts on its service or CI while it was in progress or just after:
+    /// the change counts as failed in the service report unless a reviewer clears each one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspected_incidents: Vec<SuspectedIncident>,
     pub closed_at: Option<DateTime<Utc>>,
     pub notes: Vec<Note>,
     pub created_at: DateTime<Utc>,
@@ -258,6 +368,7 @@ pub enum Record {
     Nonconformity(Nonconformity),
     Service(Service),
     Ci(ConfigItem),
+    Alert(AlertGroup),
 }
 
 /// Calls `$body` with the inner record bound to `$r`, whatever its kind.
@@ -272,6 +383,7 @@ macro_rules! each_record {
             Record::Nonconformity($r) => $body,
             Record::Service($r) => $body,
             Record::Ci($r) => $body,
+            Record::Alert($r) => $body,
         }
     };
 }
@@ -295,6 +407,7 @@ impl Record {
             Record::Nonconformity(_) => Kind::Nonconformity,
             Record::Service(_) => Kind::Service,
             Record::Ci(_) => Kind::Ci,
+            Record::Alert(_) => Kind::Alert,
         }
     }
 
@@ -303,6 +416,7 @@ impl Record {
         match self {
             Record::Service(s) => s.id.clone(),
             Record::Ci(c) => c.id.clone(),
+            Record::Alert(a) => a.id.clone(),
             other => other.number().map(|id| id.to_string()).unwrap_or_default(),
         }
     }
@@ -315,7 +429,7 @@ impl Record {
             Record::Change(r) => Some(r.id),
             Record::Release(r) => Some(r.id),
             Record::Nonconformity(r) => Some(r.id),
-            Record::Service(_) | Record::Ci(_) => None,
+            Record::Service(_) | Record::Ci(_) | Record::Alert(_) => None,
         }
     }
 
@@ -346,6 +460,7 @@ impl Record {
             Record::Request(r) => r.service.as_deref(),
             Record::Change(r) => r.service.as_deref(),
             Record::Ci(r) => r.service.as_deref(),
+            Record::Alert(r) => r.service.as_deref(),
             Record::Service(r) => Some(&r.id),
             _ => None,
         }
@@ -382,6 +497,7 @@ impl Record {
             Kind::Nonconformity => Record::Nonconformity(serde_json::from_str(json).map_err(wrap)?),
             Kind::Service => Record::Service(serde_json::from_str(json).map_err(wrap)?),
             Kind::Ci => Record::Ci(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Alert => Record::Alert(serde_json::from_str(json).map_err(wrap)?),
         })
     }
 }

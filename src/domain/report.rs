@@ -69,6 +69,19 @@ pub struct Section {
     pub change_success_rate_pct: Option<f64>,
     /// Emergency changes over all changes, in percent.
     pub emergency_change_share_pct: Option<f64>,
+    /// Incidents raised by alerts (Alertmanager, Grafana).
+    pub incidents_from_alerts: u64,
+    /// Alert-born incidents over all incidents, in percent.
+    pub alert_incident_share_pct: Option<f64>,
+    /// Mean time from raised to acknowledged, in seconds, over acknowledged alert-born incidents.
+    pub alert_mean_time_to_acknowledge_secs: Option<f64>,
+    /// Changes counted as failed because an incident is linked to them as a suspected cause and
+    /// no reviewer cleared it.
+    pub changes_failed_by_incidents: u64,
+    #[serde(skip)]
+    alert_ack_total: f64,
+    #[serde(skip)]
+    alert_ack_n: u64,
     #[serde(skip)]
     ack_total: f64,
     #[serde(skip)]
@@ -142,6 +155,9 @@ impl Section {
         self.mean_time_to_resolve_secs =
             (self.resolve_n > 0).then(|| (self.resolve_total / self.resolve_n as f64).round());
         self.sla_attainment_pct = pct(self.sla_met, self.sla_measured);
+        self.alert_incident_share_pct = pct(self.incidents_from_alerts, self.incidents);
+        self.alert_mean_time_to_acknowledge_secs = (self.alert_ack_n > 0)
+            .then(|| (self.alert_ack_total / self.alert_ack_n as f64).round());
         let ok = *self.changes_by_outcome.get("successful").unwrap_or(&0);
         let failed = *self.changes_by_outcome.get("failed").unwrap_or(&0);
         self.change_success_rate_pct = pct(ok, ok + failed);
@@ -197,8 +213,16 @@ impl ReportBuilder {
                     .map(|r| (r - i.created_at).num_milliseconds() as f64 / 1000.0);
                 let decided = i.breached || i.resolved_at.is_some();
                 let priority = i.priority.to_string();
+                let from_alert = i.alert.is_some();
                 self.both(i.service.as_deref(), |s| {
                     s.incidents += 1;
+                    if from_alert {
+                        s.incidents_from_alerts += 1;
+                        if let Some(a) = ack {
+                            s.alert_ack_total += a;
+                            s.alert_ack_n += 1;
+                        }
+                    }
                     *s.incidents_by_priority.entry(priority.clone()).or_default() += 1;
                     if let Some(a) = ack {
                         s.ack_total += a;
@@ -229,9 +253,16 @@ impl ReportBuilder {
                     | (ChangeStatus::Failed | ChangeStatus::RolledBack, _) => "failed",
                     _ => "open",
                 };
+                // An incident suspected of being caused by the change, not cleared by a
+                // reviewer, makes it a failed change.
+                let by_incident = outcome != "rejected" && c.uncleared_incidents().next().is_some();
+                let outcome = if by_incident { "failed" } else { outcome };
                 let kind = c.change_type.as_str().to_string();
                 self.both(c.service.as_deref(), |s| {
                     s.changes += 1;
+                    if by_incident {
+                        s.changes_failed_by_incidents += 1;
+                    }
                     *s.changes_by_type.entry(kind.clone()).or_default() += 1;
                     *s.changes_by_outcome.entry(outcome.to_string()).or_default() += 1;
                 });
@@ -315,7 +346,7 @@ impl ServiceReport {
             .map(|p| format!("{p} {}", t.incidents_by_priority.get(*p).unwrap_or(&0)))
             .collect();
         format!(
-            "Service report {}..{}\nIncidents: {} ({}); MTTA {}, MTTR {}; SLA {} met, {} breaches\nChanges: {} ({} successful, {} failed, {} emergency); success rate {}\nReleases: {}, deployments: {}; open problems {}, known errors {}\nNonconformities: {} raised ({} open, {} corrected)\nFull report: {link}",
+            "Service report {}..{}\nIncidents: {} ({}); MTTA {}, MTTR {}; SLA {} met, {} breaches; from alerts {} ({}), their MTTA {}\nChanges: {} ({} successful, {} failed, {} of them by incidents, {} emergency); success rate {}\nReleases: {}, deployments: {}; open problems {}, known errors {}\nNonconformities: {} raised ({} open, {} corrected)\nFull report: {link}",
             self.from,
             self.to,
             t.incidents,
@@ -324,9 +355,13 @@ impl ServiceReport {
             duration(t.mean_time_to_resolve_secs),
             percent(t.sla_attainment_pct),
             t.sla_breaches,
+            t.incidents_from_alerts,
+            percent(t.alert_incident_share_pct),
+            duration(t.alert_mean_time_to_acknowledge_secs),
             t.changes,
             t.changes_by_outcome.get("successful").unwrap_or(&0),
             t.changes_by_outcome.get("failed").unwrap_or(&0),
+            t.changes_failed_by_incidents,
             t.changes_by_type.get("emergency").unwrap_or(&0),
             percent(t.change_success_rate_pct),
             self.releases.len(),
@@ -344,7 +379,7 @@ impl ServiceReport {
         let mut out = format!("Service report {} to {} (UTC days)\n", self.from, self.to);
         for s in std::iter::once(&self.total).chain(self.services.iter()) {
             out.push_str(&format!(
-                "\n{}\n  incidents: {} {:?}\n  mean time to acknowledge: {}; to resolve: {}\n  SLA attainment: {} ({} of {}); breaches: {}\n  changes: {} {:?} {:?}\n  change success rate: {}; emergency share: {}\n",
+                "\n{}\n  incidents: {} {:?}\n  mean time to acknowledge: {}; to resolve: {}\n  SLA attainment: {} ({} of {}); breaches: {}\n  from alerts: {} ({}); their mean time to acknowledge: {}\n  changes: {} {:?} {:?}\n  change success rate: {}; emergency share: {}; failed by incidents not cleared: {}\n",
                 s.service,
                 s.incidents,
                 s.incidents_by_priority,
@@ -354,11 +389,15 @@ impl ServiceReport {
                 s.sla_met,
                 s.sla_measured,
                 s.sla_breaches,
+                s.incidents_from_alerts,
+                percent(s.alert_incident_share_pct),
+                duration(s.alert_mean_time_to_acknowledge_secs),
                 s.changes,
                 s.changes_by_type,
                 s.changes_by_outcome,
                 percent(s.change_success_rate_pct),
                 percent(s.emergency_change_share_pct),
+                s.changes_failed_by_incidents,
             ));
         }
         out.push_str(&format!(

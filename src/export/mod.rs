@@ -86,7 +86,7 @@ pub const CLAUSES: [Clause; 10] = [
         number: "9.1",
         title: "Monitoring, measurement, analysis and evaluation: the service report",
         page: "clauses/9.1.html",
-        files: &["report.json", "report.txt"],
+        files: &["report.json", "report.txt", "alerts.csv", "alerts.json"],
     },
     Clause {
         number: "10.1",

@@ -23,6 +23,8 @@ pub(super) struct Row {
     title: String,
     status: String,
     created: String,
+    /// Where the record came from, when a monitoring system raised it: the alerts' links.
+    links: Vec<String>,
 }
 
 /// The rows of a clause page, gathered as records arrive: at most `HTML_ROWS` of them, and
@@ -50,6 +52,14 @@ impl ClauseRows {
                 title: r.title().to_string(),
                 status: r.status(),
                 created: r.created_at().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                links: match r {
+                    Record::Incident(i) => i
+                        .alert
+                        .as_ref()
+                        .map(|a| a.links.clone())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                },
             });
         }
         self.count += 1;
@@ -70,6 +80,8 @@ struct ClausePage<'a> {
     limit: u64,
     /// The service report's text, on the page of clause 9.1.
     report: Option<String>,
+    /// The page of alert-born incidents: rows show their alert links.
+    alerts: bool,
 }
 
 /// The pack's front page.
@@ -103,6 +115,7 @@ pub(super) fn pass(
             count: c.count,
             limit: HTML_ROWS,
             report: (c.clause.number == "9.1").then(|| records.report.to_text()),
+            alerts: c.clause.number == "9.1",
         };
         render(out, c.clause.page, &page)?;
     }

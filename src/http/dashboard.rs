@@ -594,7 +594,7 @@ async fn record(State(app): State<AppState>, Path(id): Path<String>) -> Result<R
     let mut found = None;
     for k in kind
         .map(|k| vec![k])
-        .unwrap_or_else(|| vec![Kind::Service, Kind::Ci])
+        .unwrap_or_else(|| vec![Kind::Service, Kind::Ci, Kind::Alert])
     {
         if let Some(r) = store.get(k, &id).await? {
             found = Some(r);

@@ -10,6 +10,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing or wrong bearer token: send `Authorization: Bearer <OPSLEDGER_API_TOKEN>`")]
     Unauthorized,
+    #[error("missing or wrong credentials: send `Authorization: Bearer <OPSLEDGER_ALERTS_TOKEN>`, or basic auth with the token as the password")]
+    AlertsUnauthorized,
     /// A platform request (Slack, Discord, GitHub) whose signature did not verify.
     #[error("the request signature is missing, stale or wrong")]
     BadSignature,
@@ -33,7 +35,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::BadSignature => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::AlertsUnauthorized | ApiError::BadSignature => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

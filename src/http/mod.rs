@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::ledger::Ledger;
 
+mod alerts;
 mod api;
 mod dashboard;
 pub mod error;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub chat: Arc<BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>>,
     /// The GitHub webhook's handlers when GitHub is on.
     pub github: Option<crate::integrations::github::GithubHandlers>,
+    /// The alert endpoints' settings when `OPSLEDGER_ALERTS_TOKEN` is set.
+    pub alerts: Option<crate::integrations::alerts::AlertsConfig>,
 }
 
 impl AppState {
@@ -53,7 +56,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let platforms = crate::integrations::platform::CHAT_PLATFORMS
         .iter()
-        .fold(github::routes(), |routes, p| routes.merge(p.routes()));
+        .fold(github::routes().merge(alerts::routes()), |routes, p| {
+            routes.merge(p.routes())
+        });
     let api = Router::new()
         .route("/api/v1/audit", get(api::audit))
         .route("/api/v1/reports", get(api::report))

@@ -6,6 +6,7 @@
 //! port) and here (the handler shell every front end shares, the mapping of replies to views,
 //! queueing a message outside a command); `forms.rs` has the forms.
 
+pub mod alerts;
 pub mod chat;
 pub mod discord;
 pub mod discord_commands;

@@ -68,6 +68,26 @@ pub(crate) async fn run(
                 .await?;
             Ok(Handled::with(render::change(&chg, headline), events))
         }
+        ChangeCmd::Clear { id, incident, text } => {
+            let (chg, ()) = uow
+                .update(ctx, actor, action, *id, |chg: &mut Change| {
+                    chg.clear_suspect(*incident, actor, ctx.now, text, ctx.policy)
+                })
+                .await?;
+            let headline = format!(
+                "{id}: {incident} cleared by {actor}; it no longer counts against the change"
+            );
+            let events = vec![
+                Event::ChangeUpdated {
+                    id: id.to_string(),
+                    status: chg.status.to_string(),
+                },
+                Event::RecordUpdated {
+                    id: incident.to_string(),
+                },
+            ];
+            Ok(Handled::with(render::change(&chg, headline), events))
+        }
         ChangeCmd::Show { id } => {
             let chg: Change = uow.load_id(*id).await?;
             uow.audit_read(ctx, actor, Some(id.to_string()), action);

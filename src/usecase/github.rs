@@ -6,7 +6,7 @@ use crate::domain::command::{CommitRef, GithubCmd, PullRequestRef};
 use crate::domain::gitflow::{changes_named, is_protected, pull_requests_merged};
 use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::lifecycle::freeze_message;
-use crate::domain::records::{Change, Link, LinkKind, Nonconformity, Record, Release};
+use crate::domain::records::{Change, Incident, Link, LinkKind, Nonconformity, Record, Release};
 use crate::domain::reply::{Event, Reply};
 use crate::store::{ListQuery, RecordPager};
 
@@ -518,6 +518,7 @@ async fn gate(
         ));
     }
     let mut approved = Vec::new();
+    let mut services: Vec<String> = Vec::new();
     for id in &rel.changes {
         let Some(c) = change(uow, *id).await? else {
             return Ok((false, format!("{id} does not exist"), record));
@@ -534,10 +535,54 @@ async fn gate(
             ));
         }
         approved.push(id.to_string());
+        if let Some(service) = &c.service {
+            services.push(service.clone());
+        }
+    }
+    if let Some(fire) = on_fire(uow, ctx, &services).await? {
+        return Ok((
+            false,
+            format!(
+                "{} ({}, {}) is open on service {}; deploy to {environment} after it is resolved",
+                fire.id,
+                fire.priority,
+                fire.status,
+                fire.service.as_deref().unwrap_or("-")
+            ),
+            record,
+        ));
     }
     Ok((
         true,
         format!("{}: {} approved", rel.id, approved.join(", ")),
         record,
     ))
+}
+
+/// An open incident of a priority in `[github] block_deploys_during` on one of `services`, if
+/// any: deployments to a service on fire wait.
+async fn on_fire(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    services: &[String],
+) -> Outcome<Option<Incident>> {
+    let blocking = &ctx.policy.block_deploys_during;
+    if blocking.is_empty() || services.is_empty() {
+        return Ok(None);
+    }
+    let mut q = ListQuery::new(Kind::Incident, 200);
+    q.statuses = vec!["new".to_string(), "acknowledged".to_string()];
+    let mut pager = RecordPager::new(&mut *uow, q);
+    while let Some(page) = pager.next_page().await? {
+        for r in page {
+            if let Record::Incident(i) = r {
+                if blocking.contains(&i.priority)
+                    && i.service.as_ref().is_some_and(|s| services.contains(s))
+                {
+                    return Ok(Some(i));
+                }
+            }
+        }
+    }
+    Ok(None)
 }

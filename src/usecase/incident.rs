@@ -218,7 +218,7 @@ pub(crate) async fn run(
 }
 
 /// Marks the incident major and opens its linked problem (ISO/IEC 20000-1 8.6.3).
-async fn declare_major(
+pub(crate) async fn declare_major(
     uow: &mut UnitOfWork,
     ctx: &Ctx<'_>,
     actor: &Actor,
@@ -311,7 +311,7 @@ fn list_reply(name: &str, rows: &[Record], ctx: &Ctx<'_>) -> Reply {
 
 /// The event for a changed incident: whether it gets a room is read after the change. An
 /// incident lowered from P2 to P3 is told so in its room, and nothing after that.
-fn updated(inc: &Incident) -> Event {
+pub(crate) fn updated(inc: &Incident) -> Event {
     Event::IncidentUpdated {
         id: inc.id.to_string(),
         status: inc.status.to_string(),

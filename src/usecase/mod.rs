@@ -12,11 +12,13 @@ use crate::domain::lifecycle::Refusal;
 use crate::domain::permissions;
 use crate::domain::policy::Policy;
 use crate::domain::records::{
-    Change, ConfigItem, Incident, Nonconformity, Problem, Record, Release, Service, ServiceRequest,
+    AlertGroup, Change, ConfigItem, Incident, Nonconformity, Problem, Record, Release, Service,
+    ServiceRequest,
 };
 use crate::domain::reply::{Event, Reply};
 use crate::store::StoreError;
 
+mod alert;
 mod change;
 mod ci;
 mod deadlines;
@@ -165,6 +167,7 @@ typed!(Release, Release);
 typed!(Nonconformity, Nonconformity);
 typed!(Service, Service);
 typed!(ConfigItem, Ci);
+typed!(AlertGroup, Alert);
 
 impl UnitOfWork {
     /// Loads a record by key, or fails with `no such incident INC-99`.
@@ -303,6 +306,8 @@ async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Comma
         Command::Audit { record } => query::audit(uow, ctx, actor, record).await,
         Command::Report { from, to } => query::report(uow, ctx, actor, *from, *to).await,
         Command::OutboxDrop { id } => outbox::drop_item(uow, ctx, actor, *id).await,
+        // A monitoring system's text cannot be refused like a person's; it is recorded neutralized.
+        Command::Alert(n) => alert::run(uow, ctx, actor, &n.neutralized()).await,
     }
 }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::priority::countdown;
 use crate::domain::records::{
-    Change, ConfigItem, Decision, Incident, Nonconformity, Problem, Release, Service,
+    AlertGroup, Change, ConfigItem, Decision, Incident, Nonconformity, Problem, Release, Service,
     ServiceRequest,
 };
 use crate::domain::reply::{ButtonStyle, Reply};
@@ -74,7 +74,26 @@ pub fn incident(i: &Incident, now: DateTime<Utc>, headline: String) -> Reply {
                 .join(", "),
         );
     }
+    if let Some(a) = &i.alert {
+        let state = if a.firing == 0 {
+            format!("all {} resolved", a.total)
+        } else {
+            format!("{} of {} firing", a.firing, a.total)
+        };
+        r = r.field("Alerts", format!("{state} ({}, {})", a.source, a.group));
+    }
+    if !i.suspected_changes.is_empty() {
+        r = r.field("Suspected changes", ids(&i.suspected_changes));
+    }
+    if !i.recurs.is_empty() {
+        r = r.field("Recurs", ids(&i.recurs));
+    }
+    // Every alert resolved: resolving the incident is the next step, so it comes first.
+    let alerts_over = i.alert.as_ref().is_some_and(|a| a.firing == 0);
     match i.status {
+        IncidentStatus::New if alerts_over => r
+            .button("Resolve", "incident resolve", &id, ButtonStyle::Primary)
+            .button("Acknowledge", "incident ack", &id, ButtonStyle::Default),
         IncidentStatus::New => r
             .button("Acknowledge", "incident ack", &id, ButtonStyle::Primary)
             .button("Resolve", "incident resolve", &id, ButtonStyle::Default),
@@ -83,6 +102,33 @@ pub fn incident(i: &Incident, now: DateTime<Utc>, headline: String) -> Reply {
         }
         _ => r,
     }
+}
+
+fn ids(list: &[crate::domain::ids::RecordId]) -> String {
+    list.iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn alert_group(g: &AlertGroup, headline: String) -> Reply {
+    let mut r = Reply::ok(Some(g.id.clone()), headline)
+        .field("Status", g.status_str())
+        .field("Source", format!("{} (receiver {})", g.source, g.receiver))
+        .field("Alerts", g.firing_text());
+    if let Some(s) = &g.service {
+        r = r.field("Service", s.clone());
+    }
+    if let Some(c) = &g.ci {
+        r = r.field("CI", c.clone());
+    }
+    if let Some(i) = g.incident {
+        r = r.field("Incident", i.to_string());
+    }
+    if let Some(p) = g.problem {
+        r = r.field("Problem", p.to_string());
+    }
+    r
 }
 
 pub fn change(c: &Change, headline: String) -> Reply {
@@ -133,6 +179,17 @@ pub fn change(c: &Change, headline: String) -> Reply {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+    }
+    if !c.suspected_incidents.is_empty() {
+        let list: Vec<String> = c
+            .suspected_incidents
+            .iter()
+            .map(|s| match &s.cleared_by {
+                Some(by) => format!("{} (cleared by {by})", s.incident),
+                None => s.incident.to_string(),
+            })
+            .collect();
+        r = r.field("Suspected incidents", list.join(", "));
     }
     if let Some(rev) = &c.review {
         r = r.field("Review", rev.clone());
@@ -250,5 +307,6 @@ pub fn record(r: &crate::domain::records::Record, now: DateTime<Utc>, bold: &str
         }
         Record::Service(s) => service(s, format!("service {}", s.id)),
         Record::Ci(c) => ci(c, format!("configuration item {}", c.id)),
+        Record::Alert(g) => alert_group(g, headline(&g.id, &g.title, g.status_str())),
     }
 }

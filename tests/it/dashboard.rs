@@ -364,6 +364,7 @@ async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
         api_token: Some(Arc::new("s3cret".to_string().into())),
         chat: Default::default(),
         github: None,
+        alerts: None,
     };
     let router = opsledger::http::router(state);
     let request = |auth: Option<&str>| {

@@ -3,6 +3,7 @@
 #[macro_use]
 mod common;
 
+mod alerts;
 mod cli;
 mod cli_policy;
 mod conformance;

@@ -18,6 +18,7 @@ use opsledger::integrations::slack::SlackSettings;
 use serde_json::{json, Value};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+const ALERTS_TOKEN: &str = "alerts-token";
 
 /// One call the fake Slack API received.
 #[derive(Debug, Clone)]
@@ -139,6 +140,7 @@ async fn spawn_slack_app() -> SlackApp {
             slack_cab_channel: Some("CCAB".into()),
             ..Default::default()
         },
+        alerts_token: Some(ALERTS_TOKEN.to_string().into()),
         ..Integrations::default()
     };
     let (running, base, db) = common::serve_platforms(integrations, RULES, None).await;
@@ -902,5 +904,80 @@ async fn cards_and_answers_render_as_snapshotted() {
         insta::assert_json_snapshot!("slack_cab_card", card("CCAB"));
         insta::assert_json_snapshot!("slack_refusal", refused);
     });
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_alerts_updates_the_incident_card_in_place() {
+    // Arrange: a group that grows one alert per notification, as Alertmanager sends it when
+    // alerts keep joining, and each notification sent twice (a repeat).
+    let app = spawn_slack_app().await;
+    let notification = |n: usize, firing: bool| {
+        let alerts: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({
+                    "status": if firing { "firing" } else { "resolved" },
+                    "labels": {"alertname": "HighLatency", "service": "shop", "severity": "warning", "instance": format!("shop-{i}")},
+                    "annotations": {"summary": "Shop latency above 1s"},
+                    "startsAt": "2026-12-01T09:00:00Z",
+                    "endsAt": if firing { "0001-01-01T00:00:00Z" } else { "2026-12-01T10:00:00Z" },
+                    "generatorURL": format!("http://prometheus.example/graph?i={i}"),
+                    "fingerprint": format!("fp{i}"),
+                })
+            })
+            .collect();
+        json!({
+            "version": "4", "groupKey": "{}:{alertname=\"HighLatency\"}", "truncatedAlerts": 0,
+            "status": if firing { "firing" } else { "resolved" }, "receiver": "ops",
+            "groupLabels": {"alertname": "HighLatency"}, "commonLabels": {"alertname": "HighLatency", "service": "shop"},
+            "commonAnnotations": {"summary": "Shop latency above 1s"}, "externalURL": "http://am", "alerts": alerts,
+        })
+    };
+    let send = |body: Value| {
+        let req = app
+            .client
+            .post(format!("{}/alerts/alertmanager", app.base))
+            .bearer_auth(ALERTS_TOKEN)
+            .json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    };
+
+    // Act: ten alerts join one by one, then all resolve.
+    for n in 1..=10 {
+        send(notification(n, true)).await;
+        send(notification(n, true)).await;
+    }
+    send(notification(10, false)).await;
+
+    // Assert: one card posted; every later change is an update of that card, and the last
+    // shows the alerts resolved with Resolve first.
+    let calls = app
+        .fake
+        .wait_for("the card updated to all resolved", |c| {
+            c.iter().any(|x| {
+                x.method == "chat.update" && x.body.to_string().contains("all 10 resolved")
+            })
+        })
+        .await;
+    let posts: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == "chat.postMessage")
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0].body["channel"], "CINC");
+    let last = calls
+        .iter()
+        .rev()
+        .find(|c| c.method == "chat.update")
+        .unwrap();
+    assert_eq!(button_actions(last)[0], "incident resolve");
+    let updates = calls.iter().filter(|c| c.method == "chat.update").count();
+    assert!(
+        updates <= 10,
+        "one update per change at most, not per alert: {updates}"
+    );
     app.stop().await;
 }

@@ -322,11 +322,41 @@ pub(super) fn change_act(c: Ctx, mut a: Args<'_>) -> Parsed {
         .into_iter()
         .find(|act| act.verb() == verb)
         .ok_or_else(|| c.err(format!("unknown change command `{verb}`")))?;
-    Ok(Command::Change(ChangeCmd::Act {
-        action,
+    let text = a.text();
+    if action == ChangeAction::Review {
+        if let Some(clear) = cleared(c, id, text.as_deref())? {
+            return Ok(clear);
+        }
+    }
+    Ok(Command::Change(ChangeCmd::Act { action, id, text }))
+}
+
+/// `change review CHG-n cleared INC-m <why>`: the review text starting with `cleared` clears an
+/// incident suspected of being caused by the change.
+fn cleared(c: Ctx, id: RecordId, text: Option<&str>) -> Result<Option<Command>, UsageError> {
+    let Some(rest) = text.and_then(|t| {
+        let (first, rest) = t.split_once(char::is_whitespace).unwrap_or((t, ""));
+        first.eq_ignore_ascii_case("cleared").then_some(rest.trim())
+    }) else {
+        return Ok(None);
+    };
+    let usage =
+        "after `cleared`, name the incident and why: change review CHG-n cleared INC-m <why>";
+    let (inc, why) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let incident = inc
+        .parse::<RecordId>()
+        .ok()
+        .filter(|r| r.kind == Kind::Incident)
+        .ok_or_else(|| c.err(usage))?;
+    let why = why.trim();
+    if why.is_empty() {
+        return Err(c.err(usage));
+    }
+    Ok(Some(Command::Change(ChangeCmd::Clear {
         id,
-        text: a.text(),
-    }))
+        incident,
+        text: why.to_string(),
+    })))
 }
 
 pub(super) fn change_show(_c: Ctx, mut a: Args<'_>) -> Parsed {

@@ -536,7 +536,7 @@ pub static FORMS: &[Form] = &[
             only(CHANGE_MANAGERS, "change close"),
         ],
         &[id(Kind::Change).about("The change"), note()],
-        "Move a change through its lifecycle: submit it, vote on it, implement it, review and close it.",
+        "Move a change through its lifecycle: submit it, vote on it, implement it, review and close it. `change review CHG-n cleared INC-m <why>` clears an incident suspected of being caused by the change.",
         grammar::change_act,
     ),
     form(

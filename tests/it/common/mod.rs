@@ -14,6 +14,7 @@ use opsledger::ledger::{Ledger, TimeSource};
 use opsledger::store::Store;
 use tokio::task::JoinHandle;
 
+pub mod alertmanager;
 pub mod fake;
 pub mod scratch;
 
