@@ -989,3 +989,36 @@ async fn a_real_alertmanager_raises_one_incident_adds_a_note_and_reports_resolut
     drop(am);
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_documented_alertmanager_payload_takes_its_severity_from_the_rules_file() {
+    // Arrange: the docs' sample pages with `severity: page`, which the rules map to high/high.
+    let db = common::sqlite_db();
+    let store = db.store().await;
+    let (ledger, _) = ledger(
+        store.clone(),
+        rules("[alerts.severity]\npage = { impact = \"high\", urgency = \"high\" }"),
+    );
+
+    // Act
+    let reply = notify(&ledger, &fixture("alertmanager-docs-sample.json")).await;
+
+    // Assert: one incident for the firing alert; the resolved one was never seen firing.
+    assert!(reply.text.contains("INC-1 raised"), "{}", reply.text);
+    let inc = incident(&store, "INC-1").await;
+    assert_eq!(inc.title, "Filesystem has less than 10% space left.");
+    assert_eq!(inc.priority.to_string(), "P1");
+    assert_eq!(inc.reporter.as_str(), "alerts:ops-pager");
+    let alert = inc.alert.unwrap();
+    assert_eq!((alert.firing, alert.total), (1, 1));
+    assert!(inc
+        .description
+        .unwrap()
+        .contains("https://runbooks.example.com/node/filesystem-almost-full"),);
+    // With the built-in map, `page` is unknown: the usual medium/medium.
+    let db = common::sqlite_db();
+    let store = db.store().await;
+    let (plain, _) = self::ledger(store.clone(), rules(""));
+    notify(&plain, &fixture("alertmanager-docs-sample.json")).await;
+    assert_eq!(incident(&store, "INC-1").await.priority.to_string(), "P3");
+}

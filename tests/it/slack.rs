@@ -981,3 +981,48 @@ async fn a_storm_of_alerts_updates_the_incident_card_in_place() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_alert_gets_a_card_and_a_room_like_any_major_incident() {
+    // Arrange: Alertmanager's own first notification of a group (severity critical: a P1).
+    let app = spawn_slack_app().await;
+    let path = format!(
+        "{}/tests/fixtures/alerts/alertmanager-0.25-firing.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let body = std::fs::read_to_string(path).unwrap();
+
+    // Act
+    let resp = app
+        .client
+        .post(format!("{}/alerts/alertmanager", app.base))
+        .bearer_auth(ALERTS_TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+
+    // Assert: the card in the incident channel and a room, through the outbox.
+    assert_eq!(resp.status(), 200);
+    let calls = app
+        .fake
+        .wait_for("the card and the room", |c| {
+            c.iter()
+                .any(|x| x.method == "chat.postMessage" && x.body["channel"] == "CINC")
+                && c.iter().any(|x| x.method == "conversations.create")
+        })
+        .await;
+    let card = calls
+        .iter()
+        .find(|x| x.method == "chat.postMessage" && x.body["channel"] == "CINC")
+        .unwrap();
+    assert!(
+        card.body
+            .to_string()
+            .contains("Checkout error rate above 5%"),
+        "{}",
+        card.body
+    );
+    app.stop().await;
+}
