@@ -124,6 +124,7 @@ pub enum Command {
     Ci(CiCmd),
     Nc(NcCmd),
     Role(RoleCmd),
+    Oncall(OncallCmd),
     Sla {
         id: RecordId,
     },
@@ -465,6 +466,23 @@ pub enum ChangeCmd {
     },
 }
 
+/// `oncall who [schedule]`, `oncall show <schedule>`, `oncall override ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OncallCmd {
+    Who {
+        schedule: Option<String>,
+    },
+    Show {
+        schedule: String,
+    },
+    Override {
+        schedule: String,
+        who: Mention,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReleaseCmd {
     Create {
@@ -617,6 +635,11 @@ impl Command {
                 RoleCmd::Grant { .. } => "role grant",
                 RoleCmd::Revoke { .. } => "role revoke",
             },
+            Command::Oncall(c) => match c {
+                OncallCmd::Who { .. } => "oncall who",
+                OncallCmd::Show { .. } => "oncall show",
+                OncallCmd::Override { .. } => "oncall override",
+            },
             Command::Sla { .. } => "sla",
             Command::Report { .. } => "report",
             Command::Audit { .. } => "audit",
@@ -666,6 +689,9 @@ impl Command {
                 | ChangeCmd::Clear { id: i, .. },
             ) => id(i),
             Command::Alert(n) => Some(n.group_id()),
+            Command::Oncall(
+                OncallCmd::Show { schedule } | OncallCmd::Override { schedule, .. },
+            ) => Some(schedule.clone()),
             Command::Release(
                 ReleaseCmd::Deploy { id: i, .. }
                 | ReleaseCmd::Rollback { id: i, .. }

@@ -19,10 +19,12 @@ pub enum Kind {
     Ci,
     /// An alert group from a monitoring system: named by its group, not numbered.
     Alert,
+    /// An on-call schedule's overrides, named by the schedule.
+    Oncall,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Incident,
         Kind::Request,
         Kind::Problem,
@@ -32,6 +34,7 @@ impl Kind {
         Kind::Service,
         Kind::Ci,
         Kind::Alert,
+        Kind::Oncall,
     ];
 
     /// The ID prefix of a numbered kind; services and CIs are named, not numbered.
@@ -43,7 +46,7 @@ impl Kind {
             Kind::Change => Some("CHG"),
             Kind::Release => Some("REL"),
             Kind::Nonconformity => Some("NC"),
-            Kind::Service | Kind::Ci | Kind::Alert => None,
+            Kind::Service | Kind::Ci | Kind::Alert | Kind::Oncall => None,
         }
     }
 
@@ -65,6 +68,7 @@ impl Kind {
             Kind::Service => "service",
             Kind::Ci => "ci",
             Kind::Alert => "alert",
+            Kind::Oncall => "oncall",
         }
     }
 
@@ -80,6 +84,7 @@ impl Kind {
             Kind::Service => "service",
             Kind::Ci => "configuration item",
             Kind::Alert => "alert group",
+            Kind::Oncall => "on-call schedule",
         }
     }
 
@@ -95,6 +100,7 @@ impl Kind {
             Kind::Service => "services",
             Kind::Ci => "cis",
             Kind::Alert => "alerts",
+            Kind::Oncall => "oncall",
         }
     }
 

@@ -6,6 +6,7 @@ pub mod command;
 pub mod gitflow;
 pub mod ids;
 pub mod lifecycle;
+pub mod oncall;
 pub mod parser;
 pub mod permissions;
 pub mod policy;

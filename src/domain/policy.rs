@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::alerts::AlertRules;
 use super::command::{ChangeType, Level, Role};
 use super::ids::Actor;
+use super::oncall::{self as oncall_rules, Schedule};
 use super::priority::{Priority, PriorityMatrix, SlaTarget, SlaTargets};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +47,8 @@ pub struct Policy {
     /// Deployments to a service are refused while it has an open incident of one of these.
     pub block_deploys_during: Vec<Priority>,
     pub alerts: AlertRules,
+    /// On-call schedules, in the rules file's order.
+    pub oncall: Vec<Schedule>,
 }
 
 impl Default for Policy {
@@ -76,6 +79,7 @@ impl Default for Policy {
             change_pattern: r"CHG-(\d+)".to_string(),
             block_deploys_during: Vec::new(),
             alerts: AlertRules::default(),
+            oncall: Vec::new(),
         }
     }
 }
@@ -119,6 +123,20 @@ pub(super) struct RawPolicy {
     pub github: RawGithub,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<RawAlerts>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oncall: Vec<RawOncall>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOncall {
+    pub name: String,
+    pub members: Vec<String>,
+    pub rotation: String,
+    pub start: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<String>,
+    pub timezone: String,
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -345,7 +363,24 @@ impl Policy {
         if let Some(a) = raw.alerts {
             apply_alerts(&mut p.alerts, a)?;
         }
+        for (i, o) in raw.oncall.into_iter().enumerate() {
+            let schedule = schedule(&p, i, o)?;
+            p.oncall.push(schedule);
+        }
         Ok(p)
+    }
+
+    /// The on-call schedule of that name.
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.oncall.iter().find(|s| s.name == name)
+    }
+
+    /// The accounts a schedule member (a `[people]` name or an account) acts from.
+    pub fn accounts_of(&self, member: &str) -> Vec<Actor> {
+        match self.people.get(member) {
+            Some(accounts) => accounts.iter().cloned().collect(),
+            None => Actor::parse(member).into_iter().collect(),
+        }
     }
 
     /// Whether the person behind `actor` holds `role` through any of their accounts.
@@ -457,6 +492,58 @@ fn change_type(s: &str) -> Option<ChangeType> {
         "emergency" => Some(ChangeType::Emergency),
         _ => None,
     }
+}
+
+/// One `[[oncall]]` schedule, checked: a known zone, a rotation, a start at the handoff, and
+/// members who are `[people]` names or accounts.
+fn schedule(p: &Policy, i: usize, o: RawOncall) -> Result<Schedule, PolicyError> {
+    let key = |field: &str| format!("oncall[{i}].{field}");
+    let err = |e: oncall_rules::ScheduleError| PolicyError::new(key(e.field), e.problem);
+    if !o
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || o.name.is_empty()
+    {
+        return Err(PolicyError::new(
+            key("name"),
+            format!("is `{}`; use letters, digits, `-`, `_` or `.`", o.name),
+        ));
+    }
+    if p.oncall.iter().any(|s| s.name == o.name) {
+        return Err(PolicyError::new(
+            key("name"),
+            format!("`{}` names another schedule too", o.name),
+        ));
+    }
+    if o.members.is_empty() {
+        return Err(PolicyError::new(
+            key("members"),
+            "must name at least one person",
+        ));
+    }
+    for m in &o.members {
+        if !p.people.contains_key(m) && Actor::parse_person(m).is_err() {
+            return Err(PolicyError::new(
+                key("members"),
+                format!("has `{m}`, which is neither a name in [people] nor an account such as slack:U024BE7LH"),
+            ));
+        }
+    }
+    let rotation = oncall_rules::parse_rotation(&o.rotation).map_err(err)?;
+    let start = oncall_rules::parse_start(&o.start).map_err(err)?;
+    let timezone = oncall_rules::parse_timezone(&o.timezone).map_err(err)?;
+    if let Some(h) = &o.handoff {
+        oncall_rules::check_handoff(h, rotation, start).map_err(err)?;
+    }
+    Ok(Schedule {
+        name: o.name,
+        members: o.members,
+        rotation,
+        start,
+        handoff: o.handoff,
+        timezone,
+    })
 }
 
 fn apply_alerts(rules: &mut AlertRules, raw: RawAlerts) -> Result<(), PolicyError> {

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::ids::Actor;
 use super::policy::{
     ApprovalRule, Policy, RawAlerts, RawApproval, RawChange, RawFreeze, RawGithub, RawLevels,
-    RawPolicy, RawPriority, RawSla, RawStandard,
+    RawOncall, RawPolicy, RawPriority, RawSla, RawStandard,
 };
 use super::priority::Priority;
 
@@ -102,6 +102,18 @@ impl Policy {
                     })
                     .collect(),
             }),
+            oncall: self
+                .oncall
+                .iter()
+                .map(|o| RawOncall {
+                    name: o.name.clone(),
+                    members: o.members.clone(),
+                    rotation: crate::domain::oncall::rotation_text(o.rotation),
+                    start: o.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+                    handoff: o.handoff.clone(),
+                    timezone: o.timezone.name().to_string(),
+                })
+                .collect(),
         };
         // Strings, lists and tables only: nothing in the schema that TOML cannot hold.
         let text = toml::to_string(&raw).expect("the rules schema holds only what TOML can");
@@ -341,6 +353,55 @@ page = { impact = "high", urgency = "medium" }
             ("[alerts]\nunknown = 1", "unknown field"),
         ] {
             let err = Policy::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn oncall_schedules_are_read_checked_and_written_back() {
+        // Arrange
+        let text = r#"
+[people]
+alice = ["slack:U1"]
+
+[[oncall]]
+name = "payments"
+members = ["alice", "discord:42"]
+rotation = "weekly"
+start = "2026-11-30T09:00:00"
+handoff = "Mon 09:00"
+timezone = "Europe/Berlin"
+
+[[oncall]]
+name = "night"
+members = ["alice"]
+rotation = "12h"
+start = "2026-11-30T20:00"
+timezone = "UTC"
+"#;
+
+        // Act
+        let policy = Policy::from_toml(text).expect("loads");
+        let written = policy.to_toml();
+
+        // Assert
+        assert_eq!(policy.oncall.len(), 2);
+        assert_eq!(
+            policy.schedule("payments").unwrap().timezone.name(),
+            "Europe/Berlin"
+        );
+        assert_eq!(Policy::from_toml(&written), Ok(policy), "{written}");
+        let base = "[people]\nalice = [\"slack:U1\"]\n[[oncall]]\nname = \"p\"\n";
+        for (bad, says) in [
+            ("members = [\"zoe\"]\nrotation = \"daily\"\nstart = \"2026-11-30T09:00\"\ntimezone = \"UTC\"", "oncall[0].members has `zoe`, which is neither a name in [people]"),
+            ("members = []\nrotation = \"daily\"\nstart = \"2026-11-30T09:00\"\ntimezone = \"UTC\"", "oncall[0].members must name at least one person"),
+            ("members = [\"alice\"]\nrotation = \"fortnightly\"\nstart = \"2026-11-30T09:00\"\ntimezone = \"UTC\"", "oncall[0].rotation is `fortnightly`"),
+            ("members = [\"alice\"]\nrotation = \"daily\"\nstart = \"30/11/2026\"\ntimezone = \"UTC\"", "oncall[0].start is `30/11/2026`"),
+            ("members = [\"alice\"]\nrotation = \"daily\"\nstart = \"2026-11-30T09:00\"\ntimezone = \"Berlin\"", "oncall[0].timezone is `Berlin`"),
+            ("members = [\"alice\"]\nrotation = \"weekly\"\nstart = \"2026-11-30T09:00\"\nhandoff = \"Tue 09:00\"\ntimezone = \"UTC\"", "oncall[0].start is 2026-11-30T09:00 (Mon), not at the handoff Tue 09:00"),
+            ("members = [\"system:opsledger\"]\nrotation = \"daily\"\nstart = \"2026-11-30T09:00\"\ntimezone = \"UTC\"", "neither a name in [people] nor an account"),
+        ] {
+            let err = Policy::from_toml(&format!("{base}{bad}")).unwrap_err().to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
     }

@@ -146,6 +146,19 @@ pub struct RaisedIncident {
     pub at: DateTime<Utc>,
 }
 
+/// The overrides of one on-call schedule (the schedule itself is in the rules file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OncallRecord {
+    /// The schedule's name.
+    pub id: String,
+    pub title: String,
+    /// `active`.
+    pub status: String,
+    pub overrides: Vec<super::oncall::Override>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// An incident suspected of being caused by a change, and whether a reviewer cleared it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SuspectedIncident {
@@ -369,6 +382,7 @@ pub enum Record {
     Service(Service),
     Ci(ConfigItem),
     Alert(AlertGroup),
+    Oncall(OncallRecord),
 }
 
 /// Calls `$body` with the inner record bound to `$r`, whatever its kind.
@@ -384,6 +398,7 @@ macro_rules! each_record {
             Record::Service($r) => $body,
             Record::Ci($r) => $body,
             Record::Alert($r) => $body,
+            Record::Oncall($r) => $body,
         }
     };
 }
@@ -408,6 +423,7 @@ impl Record {
             Record::Service(_) => Kind::Service,
             Record::Ci(_) => Kind::Ci,
             Record::Alert(_) => Kind::Alert,
+            Record::Oncall(_) => Kind::Oncall,
         }
     }
 
@@ -417,6 +433,7 @@ impl Record {
             Record::Service(s) => s.id.clone(),
             Record::Ci(c) => c.id.clone(),
             Record::Alert(a) => a.id.clone(),
+            Record::Oncall(o) => o.id.clone(),
             other => other.number().map(|id| id.to_string()).unwrap_or_default(),
         }
     }
@@ -429,7 +446,7 @@ impl Record {
             Record::Change(r) => Some(r.id),
             Record::Release(r) => Some(r.id),
             Record::Nonconformity(r) => Some(r.id),
-            Record::Service(_) | Record::Ci(_) | Record::Alert(_) => None,
+            Record::Service(_) | Record::Ci(_) | Record::Alert(_) | Record::Oncall(_) => None,
         }
     }
 
@@ -498,6 +515,7 @@ impl Record {
             Kind::Service => Record::Service(serde_json::from_str(json).map_err(wrap)?),
             Kind::Ci => Record::Ci(serde_json::from_str(json).map_err(wrap)?),
             Kind::Alert => Record::Alert(serde_json::from_str(json).map_err(wrap)?),
+            Kind::Oncall => Record::Oncall(serde_json::from_str(json).map_err(wrap)?),
         })
     }
 }

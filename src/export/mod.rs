@@ -62,7 +62,12 @@ pub const CLAUSES: [Clause; 10] = [
         number: "8.6.1",
         title: "Incident management",
         page: "clauses/8.6.1.html",
-        files: &["incidents.csv", "incidents.json"],
+        files: &[
+            "incidents.csv",
+            "incidents.json",
+            "oncall.csv",
+            "oncall.json",
+        ],
     },
     Clause {
         number: "8.6.2",

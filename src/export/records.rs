@@ -101,6 +101,7 @@ fn columns(kind: Kind) -> &'static [&'static str] {
             "incidents",
             "problem",
         ],
+        Kind::Oncall => &["overrides"],
     }
 }
 
@@ -200,8 +201,10 @@ pub(super) async fn pass(
             Kind::Nonconformity => page("10.1"),
             // Alert groups are 9.1's data files; its page lists the incidents they raised.
             Kind::Alert => page("9.1"),
+            // Who was on call, beyond the rules file's rotation: data files of 8.6.1.
+            Kind::Oncall => page("8.6.1"),
         };
-        let listed = kind != Kind::Alert;
+        let listed = !matches!(kind, Kind::Alert | Kind::Oncall);
         // Configuration information is the current state; the rest is what the period created.
         let current = matches!(kind, Kind::Service | Kind::Ci);
         let mut pager = RecordPager::new(store, ListQuery::new(kind, PAGE));

@@ -12,8 +12,8 @@ use crate::domain::lifecycle::Refusal;
 use crate::domain::permissions;
 use crate::domain::policy::Policy;
 use crate::domain::records::{
-    AlertGroup, Change, ConfigItem, Incident, Nonconformity, Problem, Record, Release, Service,
-    ServiceRequest,
+    AlertGroup, Change, ConfigItem, Incident, Nonconformity, OncallRecord, Problem, Record,
+    Release, Service, ServiceRequest,
 };
 use crate::domain::reply::{Event, Reply};
 use crate::store::StoreError;
@@ -25,6 +25,7 @@ mod deadlines;
 mod github;
 mod incident;
 mod nonconformity;
+mod oncall;
 mod outbox;
 mod problem;
 mod query;
@@ -168,6 +169,7 @@ typed!(Nonconformity, Nonconformity);
 typed!(Service, Service);
 typed!(ConfigItem, Ci);
 typed!(AlertGroup, Alert);
+typed!(OncallRecord, Oncall);
 
 impl UnitOfWork {
     /// Loads a record by key, or fails with `no such incident INC-99`.
@@ -302,6 +304,7 @@ async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Comma
         Command::Service(c) => service::run(uow, ctx, actor, c).await,
         Command::Ci(c) => ci::run(uow, ctx, actor, c).await,
         Command::Role(c) => role::run(uow, ctx, actor, c).await,
+        Command::Oncall(c) => oncall::run(uow, ctx, actor, c).await,
         Command::Sla { id } => query::sla(uow, ctx, actor, *id).await,
         Command::Audit { record } => query::audit(uow, ctx, actor, record).await,
         Command::Report { from, to } => query::report(uow, ctx, actor, *from, *to).await,

@@ -308,5 +308,7 @@ pub fn record(r: &crate::domain::records::Record, now: DateTime<Utc>, bold: &str
         Record::Service(s) => service(s, format!("service {}", s.id)),
         Record::Ci(c) => ci(c, format!("configuration item {}", c.id)),
         Record::Alert(g) => alert_group(g, headline(&g.id, &g.title, g.status_str())),
+        Record::Oncall(o) => Reply::ok(Some(o.id.clone()), format!("on-call schedule {}", o.id))
+            .field("Overrides", o.overrides.len().to_string()),
     }
 }

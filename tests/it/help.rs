@@ -17,7 +17,7 @@ async fn the_overview_and_every_topic_read_as_snapshotted() {
     let mut topics = Vec::new();
     for topic in [
         "incident", "request", "problem", "change", "release", "service", "ci", "nc", "role",
-        "sla", "report", "audit", "help",
+        "oncall", "sla", "report", "audit", "help",
     ] {
         let text = common::ok(&ledger, "console:bob", &format!("help {topic}")).await;
         topics.push((topic, text));

@@ -17,6 +17,7 @@ mod github;
 mod help;
 mod http_api;
 mod isolation;
+mod oncall;
 mod outbox;
 mod outbox_faults;
 mod process_rules;

@@ -12,8 +12,8 @@ use super::table::{
 use super::{usage, UsageError};
 use crate::domain::command::{
     ChangeAction, ChangeCmd, ChangeFilter, ChangeType, CiCmd, Command, IncidentAction, IncidentCmd,
-    IncidentFilter, Level, Mention, NcCmd, ProblemAction, ProblemCmd, ReleaseCmd, RequestCmd, Role,
-    RoleCmd, ServiceCmd, Window,
+    IncidentFilter, Level, Mention, NcCmd, OncallCmd, ProblemAction, ProblemCmd, ReleaseCmd,
+    RequestCmd, Role, RoleCmd, ServiceCmd, Window,
 };
 use crate::domain::ids::{Actor, Kind, RecordId};
 
@@ -487,6 +487,49 @@ pub(super) fn ci_show(_c: Ctx, mut a: Args<'_>) -> Parsed {
     let name = a.name("CI name")?;
     a.end()?;
     Ok(Command::Ci(CiCmd::Show { name }))
+}
+
+pub(super) fn oncall_who(c: Ctx, mut a: Args<'_>) -> Parsed {
+    let schedule = a.next().map(|w| c.name_value("", w)).transpose()?;
+    a.end()?;
+    Ok(Command::Oncall(OncallCmd::Who { schedule }))
+}
+
+pub(super) fn oncall_show(c: Ctx, mut a: Args<'_>) -> Parsed {
+    let word = a.next().ok_or_else(|| c.err("missing schedule name"))?;
+    let schedule = c.name_value("", word)?;
+    a.end()?;
+    Ok(Command::Oncall(OncallCmd::Show { schedule }))
+}
+
+pub(super) fn oncall_override(c: Ctx, mut a: Args<'_>) -> Parsed {
+    let word = a.next().ok_or_else(|| c.err("missing schedule name"))?;
+    let schedule = c.name_value("", word)?;
+    let who = c.mention(a.next())?;
+    let time = |c: Ctx, key: &str, v: &str| {
+        timestamp(v).ok_or_else(|| {
+            c.err(format!(
+                "`{key}:{}` is not a time: use {key}:2026-12-24T18:00Z",
+                shown(v)
+            ))
+        })
+    };
+    let from = a
+        .opt_with("from", time)?
+        .ok_or_else(|| c.err("missing from:<time>"))?;
+    let to = a
+        .opt_with("to", time)?
+        .ok_or_else(|| c.err("missing to:<time>"))?;
+    a.end()?;
+    if to <= from {
+        return Err(c.err(format!("to:{to} is not after from:{from}")));
+    }
+    Ok(Command::Oncall(OncallCmd::Override {
+        schedule,
+        who,
+        from,
+        to,
+    }))
 }
 
 pub(super) fn nc_raise(_c: Ctx, mut a: Args<'_>) -> Parsed {

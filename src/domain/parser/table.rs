@@ -355,6 +355,11 @@ pub static TOPICS: &[Topic] = &[
         None,
     ),
     topic(
+        "oncall",
+        "On-call schedules say who answers incidents: a rotation from the rules file, and overrides.",
+        None,
+    ),
+    topic(
         "sla",
         "SLA clocks measure response and resolution time against the targets.",
         None,
@@ -649,6 +654,29 @@ pub static FORMS: &[Form] = &[
         ],
         "Give someone a role, or take it away.",
         grammar::role,
+    ),
+    form(
+        &[verb("oncall who")],
+        &[slot("schedule", SlotKind::Word(None), false)],
+        "Say who is on call now and next, and until when: on one schedule, or on each.",
+        grammar::oncall_who,
+    ),
+    form(
+        &[verb("oncall show")],
+        &[word("schedule")],
+        "List who is on call on a schedule over the next 14 days.",
+        grammar::oncall_show,
+    ),
+    form(
+        &[verb("oncall override")],
+        &[
+            word("schedule"),
+            shown("user", "@user"),
+            slot("from", SlotKind::Opt { shown: "2026-12-24T18:00Z", choices: &[] }, true),
+            slot("to", SlotKind::Opt { shown: "2026-12-27T09:00Z", choices: &[] }, true),
+        ],
+        "Put someone on call instead of the rotation, from one time to another; overrides may not overlap.",
+        grammar::oncall_override,
     ),
     form(
         &[verb("sla")],
