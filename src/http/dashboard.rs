@@ -40,6 +40,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(overview))
         .route("/calendar", get(calendar))
+        .route("/oncall", get(oncall))
         .route("/releases", get(releases))
         .route("/charts", get(charts))
         .route("/report", get(report))
@@ -257,6 +258,79 @@ struct FreezeRow {
     from: String,
     to: String,
     allows: String,
+}
+
+/// One schedule on the on-call page: who is on call now and next, and two weeks of shifts.
+struct OncallBoard {
+    name: String,
+    about: String,
+    now: Option<ShiftRow>,
+    next: Option<ShiftRow>,
+    shifts: Vec<ShiftRow>,
+}
+
+struct ShiftRow {
+    who: String,
+    from: String,
+    until: String,
+    overridden: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/oncall.html")]
+struct OncallPage {
+    title: &'static str,
+    boards: Vec<OncallBoard>,
+}
+
+/// Who is on call on each schedule of the rules file, with its overrides, for two weeks from
+/// the start of today.
+async fn oncall(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
+    let store = &**app.ledger.store();
+    let now = app.ledger.time().now();
+    let mut boards = Vec::new();
+    for s in &app.ledger.policy().oncall {
+        let overrides = match store.get(Kind::Oncall, &s.name).await? {
+            Some(Record::Oncall(r)) => r.overrides,
+            _ => Vec::new(),
+        };
+        let row = |sh: crate::domain::oncall::Shift| ShiftRow {
+            who: sh.who,
+            from: s.local(sh.from),
+            until: s.local(sh.until),
+            overridden: sh.overridden,
+        };
+        let current = s.on_call(now, &overrides);
+        let next = current
+            .as_ref()
+            .and_then(|c| s.on_call(c.until, &overrides))
+            .map(row);
+        let today = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc();
+        boards.push(OncallBoard {
+            name: s.name.clone(),
+            about: format!(
+                "{}, {}: {}",
+                crate::domain::oncall::rotation_text(s.rotation),
+                s.timezone.name(),
+                s.members.join(", ")
+            ),
+            now: current.map(row),
+            next,
+            shifts: s
+                .shifts(today, today + Duration::days(14), &overrides)
+                .into_iter()
+                .map(row)
+                .collect(),
+        });
+    }
+    html(&OncallPage {
+        title: "On call",
+        boards,
+    })
 }
 
 #[derive(Template)]
@@ -594,7 +668,7 @@ async fn record(State(app): State<AppState>, Path(id): Path<String>) -> Result<R
     let mut found = None;
     for k in kind
         .map(|k| vec![k])
-        .unwrap_or_else(|| vec![Kind::Service, Kind::Ci, Kind::Alert])
+        .unwrap_or_else(|| vec![Kind::Service, Kind::Ci, Kind::Alert, Kind::Oncall])
     {
         if let Some(r) = store.get(k, &id).await? {
             found = Some(r);

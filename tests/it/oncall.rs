@@ -180,3 +180,52 @@ async fn overrides_never_overlap_and_are_for_members_or_incident_managers(db: Te
     };
     assert_eq!(rec.overrides.len(), 2);
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_who_is_on_call_and_two_weeks_with_overrides() {
+    // Arrange: the real clock; an override starting in an hour.
+    let (running, base, _db) =
+        common::serve_platforms(opsledger::config::Integrations::default(), RULES, None).await;
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%MZ").to_string();
+    let soon = Utc::now() + chrono::Duration::hours(1);
+    let text = format!(
+        "oncall override payments @dave from:{} to:{}",
+        fmt(soon),
+        fmt(soon + chrono::Duration::hours(6))
+    );
+    let reply = running
+        .ledger
+        .handle_text(common::actor("console:carol"), &text)
+        .await
+        .reply;
+    assert!(reply.text.contains("dave on call"), "{}", reply.text);
+
+    // Act
+    let page = reqwest::get(format!("{base}/oncall"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(page.contains("<h2>payments</h2>"), "{page}");
+    assert!(page.contains("<h2>db</h2>"), "{page}");
+    assert!(
+        page.contains("weekly, Europe/Berlin: alice, bob, carol"),
+        "{page}"
+    );
+    let now_row = page
+        .lines()
+        .find(|l| l.contains("<th>Now</th>"))
+        .unwrap_or_default();
+    assert!(
+        ["alice", "bob", "carol"]
+            .iter()
+            .any(|m| now_row.contains(m)),
+        "{now_row}"
+    );
+    assert!(page.contains("dave (override)"), "{page}");
+    assert!(page.contains("<a href=\"/oncall\">On call</a>"), "{page}");
+    running.stop().await.unwrap();
+}
