@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod command;
+pub mod escalation;
 pub mod gitflow;
 pub mod ids;
 pub mod lifecycle;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alerts::AlertRules;
 use super::command::{ChangeType, Level, Role};
+use super::escalation::{Chain, Step, Target};
 use super::ids::Actor;
 use super::oncall::{self as oncall_rules, Schedule};
 use super::priority::{Priority, PriorityMatrix, SlaTarget, SlaTargets};
@@ -49,6 +50,8 @@ pub struct Policy {
     pub alerts: AlertRules,
     /// On-call schedules, in the rules file's order.
     pub oncall: Vec<Schedule>,
+    /// Escalation chains, in the rules file's order; at most one is the default.
+    pub escalations: Vec<Chain>,
 }
 
 impl Default for Policy {
@@ -80,6 +83,7 @@ impl Default for Policy {
             block_deploys_during: Vec::new(),
             alerts: AlertRules::default(),
             oncall: Vec::new(),
+            escalations: Vec::new(),
         }
     }
 }
@@ -125,6 +129,36 @@ pub(super) struct RawPolicy {
     pub alerts: Option<RawAlerts>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub oncall: Vec<RawOncall>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalation: Vec<RawEscalation>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEscalation {
+    pub name: String,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default)]
+    pub page: Vec<String>,
+    pub steps: Vec<RawStep>,
+    #[serde(default)]
+    pub repeat: u32,
+}
+
+/// One step, as an inline table: `{ notify = "oncall:payments", next = true }`,
+/// `{ wait = "5m" }` or `{ webhook = "https://..." }`.
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -367,7 +401,21 @@ impl Policy {
             let schedule = schedule(&p, i, o)?;
             p.oncall.push(schedule);
         }
+        for (i, e) in raw.escalation.into_iter().enumerate() {
+            let chain = chain(&p, i, e)?;
+            p.escalations.push(chain);
+        }
         Ok(p)
+    }
+
+    /// The escalation chain of that name.
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.escalations.iter().find(|c| c.name == name)
+    }
+
+    /// The chain marked `default = true`, if any.
+    pub fn default_chain(&self) -> Option<&Chain> {
+        self.escalations.iter().find(|c| c.default)
     }
 
     /// The on-call schedule of that name.
@@ -544,6 +592,132 @@ fn schedule(p: &Policy, i: usize, o: RawOncall) -> Result<Schedule, PolicyError>
         handoff: o.handoff,
         timezone,
     })
+}
+
+/// One `[[escalation]]` chain, checked: known schedules, roles and people, at least one
+/// `notify` step, waits of at least a minute, one default at most.
+fn chain(p: &Policy, i: usize, e: RawEscalation) -> Result<Chain, PolicyError> {
+    let key = |field: &str| format!("escalation[{i}].{field}");
+    if e.name.is_empty() || p.escalations.iter().any(|c| c.name == e.name) {
+        return Err(PolicyError::new(
+            key("name"),
+            format!("`{}` is empty or names another chain too", e.name),
+        ));
+    }
+    if e.default {
+        if let Some(d) = p.default_chain() {
+            return Err(PolicyError::new(
+                key("default"),
+                format!(
+                    "is set on `{}` too: one chain at most is the default",
+                    d.name
+                ),
+            ));
+        }
+    }
+    let page = e
+        .page
+        .iter()
+        .map(|name| {
+            Priority::ALL
+                .into_iter()
+                .find(|q| q.as_str() == name)
+                .ok_or_else(|| {
+                    PolicyError::new(
+                        key("page"),
+                        format!("has `{name}`; allowed: P1, P2, P3, P4"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut steps = Vec::new();
+    for (j, s) in e.steps.into_iter().enumerate() {
+        let skey = format!("escalation[{i}].steps[{j}]");
+        let step = match (s.notify, s.wait, s.webhook) {
+            (Some(n), None, None) => Step::Notify(target(p, &skey, &n, s.next.unwrap_or(false))?),
+            (None, Some(w), None) if s.next.is_none() => {
+                let d = duration(&format!("{skey}.wait"), &w)?;
+                if d < Duration::from_secs(60) {
+                    return Err(PolicyError::new(
+                        format!("{skey}.wait"),
+                        format!("is `{w}`; a wait is at least 1m"),
+                    ));
+                }
+                Step::Wait(d)
+            }
+            (None, None, Some(url)) if s.next.is_none() => {
+                if !(url.starts_with("https://") || url.starts_with("http://")) {
+                    return Err(PolicyError::new(
+                        format!("{skey}.webhook"),
+                        format!("is `{url}`; it must be an http(s) URL"),
+                    ));
+                }
+                Step::Webhook(url)
+            }
+            _ => {
+                return Err(PolicyError::new(
+                    skey,
+                    "must be one of { notify = \"...\" } (with `next` for oncall), { wait = \"5m\" }, { webhook = \"https://...\" }",
+                ))
+            }
+        };
+        steps.push(step);
+    }
+    if !steps.iter().any(|s| matches!(s, Step::Notify(_))) {
+        return Err(PolicyError::new(
+            key("steps"),
+            "must have at least one notify step",
+        ));
+    }
+    Ok(Chain {
+        name: e.name,
+        default: e.default,
+        page,
+        steps,
+        repeat: e.repeat,
+    })
+}
+
+/// A `notify` target: `oncall:<schedule>`, `role:<role>`, `channel`, a `[people]` name, or an
+/// account.
+fn target(p: &Policy, key: &str, text: &str, next: bool) -> Result<Target, PolicyError> {
+    let key = format!("{key}.notify");
+    if next && !text.starts_with("oncall:") {
+        return Err(PolicyError::new(
+            key,
+            "`next` applies to oncall:<schedule> only",
+        ));
+    }
+    if let Some(schedule) = text.strip_prefix("oncall:") {
+        if p.schedule(schedule).is_none() {
+            return Err(PolicyError::new(
+                key,
+                format!("names the schedule `{schedule}`, which no [[oncall]] defines"),
+            ));
+        }
+        return Ok(Target::Oncall {
+            schedule: schedule.to_string(),
+            next,
+        });
+    }
+    if let Some(role) = text.strip_prefix("role:") {
+        return Role::parse(role).map(Target::Role).ok_or_else(|| {
+            PolicyError::new(
+                key,
+                format!("names `{role}`, not a role (admin, incident-manager, change-manager, cab, ecab)"),
+            )
+        });
+    }
+    if text == "channel" {
+        return Ok(Target::Channel);
+    }
+    if p.people.contains_key(text) || Actor::parse_person(text).is_ok() {
+        return Ok(Target::Person(text.to_string()));
+    }
+    Err(PolicyError::new(
+        key,
+        format!("is `{text}`: use oncall:<schedule>, role:<role>, channel, a name from [people] or an account"),
+    ))
 }
 
 fn apply_alerts(rules: &mut AlertRules, raw: RawAlerts) -> Result<(), PolicyError> {

@@ -12,8 +12,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::ids::Actor;
 use super::policy::{
-    ApprovalRule, Policy, RawAlerts, RawApproval, RawChange, RawFreeze, RawGithub, RawLevels,
-    RawOncall, RawPolicy, RawPriority, RawSla, RawStandard,
+    ApprovalRule, Policy, RawAlerts, RawApproval, RawChange, RawEscalation, RawFreeze, RawGithub,
+    RawLevels, RawOncall, RawPolicy, RawPriority, RawSla, RawStandard, RawStep,
 };
 use super::priority::Priority;
 
@@ -114,6 +114,17 @@ impl Policy {
                     timezone: o.timezone.name().to_string(),
                 })
                 .collect(),
+            escalation: self
+                .escalations
+                .iter()
+                .map(|c| RawEscalation {
+                    name: c.name.clone(),
+                    default: c.default,
+                    page: c.page.iter().map(|p| p.as_str().to_string()).collect(),
+                    steps: c.steps.iter().map(raw_step).collect(),
+                    repeat: c.repeat,
+                })
+                .collect(),
         };
         // Strings, lists and tables only: nothing in the schema that TOML cannot hold.
         let text = toml::to_string(&raw).expect("the rules schema holds only what TOML can");
@@ -156,6 +167,25 @@ impl Policy {
                 "protected branches"
             ),
         )
+    }
+}
+
+fn raw_step(step: &crate::domain::escalation::Step) -> RawStep {
+    use crate::domain::escalation::{Step, Target};
+    match step {
+        Step::Notify(t) => RawStep {
+            notify: Some(t.text()),
+            next: matches!(t, Target::Oncall { next: true, .. }).then_some(true),
+            ..RawStep::default()
+        },
+        Step::Wait(d) => RawStep {
+            wait: Some(compact(*d)),
+            ..RawStep::default()
+        },
+        Step::Webhook(url) => RawStep {
+            webhook: Some(url.clone()),
+            ..RawStep::default()
+        },
     }
 }
 
@@ -402,6 +432,96 @@ timezone = "UTC"
             ("members = [\"system:opsledger\"]\nrotation = \"daily\"\nstart = \"2026-11-30T09:00\"\ntimezone = \"UTC\"", "neither a name in [people] nor an account"),
         ] {
             let err = Policy::from_toml(&format!("{base}{bad}")).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn escalation_chains_are_read_checked_and_written_back() {
+        // Arrange: the issue's example chain.
+        let base = r#"
+[roles]
+incident-manager = ["slack:UIM"]
+
+[people]
+alice = ["slack:U1"]
+
+[[oncall]]
+name = "payments"
+members = ["alice"]
+rotation = "weekly"
+start = "2026-11-30T09:00:00"
+timezone = "Europe/Berlin"
+"#;
+        let chain = r#"
+[[escalation]]
+name = "payments"
+default = true
+page = ["P1", "P2"]
+steps = [
+  { notify = "oncall:payments" },
+  { wait = "5m" },
+  { notify = "oncall:payments", next = true },
+  { wait = "10m" },
+  { notify = "role:incident-manager" },
+  { notify = "channel" },
+  { webhook = "https://pager.example/hook" },
+]
+repeat = 1
+"#;
+
+        // Act
+        let policy = Policy::from_toml(&format!("{base}{chain}")).expect("loads");
+        let written = policy.to_toml();
+
+        // Assert
+        let c = policy.default_chain().expect("a default chain");
+        assert_eq!(c.steps.len(), 7);
+        assert_eq!(c.repeat, 1);
+        assert_eq!(Policy::from_toml(&written), Ok(policy.clone()), "{written}");
+        let step = |s: &str| format!("{base}[[escalation]]\nname = \"x\"\nsteps = [{s}]\n");
+        for (bad, says) in [
+            (
+                step("{ notify = \"oncall:billing\" }"),
+                "escalation[0].steps[0].notify names the schedule `billing`",
+            ),
+            (
+                step("{ notify = \"role:boss\" }"),
+                "names `boss`, not a role",
+            ),
+            (
+                step("{ notify = \"zoe\" }"),
+                "escalation[0].steps[0].notify is `zoe`",
+            ),
+            (
+                step("{ wait = \"5m\" }"),
+                "escalation[0].steps must have at least one notify step",
+            ),
+            (
+                step("{ notify = \"alice\" }, { wait = \"30s\" }"),
+                "escalation[0].steps[1].wait is `30s`; a wait is at least 1m",
+            ),
+            (
+                step("{ notify = \"alice\", next = true }"),
+                "`next` applies to oncall:<schedule> only",
+            ),
+            (
+                step("{ notify = \"alice\", wait = \"5m\" }"),
+                "must be one of",
+            ),
+            (
+                step("{ notify = \"alice\" }, { webhook = \"ftp://x\" }"),
+                "it must be an http(s) URL",
+            ),
+            (
+                format!(
+                    "{base}{chain}{}",
+                    chain.replace("name = \"payments\"", "name = \"other\"")
+                ),
+                "escalation[1].default is set on `payments` too",
+            ),
+        ] {
+            let err = Policy::from_toml(&bad).unwrap_err().to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
     }

@@ -1732,6 +1732,9 @@ const KNOWN_USAGES: &[&str] = &[
     "nc close NC-n",
     "nc show NC-n",
     "role grant|revoke @user admin|incident-manager|change-manager|cab|ecab",
+    "oncall who [schedule]",
+    "oncall show <schedule>",
+    "oncall override <schedule> @user from:2026-12-24T18:00Z to:2026-12-27T09:00Z",
     "sla INC-n",
     "report [from:YYYY-MM-DD] [to:YYYY-MM-DD]",
     "audit ID",
@@ -1756,6 +1759,8 @@ pub(crate) fn example(slot: &Slot) -> String {
             "YYYY-MM-DD" => "2026-01-01",
             "<version>" => "1.4.0",
             "[topic]" => "incident",
+            "[schedule]" | "<schedule>" => "payments",
+            "2026-12-24T18:00Z" | "2026-12-27T09:00Z" => shown,
             "owner/repo#123" | "INC-1,INC-2" | "2026-12-01T22:00Z..2026-12-01T23:00Z" => shown,
             other => match other.split_once('|') {
                 Some((first, _)) => first,
