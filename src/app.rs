@@ -151,6 +151,8 @@ pub struct Platforms {
     /// The chat platforms that are on, in the order of `CHAT_PLATFORMS`, with their names.
     pub chat: Vec<(&'static str, Box<dyn ChatOn>)>,
     pub github: Option<GithubConfig>,
+    /// Escalation webhook pages, while their signing secret is set.
+    pub webhooks: Option<crate::integrations::pages::PageWebhooks>,
 }
 
 impl Platforms {
@@ -161,9 +163,15 @@ impl Platforms {
                 chat.push((p.name(), on));
             }
         }
+        let webhooks = i
+            .page_webhook_secret
+            .clone()
+            .map(crate::integrations::pages::PageWebhooks::new)
+            .transpose()?;
         Ok(Platforms {
             chat,
             github: github_config(i, public_url)?,
+            webhooks,
         })
     }
 
@@ -173,6 +181,9 @@ impl Platforms {
             self.chat.iter().map(|(_, on)| on.router()).collect();
         if let Some(cfg) = &self.github {
             routers.push(Arc::new(cfg.clone()));
+        }
+        if let Some(w) = &self.webhooks {
+            routers.push(Arc::new(w.clone()));
         }
         routers
     }
@@ -288,11 +299,18 @@ pub async fn serve(
         on.serve_settings(args);
     }
     let routers = platforms.routers();
-    let Platforms { chat, github } = platforms;
+    let Platforms {
+        chat,
+        github,
+        webhooks,
+    } = platforms;
     let mut deliverers: Vec<Arc<dyn Deliver>> = chat
         .iter()
         .map(|(_, on)| on.deliverer(&store, &time))
         .collect();
+    if let Some(w) = webhooks {
+        deliverers.push(Arc::new(w));
+    }
     let (ledger, writer) =
         start_ledger_with(store.clone(), policy, time.clone(), public_url, routers);
     // GitHub's deliverer runs commands (a release's commits, a synced pull request), so it

@@ -311,6 +311,10 @@ pub struct Integrations {
     /// the alert endpoints answer 404 while it is unset.
     #[arg(long, env = "OPSLEDGER_ALERTS_TOKEN", hide_env_values = true)]
     pub alerts_token: Option<SecretString>,
+    /// Signs escalation chains' webhook pages (`X-Opsledger-Signature`); without it they are
+    /// recorded but not sent.
+    #[arg(long, env = "OPSLEDGER_PAGE_WEBHOOK_SECRET", hide_env_values = true)]
+    pub page_webhook_secret: Option<SecretString>,
 }
 
 impl Integrations {
@@ -343,6 +347,11 @@ impl Integrations {
             "alerts: on (POST /alerts/alertmanager and /alerts/grafana)".to_string()
         } else {
             off_line("alerts", &[("OPSLEDGER_ALERTS_TOKEN", false)])
+        });
+        lines.push(if self.page_webhook_secret.is_some() {
+            "page webhooks: on (escalation webhook steps are POSTed, signed)".to_string()
+        } else {
+            off_line("page webhooks", &[("OPSLEDGER_PAGE_WEBHOOK_SECRET", false)])
         });
         lines
     }

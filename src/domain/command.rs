@@ -508,6 +508,8 @@ pub enum ServiceCmd {
     Add {
         name: String,
         owner: Option<Mention>,
+        /// The escalation chain of its incidents.
+        escalation: Option<String>,
     },
     Show {
         name: String,

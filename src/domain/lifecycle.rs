@@ -111,6 +111,7 @@ impl Incident {
             alert: None,
             suspected_changes: Vec::new(),
             recurs: Vec::new(),
+            escalation: None,
             created_at: now,
             updated_at: now,
         }
@@ -151,6 +152,10 @@ impl Incident {
         if self.assignee.is_none() {
             self.assignee = Some(actor.clone());
         }
+        // The first acknowledgement, by anyone, stops the paging.
+        if let Some(e) = &mut self.escalation {
+            e.stop(format!("acknowledged by {actor}"), Some(actor), now);
+        }
         note(&mut self.notes, actor, now, text);
         Ok(())
     }
@@ -163,6 +168,9 @@ impl Incident {
     ) -> Result<(), Refusal> {
         transition(&self.key(), &mut self.status, IncidentStatus::Resolved)?;
         self.resolved_at = Some(now);
+        if let Some(e) = &mut self.escalation {
+            e.stop(format!("resolved by {actor}"), None, now);
+        }
         self.breached |= now > self.resolve_due;
         if let Some(t) = text {
             self.resolution = Some(t.to_string());
@@ -233,7 +241,12 @@ impl Incident {
             && self.resolve_breached_at.is_none()
             && self.status.is_open())
         .then_some(self.resolve_due);
-        respond.into_iter().chain(resolve).min()
+        let page = self
+            .escalation
+            .as_ref()
+            .filter(|e| e.is_running() && self.status.is_open())
+            .and_then(|e| e.next_at);
+        respond.into_iter().chain(resolve).chain(page).min()
     }
 
     /// Records every target missed by `now`; returns which (`response`, `resolution`).
@@ -1054,6 +1067,7 @@ impl Service {
             title: name.to_string(),
             status: "active".to_string(),
             owner,
+            escalation: None,
             created_at: now,
             updated_at: now,
         }

@@ -63,6 +63,9 @@ pub struct Incident {
     /// Earlier incidents of the same alert group that this one recurs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recurs: Vec<RecordId>,
+    /// Its escalation chain, once one started: the steps run and every page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Box<super::escalation::Escalation>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -352,6 +355,9 @@ pub struct Service {
     pub title: String,
     pub status: String,
     pub owner: Option<Actor>,
+    /// The escalation chain its incidents page through (else the default chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -231,6 +231,25 @@ pub enum Event {
         id: String,
         installation: Option<u64>,
     },
+    /// An escalation step paged a person: each of their chat accounts gets a direct message.
+    Paged {
+        incident: String,
+        who: String,
+        accounts: Vec<String>,
+        chain: String,
+        step: usize,
+    },
+    /// An escalation step paged the incident's room and the incident channel.
+    PagedChannel {
+        incident: String,
+        text: String,
+    },
+    /// An escalation step's webhook: `body` is POSTed to `url`, signed.
+    PageWebhook {
+        incident: String,
+        url: String,
+        body: String,
+    },
     /// A deployment protection rule was decided: GitHub is to be told on its callback URL.
     DeploymentGateDecided {
         repo: String,

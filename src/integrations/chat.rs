@@ -212,6 +212,20 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                 out.extend(card(incidents, ChatOp::UpdateCard, id));
                 out
             }
+            // An escalation step that pages the channel: the room and the incident channel.
+            Event::PagedChannel { incident, text } => {
+                let reply = Reply::ok(Some(incident.clone()), text.clone());
+                let payload = serde_json::json!({ "reply": reply });
+                let mut out: Vec<_> = room(ChatOp::RoomReply, incident, payload.clone())
+                    .into_iter()
+                    .collect();
+                out.extend(
+                    incidents
+                        .iter()
+                        .map(|c| item::<A>(c, ChatOp::Reply, Some(incident), payload.clone())),
+                );
+                out
+            }
             _ => Vec::new(),
         }
     }

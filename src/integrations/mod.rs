@@ -12,6 +12,7 @@ pub mod discord;
 pub mod discord_commands;
 pub mod forms;
 pub mod github;
+pub mod pages;
 pub mod platform;
 pub mod slack;
 

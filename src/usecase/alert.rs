@@ -226,6 +226,7 @@ async fn raise(
     if inc.priority == Priority::P1 {
         events.extend(declare_major(uow, ctx, actor, &mut inc).await?);
     }
+    super::escalate::begin(uow, ctx, &mut inc, events).await?;
     let recent = group.raised(id, ctx.now, rules.problem_window);
     if recent.len() as u32 >= rules.problem_after {
         recurring_problem(uow, ctx, actor, group, &mut inc, &recent, events).await?;

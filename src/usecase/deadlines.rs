@@ -23,10 +23,25 @@ pub(crate) async fn tick(uow: &mut UnitOfWork, ctx: &Ctx<'_>) -> Outcome {
             Record::Incident(mut inc) => {
                 let before = Record::Incident(inc.clone());
                 let missed = inc.record_breaches(ctx.now);
-                if missed.is_empty() {
+                let paging = inc.status.is_open()
+                    && inc
+                        .escalation
+                        .as_ref()
+                        .is_some_and(|e| e.is_running() && e.next_at.is_some_and(|t| t <= ctx.now));
+                if missed.is_empty() && !paging {
                     continue;
                 }
                 let id = inc.id;
+                if paging {
+                    let pages = inc.escalation.as_ref().map_or(0, |e| e.pages.len());
+                    super::escalate::step(uow, ctx, &mut inc, &mut events).await?;
+                    let now_paged = inc.escalation.as_ref().map_or(0, |e| e.pages.len());
+                    handled.push(format!("{id}: {} paged", now_paged - pages));
+                }
+                if missed.is_empty() {
+                    uow.save(ctx, &system, "escalation", Some(&before), inc);
+                    continue;
+                }
                 let target = ctx.policy.sla.target(inc.priority);
                 let mut ncs = Vec::new();
                 for which in &missed {

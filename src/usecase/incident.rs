@@ -49,6 +49,7 @@ pub(crate) async fn run(
             if inc.priority == Priority::P1 {
                 events.extend(declare_major(uow, ctx, actor, &mut inc).await?);
             }
+            super::escalate::begin(uow, ctx, &mut inc, &mut events).await?;
             uow.save(ctx, actor, action, None, inc.clone());
             let headline = format!("{id} raised: {} ({})", inc.title, inc.priority);
             Ok(Handled::with(
@@ -175,6 +176,8 @@ pub(crate) async fn run(
             if inc.priority == Priority::P1 && !inc.major {
                 events.extend(declare_major(uow, ctx, actor, &mut inc).await?);
             }
+            // Re-prioritised into a paging priority: the chain starts, unless someone is on it.
+            super::escalate::begin(uow, ctx, &mut inc, &mut events).await?;
             uow.save(ctx, actor, action, Some(&before), inc.clone());
             let headline = format!(
                 "{id} re-prioritised {was} -> {}; SLA due times follow",

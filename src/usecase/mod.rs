@@ -22,6 +22,7 @@ mod alert;
 mod change;
 mod ci;
 mod deadlines;
+mod escalate;
 mod github;
 mod incident;
 mod nonconformity;

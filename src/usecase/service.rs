@@ -14,7 +14,11 @@ pub(crate) async fn run(
 ) -> Outcome {
     let action = Command::Service(cmd.clone()).name();
     match cmd {
-        ServiceCmd::Add { name, owner } => {
+        ServiceCmd::Add {
+            name,
+            owner,
+            escalation,
+        } => {
             if uow.get(Kind::Service, name).await?.is_some() {
                 return refuse(
                     Some(name.clone()),
@@ -26,7 +30,30 @@ pub(crate) async fn run(
                 .as_ref()
                 .map(|m| resolve_mention(ctx, actor, m))
                 .transpose()?;
-            let svc = Service::new(name, owner, ctx.now);
+            if let Some(chain) = escalation {
+                if ctx.policy.chain(chain).is_none() {
+                    let known: Vec<&str> = ctx
+                        .policy
+                        .escalations
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    return refuse(
+                        Some(name.clone()),
+                        "escalation",
+                        format!(
+                            "no escalation chain {chain} in the rules file (it has: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+            let mut svc = Service::new(name, owner, ctx.now);
+            svc.escalation = escalation.clone();
             uow.save(ctx, actor, action, None, svc.clone());
             Ok(Handled::with(
                 render::service(&svc, format!("service {name} added")),

@@ -10,6 +10,7 @@ mod conformance;
 mod connections;
 mod dashboard;
 mod discord;
+mod escalation;
 mod export;
 mod faults;
 mod front_ends;

@@ -459,7 +459,12 @@ pub(super) fn service_add(_c: Ctx, mut a: Args<'_>) -> Parsed {
     let name = a.name("service name")?;
     a.end()?;
     let owner = a.opt_with("owner", |c, _, v| c.mention(Some(v)))?;
-    Ok(Command::Service(ServiceCmd::Add { name, owner }))
+    let escalation = a.opt_with("escalation", Ctx::name)?;
+    Ok(Command::Service(ServiceCmd::Add {
+        name,
+        owner,
+        escalation,
+    }))
 }
 
 pub(super) fn service_show(_c: Ctx, mut a: Args<'_>) -> Parsed {

@@ -593,8 +593,8 @@ pub static FORMS: &[Form] = &[
     ),
     form(
         &[only(CHANGE_MANAGERS, "service add")],
-        &[word("name"), opt("owner", "@user")],
-        "Add a service to the catalogue, optionally with its owner.",
+        &[word("name"), opt("owner", "@user"), opt("escalation", "NAME")],
+        "Add a service to the catalogue, optionally with its owner and the escalation chain its incidents page through.",
         grammar::service_add,
     ),
     form(

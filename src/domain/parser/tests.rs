@@ -795,14 +795,24 @@ fn service_add_with_and_without_owner() {
         bare,
         Command::Service(ServiceCmd::Add {
             name: "shop".into(),
-            owner: None
+            owner: None,
+            escalation: None,
         })
     );
     assert_eq!(
         owned,
         Command::Service(ServiceCmd::Add {
             name: "shop".into(),
-            owner: Some(Mention::PlatformId("U123".into()))
+            owner: Some(Mention::PlatformId("U123".into())),
+            escalation: None,
+        })
+    );
+    assert_eq!(
+        ok("service add shop escalation:payments"),
+        Command::Service(ServiceCmd::Add {
+            name: "shop".into(),
+            owner: None,
+            escalation: Some("payments".into()),
         })
     );
 }
@@ -1722,7 +1732,7 @@ const KNOWN_USAGES: &[&str] = &[
     "release deploy REL-n env:NAME",
     "release rollback REL-n [text]",
     "release show REL-n",
-    "service add <name> [owner:@user]",
+    "service add <name> [owner:@user] [escalation:NAME]",
     "service show <name>",
     "ci add <name> [type:KIND] [service:NAME] [depends:NAME,...]",
     "ci show <name>",

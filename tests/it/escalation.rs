@@ -1,0 +1,320 @@
+//! Escalation chains: an incident of a paging priority walks its chain on the clock, every page audited; an acknowledgement stops it; webhook pages are signed; two replicas page each step once.
+use crate::common::{self, TestDb, TestTime};
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use opsledger::domain::command::Command;
+use opsledger::domain::ids::{Actor, Kind};
+use opsledger::domain::policy::Policy;
+use opsledger::domain::records::{Incident, Record};
+use opsledger::ledger::Ledger;
+use opsledger::store::Store;
+use serde_json::Value;
+
+const RULES: &str = r#"
+[roles]
+admin = ["console:root"]
+incident-manager = ["console:ines"]
+
+[people]
+alice = ["console:alice", "slack:UALICE"]
+bob = ["console:bob", "discord:4242"]
+ines = ["console:ines"]
+
+[[oncall]]
+name = "payments"
+members = ["alice", "bob"]
+rotation = "weekly"
+start = "2026-11-30T09:00:00"
+timezone = "Europe/Berlin"
+
+[[escalation]]
+name = "payments"
+default = true
+page = ["P1", "P2"]
+steps = [
+  { notify = "oncall:payments" },
+  { wait = "5m" },
+  { notify = "oncall:payments", next = true },
+  { wait = "10m" },
+  { notify = "role:incident-manager" },
+  { notify = "channel" },
+  { webhook = "https://pager.example/hook" },
+]
+"#;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+const T0: &str = "2026-12-01T10:00:00Z";
+
+async fn incident(store: &Arc<dyn Store>, id: &str) -> Incident {
+    match store.get(Kind::Incident, id).await.unwrap() {
+        Some(Record::Incident(i)) => i,
+        other => panic!("{id}: {other:?}"),
+    }
+}
+
+async fn tick(ledger: &Ledger) -> String {
+    ledger
+        .handle(Actor::system(), Command::Tick)
+        .await
+        .reply
+        .text
+}
+
+/// Who each page of the incident went to, in order.
+async fn paged(store: &Arc<dyn Store>, id: &str) -> Vec<String> {
+    incident(store, id)
+        .await
+        .escalation
+        .map(|e| e.pages.into_iter().map(|p| p.who).collect())
+        .unwrap_or_default()
+}
+
+conformance!(
+    an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock,
+    the_first_acknowledgement_stops_the_chain,
+);
+
+async fn an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock(db: TestDb) {
+    // Arrange
+    let store = db.store().await;
+    let clock = TestTime::at(at(T0));
+    let (ledger, _writer) = common::ledger_on(
+        store.clone(),
+        Policy::from_toml(RULES).unwrap(),
+        clock.clone(),
+    );
+
+    // Act 1: a P1 is raised; alice is on call this week.
+    common::ok(
+        &ledger,
+        "console:carl",
+        "incident raise Payments down impact:high urgency:high",
+    )
+    .await;
+
+    // Assert 1: the first step paged alice at once, through her accounts.
+    let inc = incident(&store, "INC-1").await;
+    let esc = inc.escalation.clone().expect("a chain started");
+    assert_eq!(esc.chain, "payments");
+    assert_eq!(esc.pages.len(), 1);
+    assert_eq!(esc.pages[0].who, "alice");
+    assert_eq!(esc.pages[0].via, ["console:alice", "slack:UALICE"]);
+    assert_eq!(esc.next_at, Some(at("2026-12-01T10:05:00Z")));
+
+    // Act 2: the clock moves; before the wait ends nothing happens.
+    clock.set(at("2026-12-01T10:04:59Z"));
+    tick(&ledger).await;
+    assert_eq!(paged(&store, "INC-1").await, ["alice"]);
+    clock.set(at("2026-12-01T10:05:00Z"));
+    tick(&ledger).await;
+    // The next person in the rotation: bob.
+    assert_eq!(paged(&store, "INC-1").await, ["alice", "bob"]);
+    clock.set(at("2026-12-01T10:15:00Z"));
+    let text = tick(&ledger).await;
+
+    // Assert 2: the incident managers, the channel and the webhook, then the chain ran out.
+    assert!(text.contains("INC-1: 3 paged"), "{text}");
+    assert_eq!(
+        paged(&store, "INC-1").await,
+        ["alice", "bob", "ines", "channel", "webhook"]
+    );
+    let inc = incident(&store, "INC-1").await;
+    let esc = inc.escalation.unwrap();
+    assert_eq!(esc.stopped.as_deref(), Some("ran out of steps"));
+    assert_eq!(esc.next_at, None);
+    let trail = store.audit_for("INC-1", 0, 200).await.unwrap();
+    let pages: Vec<&str> = trail
+        .iter()
+        .filter(|e| e.action == "page")
+        .map(|e| e.outcome.as_str())
+        .collect();
+    assert_eq!(pages.len(), 6, "{pages:#?}");
+    assert_eq!(
+        pages[0],
+        "ok: paged alice via console:alice, slack:UALICE, step 1 (oncall:payments) of escalation payments, round 1"
+    );
+    assert!(
+        pages[1].starts_with("ok: paged bob via console:bob, discord:4242, step 3"),
+        "{}",
+        pages[1]
+    );
+    assert!(
+        pages[4].contains("paged webhook via webhook, step 7 (https://pager.example/hook)"),
+        "{}",
+        pages[4]
+    );
+    assert_eq!(
+        pages[5],
+        "ok: escalation payments ran out of steps with nobody acknowledging"
+    );
+    // A later tick pages nobody again.
+    clock.set(at("2026-12-01T12:00:00Z"));
+    tick(&ledger).await;
+    assert_eq!(paged(&store, "INC-1").await.len(), 5);
+
+    // A P3 pages nobody; re-prioritised to P2 (unacknowledged), its chain starts.
+    common::ok(&ledger, "console:carl", "incident raise Slow reports").await;
+    assert!(incident(&store, "INC-2").await.escalation.is_none());
+    common::ok(
+        &ledger,
+        "console:ines",
+        "incident priority INC-2 impact:high urgency:medium",
+    )
+    .await;
+    assert_eq!(paged(&store, "INC-2").await, ["alice"]);
+}
+
+async fn the_first_acknowledgement_stops_the_chain(db: TestDb) {
+    // Arrange
+    let store = db.store().await;
+    let clock = TestTime::at(at(T0));
+    let (ledger, _writer) = common::ledger_on(
+        store.clone(),
+        Policy::from_toml(RULES).unwrap(),
+        clock.clone(),
+    );
+    common::ok(
+        &ledger,
+        "console:carl",
+        "incident raise Payments down impact:high urgency:high",
+    )
+    .await;
+
+    // Act: bob (not paged yet) acknowledges after two minutes.
+    clock.set(at("2026-12-01T10:02:00Z"));
+    common::ok(&ledger, "console:bob", "incident ack INC-1").await;
+    clock.set(at("2026-12-01T10:30:00Z"));
+    tick(&ledger).await;
+
+    // Assert
+    let esc = incident(&store, "INC-1").await.escalation.unwrap();
+    assert_eq!(esc.stopped.as_deref(), Some("acknowledged by console:bob"));
+    assert_eq!(esc.pages.len(), 1, "nobody paged after the ack");
+    assert_eq!(
+        esc.pages[0].acknowledged_by.as_ref().unwrap().as_str(),
+        "console:bob"
+    );
+    assert_eq!(
+        esc.pages[0].acknowledged_at,
+        Some(at("2026-12-01T10:02:00Z"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgresql_page_each_step_once() {
+    let Some(db) = common::postgres_db().await else {
+        return;
+    };
+    // Arrange: two ledgers (two writers, two connection pools) on one database.
+    let clock = TestTime::at(at(T0));
+    let a = db.store().await;
+    let b = db.store().await;
+    let policy = Policy::from_toml(RULES).unwrap();
+    let (one, _w1) = common::ledger_on(a.clone(), policy.clone(), clock.clone());
+    let (two, _w2) = common::ledger_on(b, policy, clock.clone());
+    for n in 1..=5 {
+        common::ok(
+            &one,
+            "console:carl",
+            &format!("incident raise Outage {n} impact:high urgency:high"),
+        )
+        .await;
+    }
+
+    // Act: both tick at once at each deadline.
+    for t in ["2026-12-01T10:05:00Z", "2026-12-01T10:15:00Z"] {
+        clock.set(at(t));
+        let (x, y) = tokio::join!(tick(&one), tick(&two));
+        let _ = (x, y);
+    }
+
+    // Assert: every incident paged each person once.
+    for n in 1..=5 {
+        let id = format!("INC-{n}");
+        assert_eq!(
+            paged(&a, &id).await,
+            ["alice", "bob", "ines", "channel", "webhook"],
+            "{id}"
+        );
+        let trail = a.audit_for(&id, 0, 200).await.unwrap();
+        assert_eq!(
+            trail.iter().filter(|e| e.action == "page").count(),
+            6,
+            "{id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_page_is_posted_signed_through_the_outbox() {
+    // Arrange: a bridge that records what it gets.
+    let got: Arc<Mutex<Vec<(HeaderMap, String)>>> = Arc::default();
+    let sink = got.clone();
+    let bridge = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let bridge = common::fake::serve(bridge).await;
+    let rules = format!(
+        "{}\n[[escalation]]\nname = \"bridge\"\ndefault = true\npage = [\"P1\"]\nsteps = [{{ webhook = \"{bridge}/hook\" }}, {{ notify = \"alice\" }}]\n",
+        RULES.split("[[escalation]]").next().unwrap()
+    );
+    let integrations = opsledger::config::Integrations {
+        page_webhook_secret: Some("bridge-secret".to_string().into()),
+        ..Default::default()
+    };
+    let (running, _base, _db) = common::serve_platforms(integrations, &rules, None).await;
+
+    // Act
+    let raised = running
+        .ledger
+        .handle_text(
+            common::actor("console:carl"),
+            "incident raise Card payments failing impact:high urgency:high",
+        )
+        .await
+        .reply;
+    assert!(raised.text.starts_with("INC-1 raised"), "{}", raised.text);
+
+    // Assert: one POST, signed as documented, naming the incident and whom it paged.
+    let (headers, body) = common::fake::until(
+        "the webhook page",
+        std::time::Duration::from_secs(15),
+        || got.lock().unwrap().first().cloned(),
+        || got.lock().unwrap().len(),
+    )
+    .await;
+    let want = {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"bridge-secret").unwrap();
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    assert_eq!(headers["x-opsledger-signature"], want.as_str());
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["incident"], "INC-1");
+    assert_eq!(doc["priority"], "P1");
+    assert_eq!(doc["title"], "Card payments failing");
+    assert_eq!(doc["step"], 1);
+    assert!(
+        doc["link"].as_str().unwrap().ends_with("/records/INC-1"),
+        "{doc}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().len(), 1, "posted once");
+    running.stop().await.unwrap();
+}
