@@ -333,6 +333,11 @@ pub enum IncidentCmd {
     Major {
         id: RecordId,
     },
+    /// `incident escalate INC-n`: run the incident's escalation chain's next steps now, not
+    /// after the wait (a paged person's "Escalate now").
+    Escalate {
+        id: RecordId,
+    },
     /// `incident priority INC-n [impact:..] [urgency:..]`: re-assess; SLA due times follow.
     Priority {
         id: RecordId,
@@ -575,6 +580,7 @@ impl Command {
                 IncidentCmd::Note { .. } => "incident note",
                 IncidentCmd::List { .. } => "incident list",
                 IncidentCmd::Major { .. } => "incident major",
+                IncidentCmd::Escalate { .. } => "incident escalate",
                 IncidentCmd::Priority { .. } => "incident priority",
             },
             Command::Request(c) => match c {
@@ -671,6 +677,7 @@ impl Command {
                 | IncidentCmd::Assign { id: i, .. }
                 | IncidentCmd::Note { id: i, .. }
                 | IncidentCmd::Major { id: i }
+                | IncidentCmd::Escalate { id: i }
                 | IncidentCmd::Priority { id: i, .. } => id(i),
                 IncidentCmd::Raise { .. } | IncidentCmd::List { .. } => None,
             },

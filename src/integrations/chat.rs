@@ -37,6 +37,9 @@ outbox_op! {
         Respond = "respond" | "interaction_followup",
         /// Answer with `payload.reply` in place of the answer that was deferred.
         RespondInPlace = "respond_in_place" | "interaction_edit",
+        /// Page `payload.user` by direct message: the incident's card with Acknowledge and
+        /// Escalate now.
+        Page = "page",
     }
 }
 
@@ -121,6 +124,9 @@ pub trait ChatApi: Send + Sync + 'static {
     /// Opens a room for a major incident; returns the room's ID (`None`: opened, but the
     /// platform's answer did not say).
     async fn open_room(&self, room: NewRoom<'_>) -> Result<Option<String>, DeliveryError>;
+    /// Opens (or finds) the direct-message channel with one of the platform's users (the ID
+    /// after `platform:` in their account), for a page; returns its ID.
+    async fn open_dm(&self, user: &str) -> Result<Option<String>, DeliveryError>;
 }
 
 /// A string field of an outbox item's payload, which the platform's handlers put there.
@@ -212,6 +218,22 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                 out.extend(card(incidents, ChatOp::UpdateCard, id));
                 out
             }
+            // A page: a direct message to each of the person's accounts on this platform, queued
+            // per person so that one unreachable person holds back no one else.
+            Event::Paged {
+                incident, accounts, ..
+            } => accounts
+                .iter()
+                .filter_map(|a| a.strip_prefix(A::CHAT.name)?.strip_prefix(':'))
+                .map(|user| {
+                    item::<A>(
+                        &format!("dm:{user}"),
+                        ChatOp::Page,
+                        Some(incident),
+                        serde_json::json!({ "user": user }),
+                    )
+                })
+                .collect(),
             // An escalation step that pages the channel: the room and the incident channel.
             Event::PagedChannel { incident, text } => {
                 let reply = Reply::ok(Some(incident.clone()), text.clone());
@@ -371,6 +393,19 @@ impl<A: ChatApi> Deliver for ChatDeliverer<A> {
                 };
                 self.post_view(&target, &view(&reply)).await
             }
+            ChatOp::Page => {
+                let user = field(&item.payload, "user")?;
+                let dm = self
+                    .api
+                    .open_dm(user)
+                    .await?
+                    .ok_or_else(|| DeliveryError::Retry {
+                        after: None,
+                        reason: format!("no direct-message channel for {user} in the answer"),
+                    })?;
+                let card = super::card(&*self.store, &self.time, &record, A::CHAT.bold).await?;
+                self.post_view(&dm, &view(&page(card, &record))).await
+            }
             op @ (ChatOp::Respond | ChatOp::RespondInPlace) => {
                 let reply = payload_reply(item)?;
                 let to = To::Person {
@@ -383,12 +418,27 @@ impl<A: ChatApi> Deliver for ChatDeliverer<A> {
     }
 }
 
+/// A page: the incident's card as it is now, headed as a page, with the two buttons a paged
+/// person needs.
+fn page(mut card: Reply, record: &str) -> Reply {
+    use crate::domain::reply::ButtonStyle;
+    card.text = format!(":rotating_light: You are paged: {}", card.text);
+    card.buttons.clear();
+    card.button("Acknowledge", "incident ack", record, ButtonStyle::Primary)
+        .button(
+            "Escalate now",
+            "incident escalate",
+            record,
+            ButtonStyle::Danger,
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::ChatOp::{self, *};
     use crate::outbox::OutboxOp;
 
-    const ALL: [ChatOp; 8] = [
+    const ALL: [ChatOp; 9] = [
         PostCard,
         UpdateCard,
         Reply,
@@ -397,6 +447,7 @@ mod tests {
         RoomReply,
         Respond,
         RespondInPlace,
+        Page,
     ];
 
     #[test]
@@ -450,6 +501,27 @@ mod routing {
         async fn open_room(&self, _: NewRoom<'_>) -> Result<Option<String>, DeliveryError> {
             unreachable!("routing opens nothing")
         }
+        async fn open_dm(&self, _: &str) -> Result<Option<String>, DeliveryError> {
+            unreachable!("routing opens nothing")
+        }
+    }
+
+    #[test]
+    fn a_page_goes_to_each_account_on_the_platform_one_queue_per_person() {
+        let paged = ops(Event::Paged {
+            incident: "INC-1".into(),
+            who: "alice".into(),
+            accounts: vec!["quiet:U1".into(), "slack:U9".into(), "quiet:U2".into()],
+            chain: "payments".into(),
+            step: 1,
+        });
+        assert_eq!(
+            paged,
+            [
+                ("dm:U1".to_string(), "page".to_string()),
+                ("dm:U2".to_string(), "page".to_string())
+            ]
+        );
     }
 
     fn ops(event: Event) -> Vec<(String, String)> {

@@ -79,6 +79,10 @@ impl ChatApi for DiscordConfig {
     }
 
     /// Starts a thread named after the incident on its card.
+    async fn open_dm(&self, user: &str) -> Result<Option<String>, DeliveryError> {
+        Ok(self.api.open_dm(user).await?)
+    }
+
     async fn open_room(&self, room: NewRoom<'_>) -> Result<Option<String>, DeliveryError> {
         let inc = room.incident;
         let (channel, message) = room.card.ok_or_else(|| {

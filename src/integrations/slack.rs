@@ -70,6 +70,10 @@ impl ChatApi for SlackConfig {
         done.map(|()| None).map_err(DeliveryError::from)
     }
 
+    async fn open_dm(&self, user: &str) -> Result<Option<String>, DeliveryError> {
+        Ok(self.api.open_dm(user).await?)
+    }
+
     /// Creates `inc-<n>-<slug>` (or, when that name is taken, `inc-<n>-<slug>-2`, ...) and
     /// invites the reporter when they are a Slack user.
     async fn open_room(&self, room: NewRoom<'_>) -> Result<Option<String>, DeliveryError> {

@@ -158,6 +158,46 @@ pub(crate) async fn run(
                 events,
             ))
         }
+        IncidentCmd::Escalate { id } => {
+            let mut inc: Incident = uow.load_id(*id).await?;
+            let before = Record::Incident(inc.clone());
+            let running =
+                inc.status.is_open() && inc.escalation.as_ref().is_some_and(|e| e.is_running());
+            if !running {
+                return refuse(
+                    Some(id.to_string()),
+                    "lifecycle",
+                    format!("{id} has no escalation under way: it is {}, or acknowledged, or its chain ran out", inc.status),
+                );
+            }
+            let paged_before = inc.escalation.as_ref().map_or(0, |e| e.pages.len());
+            if let Some(e) = inc.escalation.as_mut() {
+                e.next_at = Some(ctx.now);
+            }
+            let mut events = Vec::new();
+            super::escalate::step(uow, ctx, &mut inc, &mut events).await?;
+            let who: Vec<String> = inc
+                .escalation
+                .as_ref()
+                .map(|e| {
+                    e.pages[paged_before..]
+                        .iter()
+                        .map(|p| p.who.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            uow.save(ctx, actor, action, Some(&before), inc.clone());
+            events.push(updated(&inc));
+            let headline = if who.is_empty() {
+                format!("{id} escalated by {actor}: nobody more to page")
+            } else {
+                format!("{id} escalated by {actor}: paged {}", who.join(", "))
+            };
+            Ok(Handled::with(
+                render::incident(&inc, ctx.now, headline),
+                events,
+            ))
+        }
         IncidentCmd::Priority {
             id,
             impact,

@@ -96,6 +96,10 @@ async fn fake_api(
         ("POST", ["channels", channel, "messages", _, "threads"]) => {
             Json(fake::discord::thread(&id, channel, &body["name"])).into_response()
         }
+        ("POST", ["users", "@me", "channels"]) => {
+            let recipient = body["recipient_id"].as_str().unwrap_or_default();
+            Json(fake::discord::dm_channel(&id, recipient)).into_response()
+        }
         ("POST", ["webhooks", _, _]) => {
             Json(fake::discord::message(&id, WORK, &body)).into_response()
         }
@@ -182,6 +186,10 @@ async fn spawn_discord_app() -> DiscordApp {
 
 /// Discord (and Slack over HTTP, for votes from both) against the fake API.
 async fn spawn_discord_app_with(defer_after: Option<Duration>) -> DiscordApp {
+    spawn_discord_app_ruled(defer_after, RULES).await
+}
+
+async fn spawn_discord_app_ruled(defer_after: Option<Duration>, rules: &str) -> DiscordApp {
     let (fake, fake_base) = FakeDiscord::start().await;
     let integrations = Integrations {
         discord: DiscordSettings {
@@ -201,7 +209,7 @@ async fn spawn_discord_app_with(defer_after: Option<Duration>) -> DiscordApp {
         },
         ..Integrations::default()
     };
-    let (running, base, db) = common::serve_platforms(integrations, RULES, defer_after).await;
+    let (running, base, db) = common::serve_platforms(integrations, rules, defer_after).await;
     DiscordApp {
         running: Some(running),
         base,
@@ -1146,5 +1154,71 @@ async fn cards_and_answers_render_as_snapshotted() {
         insta::assert_json_snapshot!("discord_cab_card", cab_card);
         insta::assert_json_snapshot!("discord_refusal", refused);
     });
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_opens_a_direct_message_with_acknowledge_and_escalate_now() {
+    // Arrange: alice's Discord account is paged by the default chain for a P1.
+    let rules = format!(
+        "{RULES}\n[[escalation]]\nname = \"all\"\ndefault = true\npage = [\"P1\"]\nsteps = [{{ notify = \"alice\" }}]\n"
+    );
+    let app = spawn_discord_app_ruled(None, &rules).await;
+
+    // Act
+    let raised = app
+        .running
+        .as_ref()
+        .unwrap()
+        .ledger
+        .handle_text(
+            common::actor("console:carl"),
+            "incident raise Checkout down impact:high urgency:high",
+        )
+        .await
+        .reply;
+    assert!(raised.text.starts_with("INC-1 raised"), "{}", raised.text);
+
+    // Assert: the DM channel is opened for 4141, and the page posted in it with both buttons.
+    let calls = app
+        .fake
+        .wait_for("the page in the DM", |c| {
+            let dm = c
+                .iter()
+                .find(|x| x.path == "/api/v10/users/@me/channels")
+                .map(|x| x.path.clone());
+            dm.is_some()
+                && c.iter().any(|x| {
+                    x.method == "POST"
+                        && x.body["content"]
+                            .as_str()
+                            .is_some_and(|t| t.contains("You are paged"))
+                })
+        })
+        .await;
+    let open = calls
+        .iter()
+        .find(|x| x.path == "/api/v10/users/@me/channels")
+        .unwrap();
+    assert_eq!(open.body["recipient_id"], "4141");
+    let page = calls
+        .iter()
+        .find(|x| {
+            x.body["content"]
+                .as_str()
+                .is_some_and(|t| t.contains("You are paged"))
+        })
+        .unwrap();
+    assert!(
+        !page.path.contains(INCIDENTS),
+        "the page goes to the DM, not the incident channel: {}",
+        page.path
+    );
+    let ids = custom_ids(&page.body);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids[0].contains("incident ack") && ids[1].contains("incident escalate"),
+        "{ids:?}"
+    );
     app.stop().await;
 }

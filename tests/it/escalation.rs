@@ -80,7 +80,49 @@ async fn paged(store: &Arc<dyn Store>, id: &str) -> Vec<String> {
 conformance!(
     an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock,
     the_first_acknowledgement_stops_the_chain,
+    escalate_now_runs_the_next_steps_without_waiting,
 );
+
+async fn escalate_now_runs_the_next_steps_without_waiting(db: TestDb) {
+    // Arrange
+    let store = db.store().await;
+    let clock = TestTime::at(at(T0));
+    let (ledger, _writer) = common::ledger_on(
+        store.clone(),
+        Policy::from_toml(RULES).unwrap(),
+        clock.clone(),
+    );
+    common::ok(
+        &ledger,
+        "console:carl",
+        "incident raise Payments down impact:high urgency:high",
+    )
+    .await;
+
+    // Act: alice, paged, escalates after a minute instead of waiting five.
+    clock.set(at("2026-12-01T10:01:00Z"));
+    let first = common::ok(&ledger, "slack:UALICE", "incident escalate INC-1").await;
+    let second = common::ok(&ledger, "console:alice", "incident escalate INC-1").await;
+
+    // Assert
+    assert!(
+        first.starts_with("INC-1 escalated by slack:UALICE: paged bob"),
+        "{first}"
+    );
+    assert!(second.contains("paged ines, channel, webhook"), "{second}");
+    assert_eq!(
+        paged(&store, "INC-1").await,
+        ["alice", "bob", "ines", "channel", "webhook"]
+    );
+    let refused = common::refused(
+        &ledger,
+        "console:alice",
+        "incident escalate INC-1",
+        "lifecycle",
+    )
+    .await;
+    assert!(refused.contains("no escalation under way"), "{refused}");
+}
 
 async fn an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock(db: TestDb) {
     // Arrange

@@ -103,6 +103,10 @@ impl FakeSlack {
                 post(fake_method).with_state((fake.clone(), "conversations.invite")),
             )
             .route(
+                "/api/conversations.open",
+                post(fake_method).with_state((fake.clone(), "conversations.open")),
+            )
+            .route(
                 "/respond",
                 post(fake_method).with_state((fake.clone(), "response_url")),
             );
@@ -130,6 +134,10 @@ resolve = "4h"
 "#;
 
 async fn spawn_slack_app() -> SlackApp {
+    spawn_slack_app_with(RULES).await
+}
+
+async fn spawn_slack_app_with(rules: &str) -> SlackApp {
     let (fake, fake_base) = FakeSlack::start().await;
     let integrations = Integrations {
         slack: SlackSettings {
@@ -143,7 +151,7 @@ async fn spawn_slack_app() -> SlackApp {
         alerts_token: Some(ALERTS_TOKEN.to_string().into()),
         ..Integrations::default()
     };
-    let (running, base, db) = common::serve_platforms(integrations, RULES, None).await;
+    let (running, base, db) = common::serve_platforms(integrations, rules, None).await;
     SlackApp {
         running: Some(running),
         base,
@@ -1023,6 +1031,101 @@ async fn a_critical_alert_gets_a_card_and_a_room_like_any_major_incident() {
             .contains("Checkout error rate above 5%"),
         "{}",
         card.body
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_is_a_direct_message_whose_acknowledge_button_stops_the_chain() {
+    // Arrange: alice is on call (her Slack account in [people]); a P1 pages her, then waits.
+    let rules = r#"
+[roles]
+admin = ["console:root"]
+
+[people]
+alice = ["slack:UALICE"]
+
+[[oncall]]
+name = "payments"
+members = ["alice"]
+rotation = "weekly"
+start = "2026-01-05T09:00:00"
+timezone = "Europe/Berlin"
+
+[[escalation]]
+name = "payments"
+default = true
+page = ["P1"]
+steps = [{ notify = "oncall:payments" }, { wait = "10m" }, { notify = "channel" }]
+"#;
+    let app = spawn_slack_app_with(rules).await;
+
+    // Act
+    app.slash(
+        "UCARL",
+        "incident raise Payments down impact:high urgency:high",
+    )
+    .await;
+
+    // Assert: Slack's conversations.open for alice, then the page posted in that DM.
+    let calls = app
+        .fake
+        .wait_for("the page in alice's DM", |c| {
+            c.iter()
+                .any(|x| x.method == "chat.postMessage" && x.body["channel"] == "DUALICE")
+        })
+        .await;
+    let open = calls
+        .iter()
+        .find(|x| x.method == "conversations.open")
+        .expect("conversations.open");
+    assert_eq!(open.body["users"], "UALICE");
+    let page = calls
+        .iter()
+        .find(|x| x.body["channel"] == "DUALICE")
+        .unwrap();
+    assert!(
+        page.body.to_string().contains("You are paged"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        button_actions(page),
+        vec!["incident ack", "incident escalate"]
+    );
+
+    // Act 2: alice presses Acknowledge in her DM.
+    let status = app
+        .press(
+            "UALICE",
+            "incident ack",
+            "INC-1",
+            "1700000000.000009",
+            "DUALICE",
+        )
+        .await;
+
+    // Assert 2: acknowledged by her, and the chain stopped there.
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let inc = loop {
+        if let Some(Record::Incident(i)) = app.record(Kind::Incident, "INC-1").await {
+            if i.status.as_str() == "acknowledged" {
+                break i;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "INC-1 was not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let esc = inc.escalation.unwrap();
+    assert_eq!(esc.stopped.as_deref(), Some("acknowledged by slack:UALICE"));
+    assert_eq!(esc.pages[0].who, "alice");
+    assert_eq!(
+        esc.pages[0].acknowledged_by.as_ref().unwrap().as_str(),
+        "slack:UALICE"
     );
     app.stop().await;
 }

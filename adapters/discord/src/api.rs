@@ -250,6 +250,17 @@ impl DiscordApi {
         self.created(route, body).await
     }
 
+    /// Opens (or finds) the bot's direct-message channel with one user, for a page; returns the
+    /// channel's ID (`None`: opened, ID unknown).
+    pub async fn open_dm(&self, user: &str) -> Result<Option<String>, DiscordApiError> {
+        let recipient = snowflake("user", user)?;
+        self.created(
+            Route::UserMeDmChannels,
+            serde_json::json!({ "recipient_id": recipient.to_string() }),
+        )
+        .await
+    }
+
     /// Replaces a deferred interaction's response (the token is valid for 15 minutes).
     pub async fn edit_original(&self, token: &str, view: &View) -> Result<(), DiscordApiError> {
         let route = Route::WebhookOriginalInteractionResponse {

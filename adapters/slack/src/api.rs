@@ -321,6 +321,16 @@ impl SlackApi {
         )))
     }
 
+    /// Opens (or finds) the direct-message channel with one person, for a page; returns its ID
+    /// (`None` when Slack's 2xx answer did not say). `users` is a comma-separated list in
+    /// Slack's reference, so it is sent as that string, not as slack-morphism's array.
+    pub async fn open_dm(&self, user: &str) -> Result<Option<String>, SlackApiError> {
+        let v = self
+            .call("conversations.open", &serde_json::json!({ "users": user }))
+            .await?;
+        Ok(field("conversations.open", &v, &["channel", "id"]))
+    }
+
     /// Invites people to a channel.
     pub async fn invite(&self, channel: &str, users: &[String]) -> Result<(), SlackApiError> {
         let users = users.iter().map(|u| SlackUserId(u.clone())).collect();

@@ -187,6 +187,12 @@ pub(super) fn incident_major(_c: Ctx, mut a: Args<'_>) -> Parsed {
     Ok(Command::Incident(IncidentCmd::Major { id }))
 }
 
+pub(super) fn incident_escalate(_c: Ctx, mut a: Args<'_>) -> Parsed {
+    let id = a.id(Kind::Incident)?;
+    a.end()?;
+    Ok(Command::Incident(IncidentCmd::Escalate { id }))
+}
+
 pub(super) fn incident_assign(c: Ctx, mut a: Args<'_>) -> Parsed {
     let id = a.id(Kind::Incident)?;
     let assignee = c.mention(a.next())?;

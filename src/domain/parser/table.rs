@@ -445,6 +445,12 @@ pub static FORMS: &[Form] = &[
         grammar::incident_major,
     ),
     form(
+        &[verb("incident escalate")],
+        &[id(Kind::Incident)],
+        "Run the incident's escalation chain's next steps now instead of after the wait.",
+        grammar::incident_escalate,
+    ),
+    form(
         &[only(INCIDENT_MANAGERS, "incident priority")],
         &[
             id(Kind::Incident),

@@ -82,8 +82,9 @@ fn help_text_overview_names_every_topic() {
             "{topic} missing from\n{text}"
         );
     }
-    assert!(text
-        .contains("incident raise|ack|resolve|close|reopen|show|assign|note|list|major|priority"));
+    assert!(text.contains(
+        "incident raise|ack|resolve|close|reopen|show|assign|note|list|major|escalate|priority"
+    ));
 }
 
 #[test]
@@ -1715,6 +1716,7 @@ const KNOWN_USAGES: &[&str] = &[
     "incident note INC-n <text>",
     "incident list [open|mine|breached|all]",
     "incident major INC-n",
+    "incident escalate INC-n",
     "incident priority INC-n [impact:high|medium|low] [urgency:high|medium|low]",
     "request raise <title> [service:NAME]",
     "request fulfil|close REQ-n [text]",

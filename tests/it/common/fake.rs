@@ -132,6 +132,11 @@ pub mod slack {
             "conversations.create" => {
                 json!({"ok": true, "channel": {"id": channel_id, "name": body["name"], "created": 1700000000}})
             }
+            // As Slack's reference shows it: the direct-message channel's ID (here `D` and the
+            // user's ID, so a test can tell whose it is).
+            "conversations.open" => {
+                json!({"ok": true, "channel": {"id": format!("D{}", body["users"].as_str().unwrap_or(""))}})
+            }
             _ => json!({"ok": true}),
         }
     }
@@ -186,6 +191,14 @@ pub mod discord {
             "id": id, "type": 11, "parent_id": parent, "guild_id": GUILD,
             "name": name, "owner_id": APP_ID, "message_count": 0, "member_count": 1,
             "thread_metadata": {"archived": false, "auto_archive_duration": 1440, "archive_timestamp": "2026-11-29T10:00:00.000000+00:00", "locked": false}
+        })
+    }
+
+    /// The direct-message channel `POST /users/@me/channels` returns.
+    pub fn dm_channel(id: &str, recipient: &str) -> Value {
+        json!({
+            "id": id, "type": 1, "last_message_id": null, "flags": 0,
+            "recipients": [{"id": recipient, "username": format!("user{recipient}"), "discriminator": "0", "global_name": null, "avatar": null, "public_flags": 0}]
         })
     }
 
