@@ -76,6 +76,9 @@ pub struct Page {
     /// Where it went: accounts (`slack:U1`), `webhook`, `channel`.
     pub via: Vec<String>,
     pub at: DateTime<Utc>,
+    /// Sent outside the working hours of the rules file (`[incidents] working_hours`).
+    #[serde(default)]
+    pub outside_hours: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_by: Option<Actor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +232,7 @@ mod tests {
             who: "alice".into(),
             via: vec!["slack:U1".into()],
             at: t0,
+            outside_hours: false,
             acknowledged_by: None,
             acknowledged_at: None,
         });

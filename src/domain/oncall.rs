@@ -284,6 +284,73 @@ impl Schedule {
     }
 }
 
+/// Working hours (`[incidents] working_hours`, `timezone`): the days and the local times the
+/// service report counts pages inside of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkingHours {
+    /// As written: `Mon-Fri 09:00-17:00`.
+    pub text: String,
+    pub days: Vec<Weekday>,
+    pub from: NaiveTime,
+    pub to: NaiveTime,
+    pub timezone: Tz,
+}
+
+impl Default for WorkingHours {
+    fn default() -> Self {
+        WorkingHours::parse("Mon-Fri 09:00-17:00", "UTC").expect("valid built-in working hours")
+    }
+}
+
+impl WorkingHours {
+    /// `Mon-Fri 09:00-17:00`, `Mon,Wed,Fri 08:00-16:30`, in the zone `timezone`.
+    pub fn parse(text: &str, timezone: &str) -> Result<WorkingHours, ScheduleError> {
+        let problem = || {
+            bad(
+                "working_hours",
+                format!("is `{text}`; write days and times such as Mon-Fri 09:00-17:00"),
+            )
+        };
+        let (days, times) = text.trim().split_once(' ').ok_or_else(problem)?;
+        let day = |d: &str| d.trim().parse::<Weekday>().map_err(|_| problem());
+        let mut list = Vec::new();
+        for part in days.split(',') {
+            match part.split_once('-') {
+                Some((a, b)) => {
+                    let (mut d, end) = (day(a)?, day(b)?);
+                    loop {
+                        list.push(d);
+                        if d == end || list.len() > 7 {
+                            break;
+                        }
+                        d = d.succ();
+                    }
+                }
+                None => list.push(day(part)?),
+            }
+        }
+        let (from, to) = times.trim().split_once('-').ok_or_else(problem)?;
+        let time = |t: &str| NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| problem());
+        let (from, to) = (time(from)?, time(to)?);
+        if to <= from {
+            return Err(problem());
+        }
+        Ok(WorkingHours {
+            text: text.trim().to_string(),
+            days: list,
+            from,
+            to,
+            timezone: parse_timezone(timezone)?,
+        })
+    }
+
+    /// Whether `at` falls within them.
+    pub fn contains(&self, at: DateTime<Utc>) -> bool {
+        let local = at.with_timezone(&self.timezone);
+        self.days.contains(&local.weekday()) && local.time() >= self.from && local.time() < self.to
+    }
+}
+
 /// The override of `list` that overlaps `from..to`, if any.
 pub fn overlapping(list: &[Override], from: DateTime<Utc>, to: DateTime<Utc>) -> Option<&Override> {
     list.iter().find(|o| from < o.to && o.from < to)
@@ -436,6 +503,20 @@ mod tests {
         )
         .is_some());
         assert!(overlapping(&list, o.to, at("2026-12-28T00:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn working_hours_are_local_days_and_times() {
+        let w = WorkingHours::parse("Mon-Fri 09:00-17:00", "Europe/Berlin").unwrap();
+        assert_eq!(w.days.len(), 5);
+        // Tuesday 08:30Z is 09:30 in Berlin; 16:30Z is 17:30.
+        assert!(w.contains(at("2026-12-01T08:30:00Z")));
+        assert!(!w.contains(at("2026-12-01T16:30:00Z")));
+        assert!(!w.contains(at("2026-12-05T10:00:00Z")), "a Saturday");
+        let odd = WorkingHours::parse("Mon,Wed 08:00-12:00", "UTC").unwrap();
+        assert_eq!(odd.days, [Weekday::Mon, Weekday::Wed]);
+        assert!(WorkingHours::parse("weekdays", "UTC").is_err());
+        assert!(WorkingHours::parse("Mon-Fri 17:00-09:00", "UTC").is_err());
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Policy {
     pub oncall: Vec<Schedule>,
     /// Escalation chains, in the rules file's order; at most one is the default.
     pub escalations: Vec<Chain>,
+    /// The hours pages count as inside of, in the service report.
+    pub working_hours: super::oncall::WorkingHours,
 }
 
 impl Default for Policy {
@@ -84,6 +86,7 @@ impl Default for Policy {
             alerts: AlertRules::default(),
             oncall: Vec::new(),
             escalations: Vec::new(),
+            working_hours: super::oncall::WorkingHours::default(),
         }
     }
 }
@@ -131,6 +134,18 @@ pub(super) struct RawPolicy {
     pub oncall: Vec<RawOncall>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub escalation: Vec<RawEscalation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incidents: Option<RawIncidents>,
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIncidents {
+    /// `Mon-Fri 09:00-17:00`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_hours: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -404,6 +419,14 @@ impl Policy {
         for (i, e) in raw.escalation.into_iter().enumerate() {
             let chain = chain(&p, i, e)?;
             p.escalations.push(chain);
+        }
+        if let Some(inc) = raw.incidents {
+            let text = inc
+                .working_hours
+                .unwrap_or_else(|| p.working_hours.text.clone());
+            let zone = inc.timezone.unwrap_or_else(|| "UTC".to_string());
+            p.working_hours = super::oncall::WorkingHours::parse(&text, &zone)
+                .map_err(|e| PolicyError::new(format!("incidents.{}", e.field), e.problem))?;
         }
         Ok(p)
     }

@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::ids::Actor;
 use super::policy::{
     ApprovalRule, Policy, RawAlerts, RawApproval, RawChange, RawEscalation, RawFreeze, RawGithub,
-    RawLevels, RawOncall, RawPolicy, RawPriority, RawSla, RawStandard, RawStep,
+    RawIncidents, RawLevels, RawOncall, RawPolicy, RawPriority, RawSla, RawStandard, RawStep,
 };
 use super::priority::Priority;
 
@@ -114,6 +114,10 @@ impl Policy {
                     timezone: o.timezone.name().to_string(),
                 })
                 .collect(),
+            incidents: Some(RawIncidents {
+                working_hours: Some(self.working_hours.text.clone()),
+                timezone: Some(self.working_hours.timezone.name().to_string()),
+            }),
             escalation: self
                 .escalations
                 .iter()
@@ -319,9 +323,10 @@ mod tests {
         assert!(
             sections[github + 2..]
                 .iter()
-                .all(|s| s.starts_with("[alerts.severity.")),
+                .all(|s| s.starts_with("[alerts.severity.") || *s == "[incidents]"),
             "{text}"
         );
+        assert_eq!(sections.last(), Some(&"[incidents]"));
     }
 
     #[test]

@@ -78,6 +78,19 @@ pub struct Section {
     /// Changes counted as failed because an incident is linked to them as a suspected cause and
     /// no reviewer cleared it.
     pub changes_failed_by_incidents: u64,
+    /// Pages to people (not to channels or webhooks) by escalation chains.
+    pub pages: u64,
+    pub pages_by_person: BTreeMap<String, u64>,
+    /// Of those, sent outside the working hours of the rules file.
+    pub pages_outside_working_hours: u64,
+    /// Mean time from a page to the acknowledgement that answered it, in seconds.
+    pub mean_time_page_to_acknowledge_secs: Option<f64>,
+    /// Incidents whose chain ran out of steps with nobody acknowledging.
+    pub escalations_ran_out: u64,
+    #[serde(skip)]
+    page_ack_total: f64,
+    #[serde(skip)]
+    page_ack_n: u64,
     #[serde(skip)]
     alert_ack_total: f64,
     #[serde(skip)]
@@ -156,6 +169,8 @@ impl Section {
             (self.resolve_n > 0).then(|| (self.resolve_total / self.resolve_n as f64).round());
         self.sla_attainment_pct = pct(self.sla_met, self.sla_measured);
         self.alert_incident_share_pct = pct(self.incidents_from_alerts, self.incidents);
+        self.mean_time_page_to_acknowledge_secs =
+            (self.page_ack_n > 0).then(|| (self.page_ack_total / self.page_ack_n as f64).round());
         self.alert_mean_time_to_acknowledge_secs = (self.alert_ack_n > 0)
             .then(|| (self.alert_ack_total / self.alert_ack_n as f64).round());
         let ok = *self.changes_by_outcome.get("successful").unwrap_or(&0);
@@ -214,8 +229,32 @@ impl ReportBuilder {
                 let decided = i.breached || i.resolved_at.is_some();
                 let priority = i.priority.to_string();
                 let from_alert = i.alert.is_some();
+                let people_pages: Vec<&crate::domain::escalation::Page> = i
+                    .escalation
+                    .iter()
+                    .flat_map(|e| e.pages.iter())
+                    .filter(|p| !matches!(p.who.as_str(), "channel" | "webhook" | "nobody"))
+                    .collect();
+                let ran_out = i
+                    .escalation
+                    .as_ref()
+                    .is_some_and(|e| e.stopped.as_deref() == Some("ran out of steps"));
                 self.both(i.service.as_deref(), |s| {
                     s.incidents += 1;
+                    for p in &people_pages {
+                        s.pages += 1;
+                        *s.pages_by_person.entry(p.who.clone()).or_default() += 1;
+                        if p.outside_hours {
+                            s.pages_outside_working_hours += 1;
+                        }
+                        if let Some(a) = p.acknowledged_at {
+                            s.page_ack_total += (a - p.at).num_milliseconds() as f64 / 1000.0;
+                            s.page_ack_n += 1;
+                        }
+                    }
+                    if ran_out {
+                        s.escalations_ran_out += 1;
+                    }
                     if from_alert {
                         s.incidents_from_alerts += 1;
                         if let Some(a) = ack {
@@ -346,7 +385,7 @@ impl ServiceReport {
             .map(|p| format!("{p} {}", t.incidents_by_priority.get(*p).unwrap_or(&0)))
             .collect();
         format!(
-            "Service report {}..{}\nIncidents: {} ({}); MTTA {}, MTTR {}; SLA {} met, {} breaches; from alerts {} ({}), their MTTA {}\nChanges: {} ({} successful, {} failed, {} of them by incidents, {} emergency); success rate {}\nReleases: {}, deployments: {}; open problems {}, known errors {}\nNonconformities: {} raised ({} open, {} corrected)\nFull report: {link}",
+            "Service report {}..{}\nIncidents: {} ({}); MTTA {}, MTTR {}; SLA {} met, {} breaches; from alerts {} ({}), their MTTA {}\nChanges: {} ({} successful, {} failed, {} of them by incidents, {} emergency); success rate {}\nPages: {} ({} outside working hours), page to acknowledgement {}; escalations that ran out of steps: {}\nReleases: {}, deployments: {}; open problems {}, known errors {}\nNonconformities: {} raised ({} open, {} corrected)\nFull report: {link}",
             self.from,
             self.to,
             t.incidents,
@@ -364,6 +403,10 @@ impl ServiceReport {
             t.changes_failed_by_incidents,
             t.changes_by_type.get("emergency").unwrap_or(&0),
             percent(t.change_success_rate_pct),
+            t.pages,
+            t.pages_outside_working_hours,
+            duration(t.mean_time_page_to_acknowledge_secs),
+            t.escalations_ran_out,
             self.releases.len(),
             self.deployments,
             self.open_problems,
@@ -379,7 +422,7 @@ impl ServiceReport {
         let mut out = format!("Service report {} to {} (UTC days)\n", self.from, self.to);
         for s in std::iter::once(&self.total).chain(self.services.iter()) {
             out.push_str(&format!(
-                "\n{}\n  incidents: {} {:?}\n  mean time to acknowledge: {}; to resolve: {}\n  SLA attainment: {} ({} of {}); breaches: {}\n  from alerts: {} ({}); their mean time to acknowledge: {}\n  changes: {} {:?} {:?}\n  change success rate: {}; emergency share: {}; failed by incidents not cleared: {}\n",
+                "\n{}\n  incidents: {} {:?}\n  mean time to acknowledge: {}; to resolve: {}\n  SLA attainment: {} ({} of {}); breaches: {}\n  from alerts: {} ({}); their mean time to acknowledge: {}\n  pages: {} {:?}; outside working hours: {}; mean time from page to acknowledgement: {}; escalations that ran out of steps: {}\n  changes: {} {:?} {:?}\n  change success rate: {}; emergency share: {}; failed by incidents not cleared: {}\n",
                 s.service,
                 s.incidents,
                 s.incidents_by_priority,
@@ -392,6 +435,11 @@ impl ServiceReport {
                 s.incidents_from_alerts,
                 percent(s.alert_incident_share_pct),
                 duration(s.alert_mean_time_to_acknowledge_secs),
+                s.pages,
+                s.pages_by_person,
+                s.pages_outside_working_hours,
+                duration(s.mean_time_page_to_acknowledge_secs),
+                s.escalations_ran_out,
                 s.changes,
                 s.changes_by_type,
                 s.changes_by_outcome,

@@ -65,6 +65,7 @@ pub const CLAUSES: [Clause; 10] = [
         files: &[
             "incidents.csv",
             "incidents.json",
+            "pages.csv",
             "oncall.csv",
             "oncall.json",
         ],

@@ -187,6 +187,20 @@ pub(super) async fn pass(
     let mut reviews = DataFiles::new(out, "change-reviews", Kind::Change, false)?;
     let mut approvals = csv::Writer::from_writer(create(out, "approvals.csv")?);
     approvals.write_record(["change", "voter", "decision", "comment", "at"])?;
+    let mut pages = csv::Writer::from_writer(create(out, "pages.csv")?);
+    pages.write_record([
+        "incident",
+        "chain",
+        "step",
+        "round",
+        "target",
+        "who",
+        "via",
+        "at",
+        "outside_working_hours",
+        "acknowledged_by",
+        "acknowledged_at",
+    ])?;
     let mut report = ReportBuilder::new(days.from, days.to);
 
     for kind in Kind::ALL {
@@ -218,6 +232,31 @@ pub(super) async fn pass(
                 files.add(r, &json)?;
                 if listed {
                     clauses[clause].add(r);
+                }
+                if let Record::Incident(i) = r {
+                    let time = |t: chrono::DateTime<chrono::Utc>| {
+                        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+                    };
+                    if let Some(e) = &i.escalation {
+                        for p in &e.pages {
+                            pages.write_record([
+                                i.id.to_string(),
+                                e.chain.clone(),
+                                p.step.to_string(),
+                                (p.round + 1).to_string(),
+                                p.target.clone(),
+                                p.who.clone(),
+                                p.via.join("; "),
+                                time(p.at),
+                                p.outside_hours.to_string(),
+                                p.acknowledged_by
+                                    .as_ref()
+                                    .map(|a| a.to_string())
+                                    .unwrap_or_default(),
+                                p.acknowledged_at.map(time).unwrap_or_default(),
+                            ])?;
+                        }
+                    }
                 }
                 match r {
                     Record::Incident(i) if i.alert.is_some() => {
@@ -257,6 +296,7 @@ pub(super) async fn pass(
     security.finish()?;
     reviews.finish()?;
     approvals.flush()?;
+    pages.flush()?;
 
     // 9.1: the service report of the period.
     let report = report.finish();

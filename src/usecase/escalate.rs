@@ -89,6 +89,7 @@ pub(crate) async fn step(
             who,
             via,
             at: ctx.now,
+            outside_hours: !ctx.policy.working_hours.contains(ctx.now),
             acknowledged_by: None,
             acknowledged_at: None,
         };

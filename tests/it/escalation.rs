@@ -201,6 +201,18 @@ async fn an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock(db: Test
     clock.set(at("2026-12-01T12:00:00Z"));
     tick(&ledger).await;
     assert_eq!(paged(&store, "INC-1").await.len(), 5);
+    // The report: three pages to people, inside working hours (Tuesday 10:00 UTC), none
+    // acknowledged, one chain that ran out.
+    let report = opsledger::reports::service_report(store.as_ref(), None, None, at(T0))
+        .await
+        .unwrap();
+    let t = &report.total;
+    assert_eq!(t.pages, 3);
+    assert_eq!(t.pages_by_person["alice"], 1);
+    assert_eq!(t.pages_by_person["ines"], 1);
+    assert_eq!(t.pages_outside_working_hours, 0);
+    assert_eq!(t.mean_time_page_to_acknowledge_secs, None);
+    assert_eq!(t.escalations_ran_out, 1);
 
     // A P3 pages nobody; re-prioritised to P2 (unacknowledged), its chain starts.
     common::ok(&ledger, "console:carl", "incident raise Slow reports").await;
@@ -248,6 +260,47 @@ async fn the_first_acknowledgement_stops_the_chain(db: TestDb) {
         esc.pages[0].acknowledged_at,
         Some(at("2026-12-01T10:02:00Z"))
     );
+    let summary = common::ok(&ledger, "console:bob", "report").await;
+    assert!(
+        summary.contains("Pages: 1 (0 outside working hours), page to acknowledgement 2m00s; escalations that ran out of steps: 0"),
+        "{summary}"
+    );
+    // Outside working hours (a Saturday night), counted as such.
+    clock.set(at("2026-12-05T03:00:00Z"));
+    common::ok(
+        &ledger,
+        "console:carl",
+        "incident raise Night outage impact:high urgency:high",
+    )
+    .await;
+    let report =
+        opsledger::reports::service_report(store.as_ref(), None, None, at("2026-12-05T03:00:00Z"))
+            .await
+            .unwrap();
+    assert_eq!(report.total.pages, 2);
+    assert_eq!(report.total.pages_outside_working_hours, 1);
+    // The evidence pack lists the pages with the incidents (clause 8.6.1).
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("pack");
+    opsledger::export::export(
+        store.as_ref(),
+        None,
+        None,
+        &dir,
+        at("2026-12-05T03:00:00Z"),
+        false,
+    )
+    .await
+    .unwrap();
+    let pages = std::fs::read_to_string(dir.join("pages.csv")).unwrap();
+    let rows: Vec<&str> = pages.lines().collect();
+    assert_eq!(rows.len(), 3, "{pages}");
+    assert_eq!(
+        rows[1],
+        "INC-1,payments,1,1,oncall:payments,alice,console:alice; slack:UALICE,2026-12-01T10:00:00Z,false,console:bob,2026-12-01T10:02:00Z"
+    );
+    let page = std::fs::read_to_string(dir.join("clauses/8.6.1.html")).unwrap();
+    assert!(page.contains("pages.csv"), "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
