@@ -338,6 +338,12 @@ pub enum IncidentCmd {
     Escalate {
         id: RecordId,
     },
+    /// `incident role INC-n commander|comms|scribe @user`.
+    Role {
+        id: RecordId,
+        role: IncidentRole,
+        who: Mention,
+    },
     /// `incident priority INC-n [impact:..] [urgency:..]`: re-assess; SLA due times follow.
     Priority {
         id: RecordId,
@@ -418,6 +424,31 @@ impl ChangeAction {
             ChangeAction::Rollback => "rollback",
             ChangeAction::Review => "review",
             ChangeAction::Close => "close",
+        }
+    }
+}
+
+/// A role someone takes in the response to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentRole {
+    Commander,
+    Comms,
+    Scribe,
+}
+
+impl IncidentRole {
+    pub const ALL: [IncidentRole; 3] = [
+        IncidentRole::Commander,
+        IncidentRole::Comms,
+        IncidentRole::Scribe,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentRole::Commander => "commander",
+            IncidentRole::Comms => "comms",
+            IncidentRole::Scribe => "scribe",
         }
     }
 }
@@ -581,6 +612,7 @@ impl Command {
                 IncidentCmd::List { .. } => "incident list",
                 IncidentCmd::Major { .. } => "incident major",
                 IncidentCmd::Escalate { .. } => "incident escalate",
+                IncidentCmd::Role { .. } => "incident role",
                 IncidentCmd::Priority { .. } => "incident priority",
             },
             Command::Request(c) => match c {
@@ -678,6 +710,7 @@ impl Command {
                 | IncidentCmd::Note { id: i, .. }
                 | IncidentCmd::Major { id: i }
                 | IncidentCmd::Escalate { id: i }
+                | IncidentCmd::Role { id: i, .. }
                 | IncidentCmd::Priority { id: i, .. } => id(i),
                 IncidentCmd::Raise { .. } | IncidentCmd::List { .. } => None,
             },

@@ -111,6 +111,9 @@ impl Incident {
             alert: None,
             suspected_changes: Vec::new(),
             recurs: Vec::new(),
+            roles: Default::default(),
+            commander_due: None,
+            commander_reminded_at: None,
             escalation: None,
             created_at: now,
             updated_at: now,
@@ -246,7 +249,23 @@ impl Incident {
             .as_ref()
             .filter(|e| e.is_running() && self.status.is_open())
             .and_then(|e| e.next_at);
-        respond.into_iter().chain(resolve).chain(page).min()
+        respond
+            .into_iter()
+            .chain(resolve)
+            .chain(page)
+            .chain(self.commander_reminder_due())
+            .min()
+    }
+
+    /// When a major incident with no commander is to be reminded of it, until it was.
+    pub fn commander_reminder_due(&self) -> Option<DateTime<Utc>> {
+        use super::command::IncidentRole;
+        self.commander_due.filter(|_| {
+            self.major
+                && self.status.is_open()
+                && self.commander_reminded_at.is_none()
+                && !self.roles.contains_key(&IncidentRole::Commander)
+        })
     }
 
     /// Records every target missed by `now`; returns which (`response`, `resolution`).

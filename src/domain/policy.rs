@@ -54,6 +54,8 @@ pub struct Policy {
     pub escalations: Vec<Chain>,
     /// The hours pages count as inside of, in the service report.
     pub working_hours: super::oncall::WorkingHours,
+    /// A major incident with no commander this long after it was raised gets one reminder.
+    pub commander_within: Duration,
 }
 
 impl Default for Policy {
@@ -87,6 +89,7 @@ impl Default for Policy {
             oncall: Vec::new(),
             escalations: Vec::new(),
             working_hours: super::oncall::WorkingHours::default(),
+            commander_within: Duration::from_secs(600),
         }
     }
 }
@@ -146,6 +149,8 @@ pub(super) struct RawIncidents {
     pub working_hours: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commander_within: Option<String>,
 }
 
 #[derive(Deserialize, Serialize)]
@@ -427,6 +432,9 @@ impl Policy {
             let zone = inc.timezone.unwrap_or_else(|| "UTC".to_string());
             p.working_hours = super::oncall::WorkingHours::parse(&text, &zone)
                 .map_err(|e| PolicyError::new(format!("incidents.{}", e.field), e.problem))?;
+            if let Some(d) = inc.commander_within {
+                p.commander_within = duration("incidents.commander_within", &d)?;
+            }
         }
         Ok(p)
     }

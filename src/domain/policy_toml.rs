@@ -117,6 +117,7 @@ impl Policy {
             incidents: Some(RawIncidents {
                 working_hours: Some(self.working_hours.text.clone()),
                 timezone: Some(self.working_hours.timezone.name().to_string()),
+                commander_within: Some(compact(self.commander_within)),
             }),
             escalation: self
                 .escalations

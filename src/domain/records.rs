@@ -63,6 +63,15 @@ pub struct Incident {
     /// Earlier incidents of the same alert group that this one recurs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recurs: Vec<RecordId>,
+    /// Who took which role in the response (`commander`, `comms`, `scribe`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub roles: std::collections::BTreeMap<super::command::IncidentRole, Actor>,
+    /// A major incident: by when it needs a commander (`[incidents] commander_within` after it
+    /// became major), and when its room was reminded that it has none (once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commander_due: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commander_reminded_at: Option<DateTime<Utc>>,
     /// Its escalation chain, once one started: the steps run and every page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Box<super::escalation::Escalation>>,

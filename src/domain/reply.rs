@@ -244,6 +244,11 @@ pub enum Event {
         incident: String,
         text: String,
     },
+    /// A notice for the incident's room alone (a major incident still without a commander).
+    RoomNotice {
+        incident: String,
+        text: String,
+    },
     /// An escalation step's webhook: `body` is POSTed to `url`, signed.
     PageWebhook {
         incident: String,

@@ -234,6 +234,16 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                     )
                 })
                 .collect(),
+            Event::RoomNotice { incident, text } => {
+                let reply = Reply::ok(Some(incident.clone()), text.clone());
+                room(
+                    ChatOp::RoomReply,
+                    incident,
+                    serde_json::json!({ "reply": reply }),
+                )
+                .into_iter()
+                .collect()
+            }
             // An escalation step that pages the channel: the room and the incident channel.
             Event::PagedChannel { incident, text } => {
                 let reply = Reply::ok(Some(incident.clone()), text.clone());
@@ -504,6 +514,18 @@ mod routing {
         async fn open_dm(&self, _: &str) -> Result<Option<String>, DeliveryError> {
             unreachable!("routing opens nothing")
         }
+    }
+
+    #[test]
+    fn a_room_notice_goes_to_the_room_alone() {
+        let notice = ops(Event::RoomNotice {
+            incident: "INC-1".into(),
+            text: "no commander".into(),
+        });
+        assert_eq!(
+            notice,
+            [("incident:INC-1".to_string(), "room_reply".to_string())]
+        );
     }
 
     #[test]

@@ -28,10 +28,28 @@ pub(crate) async fn tick(uow: &mut UnitOfWork, ctx: &Ctx<'_>) -> Outcome {
                         .escalation
                         .as_ref()
                         .is_some_and(|e| e.is_running() && e.next_at.is_some_and(|t| t <= ctx.now));
-                if missed.is_empty() && !paging {
+                let remind = inc.commander_reminder_due().is_some_and(|t| t <= ctx.now);
+                if missed.is_empty() && !paging && !remind {
                     continue;
                 }
                 let id = inc.id;
+                if remind {
+                    inc.commander_reminded_at = Some(ctx.now);
+                    events.push(Event::RoomNotice {
+                        incident: id.to_string(),
+                        text: format!(
+                            ":warning: {id} is a major incident with no commander yet: take it with `incident role {id} commander @you`"
+                        ),
+                    });
+                    uow.audit_outcome(
+                        ctx,
+                        &system,
+                        Some(id.to_string()),
+                        "commander reminder",
+                        "ok: reminded the room that the major incident has no commander".into(),
+                    );
+                    handled.push(format!("{id}: reminded that it has no commander"));
+                }
                 if paging {
                     let pages = inc.escalation.as_ref().map_or(0, |e| e.pages.len());
                     super::escalate::step(uow, ctx, &mut inc, &mut events).await?;

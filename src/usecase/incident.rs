@@ -158,6 +158,32 @@ pub(crate) async fn run(
                 events,
             ))
         }
+        IncidentCmd::Role { id, role, who } => {
+            let (inc, person) = uow
+                .update(ctx, actor, action, *id, |inc: &mut Incident| {
+                    if inc.status == IncidentStatus::Closed {
+                        return Err(Fail::Refused {
+                            record: Some(id.to_string()),
+                            refusal: Refusal::new("lifecycle", format!("{id} is closed")),
+                        });
+                    }
+                    let person = resolve_mention(ctx, actor, who)?;
+                    inc.roles.insert(*role, person.clone());
+                    inc.add_note(actor, ctx.now, &format!("{person} is {}", role.as_str()));
+                    Ok::<_, Fail>(person)
+                })
+                .await?;
+            // Shown on the card and, for an incident with a room, posted there.
+            let events = vec![updated(&inc)];
+            Ok(Handled::with(
+                render::incident(
+                    &inc,
+                    ctx.now,
+                    format!("{id}: {person} is {}", role.as_str()),
+                ),
+                events,
+            ))
+        }
         IncidentCmd::Escalate { id } => {
             let mut inc: Incident = uow.load_id(*id).await?;
             let before = Record::Incident(inc.clone());
@@ -278,6 +304,8 @@ pub(crate) async fn declare_major(
     prb.major_incident = Some(inc.id);
     uow.save(ctx, actor, "problem open", None, prb);
     inc.major = true;
+    inc.commander_due =
+        Some(ctx.now + chrono::Duration::from_std(ctx.policy.commander_within).unwrap_or_default());
     inc.problems.push(pid);
     Ok(vec![Event::RecordUpdated {
         id: pid.to_string(),

@@ -41,6 +41,14 @@ pub fn incident(i: &Incident, now: DateTime<Utc>, headline: String) -> Reply {
         r = r.field("Security", "information security incident");
     }
     r = r.field("Assignee", opt(i.assignee.as_ref().map(|a| a.as_str())));
+    for (role, who) in &i.roles {
+        let name = match role {
+            crate::domain::command::IncidentRole::Commander => "Commander",
+            crate::domain::command::IncidentRole::Comms => "Comms",
+            crate::domain::command::IncidentRole::Scribe => "Scribe",
+        };
+        r = r.field(name, who.to_string());
+    }
     if i.acknowledged_at.is_none() {
         r = r.field(
             "Respond by",

@@ -78,6 +78,7 @@ async fn paged(store: &Arc<dyn Store>, id: &str) -> Vec<String> {
 }
 
 conformance!(
+    a_major_incident_without_a_commander_gets_one_reminder,
     an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock,
     the_first_acknowledgement_stops_the_chain,
     escalate_now_runs_the_next_steps_without_waiting,
@@ -412,4 +413,87 @@ async fn a_webhook_page_is_posted_signed_through_the_outbox() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(got.lock().unwrap().len(), 1, "posted once");
     running.stop().await.unwrap();
+}
+
+async fn a_major_incident_without_a_commander_gets_one_reminder(db: TestDb) {
+    // Arrange: two P1s (major incidents); the second gets a commander at once.
+    let store = db.store().await;
+    let clock = TestTime::at(at(T0));
+    let (ledger, _writer) = common::ledger_on(
+        store.clone(),
+        Policy::from_toml(RULES).unwrap(),
+        clock.clone(),
+    );
+    let mut events = ledger.subscribe();
+    for title in ["Outage one", "Outage two"] {
+        common::ok(
+            &ledger,
+            "console:carl",
+            &format!("incident raise {title} impact:high urgency:high"),
+        )
+        .await;
+    }
+    let set = common::ok(
+        &ledger,
+        "console:ines",
+        "incident role INC-2 commander @alice",
+    )
+    .await;
+    assert_eq!(set, "INC-2: console:alice is commander");
+    common::ok(&ledger, "console:ines", "incident role INC-2 scribe @bob").await;
+    let usage = common::run(&ledger, "console:ines", "incident role INC-2 captain @bob").await;
+    assert!(
+        usage.text.contains("is not an incident role"),
+        "{}",
+        usage.text
+    );
+
+    // Act: the default commander_within is 10 minutes.
+    clock.set(at("2026-12-01T10:09:00Z"));
+    tick(&ledger).await;
+    let early = incident(&store, "INC-1").await.commander_reminded_at;
+    clock.set(at("2026-12-01T10:10:00Z"));
+    let text = tick(&ledger).await;
+    clock.set(at("2026-12-01T10:20:00Z"));
+    tick(&ledger).await;
+
+    // Assert: INC-1 reminded once, in its room; INC-2 never.
+    assert_eq!(early, None);
+    assert!(
+        text.contains("INC-1: reminded that it has no commander"),
+        "{text}"
+    );
+    assert_eq!(
+        incident(&store, "INC-1").await.commander_reminded_at,
+        Some(at("2026-12-01T10:10:00Z"))
+    );
+    assert_eq!(incident(&store, "INC-2").await.commander_reminded_at, None);
+    let mut notices = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let opsledger::domain::reply::Event::RoomNotice { incident, text } = e {
+            notices.push((incident, text));
+        }
+    }
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].0, "INC-1");
+    assert!(
+        notices[0].1.contains("incident role INC-1 commander"),
+        "{}",
+        notices[0].1
+    );
+    let card = common::run(&ledger, "console:bob", "incident show INC-2").await;
+    let fields: Vec<(String, String)> =
+        card.fields.into_iter().map(|f| (f.name, f.value)).collect();
+    assert!(
+        fields.contains(&("Commander".into(), "console:alice".into())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("Scribe".into(), "console:bob".into())),
+        "{fields:?}"
+    );
+    let trail = store.audit_for("INC-2", 0, 100).await.unwrap();
+    assert!(trail
+        .iter()
+        .any(|e| e.action == "incident role" && e.actor == "console:ines"));
 }

@@ -241,7 +241,11 @@ async fn a_whole_cab_meeting_plays_out_under_the_rules(db: TestDb) {
     .await;
     t.clock.advance(chrono::Duration::minutes(16));
     let text = t.tick().await;
-    assert_eq!(text, "INC-1 breached its response target (NC-2)");
+    // A P1 is a major incident: ten minutes without a commander, its room was reminded too.
+    assert_eq!(
+        text,
+        "INC-1: reminded that it has no commander\nINC-1 breached its response target (NC-2)"
+    );
     let Record::Incident(inc) = t.record(Kind::Incident, "INC-1").await else {
         panic!()
     };

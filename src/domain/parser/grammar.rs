@@ -12,8 +12,8 @@ use super::table::{
 use super::{usage, UsageError};
 use crate::domain::command::{
     ChangeAction, ChangeCmd, ChangeFilter, ChangeType, CiCmd, Command, IncidentAction, IncidentCmd,
-    IncidentFilter, Level, Mention, NcCmd, OncallCmd, ProblemAction, ProblemCmd, ReleaseCmd,
-    RequestCmd, Role, RoleCmd, ServiceCmd, Window,
+    IncidentFilter, IncidentRole, Level, Mention, NcCmd, OncallCmd, ProblemAction, ProblemCmd,
+    ReleaseCmd, RequestCmd, Role, RoleCmd, ServiceCmd, Window,
 };
 use crate::domain::ids::{Actor, Kind, RecordId};
 
@@ -191,6 +191,25 @@ pub(super) fn incident_escalate(_c: Ctx, mut a: Args<'_>) -> Parsed {
     let id = a.id(Kind::Incident)?;
     a.end()?;
     Ok(Command::Incident(IncidentCmd::Escalate { id }))
+}
+
+pub(super) fn incident_role(c: Ctx, mut a: Args<'_>) -> Parsed {
+    let id = a.id(Kind::Incident)?;
+    let word = a
+        .next()
+        .ok_or_else(|| c.err("missing role: commander, comms or scribe"))?;
+    let role = IncidentRole::ALL
+        .into_iter()
+        .find(|r| r.as_str().eq_ignore_ascii_case(word))
+        .ok_or_else(|| {
+            c.err(format!(
+                "`{}` is not an incident role: use commander, comms or scribe",
+                shown(word)
+            ))
+        })?;
+    let who = c.mention(a.next())?;
+    a.end()?;
+    Ok(Command::Incident(IncidentCmd::Role { id, role, who }))
 }
 
 pub(super) fn incident_assign(c: Ctx, mut a: Args<'_>) -> Parsed {

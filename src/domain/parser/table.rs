@@ -451,6 +451,16 @@ pub static FORMS: &[Form] = &[
         grammar::incident_escalate,
     ),
     form(
+        &[verb("incident role")],
+        &[
+            id(Kind::Incident),
+            choice("role", &["commander", "comms", "scribe"], true),
+            shown("user", "@user"),
+        ],
+        "Give someone a role in the response: the commander leads it, comms keeps people informed, the scribe keeps the record.",
+        grammar::incident_role,
+    ),
+    form(
         &[only(INCIDENT_MANAGERS, "incident priority")],
         &[
             id(Kind::Incident),

@@ -83,7 +83,7 @@ fn help_text_overview_names_every_topic() {
         );
     }
     assert!(text.contains(
-        "incident raise|ack|resolve|close|reopen|show|assign|note|list|major|escalate|priority"
+        "incident raise|ack|resolve|close|reopen|show|assign|note|list|major|escalate|role|priority"
     ));
 }
 
@@ -1717,6 +1717,7 @@ const KNOWN_USAGES: &[&str] = &[
     "incident list [open|mine|breached|all]",
     "incident major INC-n",
     "incident escalate INC-n",
+    "incident role INC-n commander|comms|scribe @user",
     "incident priority INC-n [impact:high|medium|low] [urgency:high|medium|low]",
     "request raise <title> [service:NAME]",
     "request fulfil|close REQ-n [text]",
