@@ -110,10 +110,14 @@ pub(crate) async fn step(
             }
             Step::Notify(target) => {
                 for who in whom(uow, ctx, target).await? {
+                    // Chat accounts only: the terminal and GitHub have no direct messages.
                     let accounts: Vec<String> = ctx
                         .policy
                         .accounts_of(&who)
                         .iter()
+                        .filter(|a| {
+                            !matches!(a.platform(), "console" | "github" | "system" | "alerts")
+                        })
                         .map(|a| a.to_string())
                         .collect();
                     events.push(Event::Paged {
@@ -151,7 +155,7 @@ pub(crate) async fn step(
         }
         for p in pages {
             let via = if p.via.is_empty() {
-                "no account to reach them".to_string()
+                "no chat account (only a webhook step reaches them)".to_string()
             } else {
                 p.via.join(", ")
             };

@@ -149,7 +149,8 @@ async fn an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock(db: Test
     assert_eq!(esc.chain, "payments");
     assert_eq!(esc.pages.len(), 1);
     assert_eq!(esc.pages[0].who, "alice");
-    assert_eq!(esc.pages[0].via, ["console:alice", "slack:UALICE"]);
+    // Its chat accounts: the terminal has no direct messages.
+    assert_eq!(esc.pages[0].via, ["slack:UALICE"]);
     assert_eq!(esc.next_at, Some(at("2026-12-01T10:05:00Z")));
 
     // Act 2: the clock moves; before the wait ends nothing happens.
@@ -182,10 +183,10 @@ async fn an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock(db: Test
     assert_eq!(pages.len(), 6, "{pages:#?}");
     assert_eq!(
         pages[0],
-        "ok: paged alice via console:alice, slack:UALICE, step 1 (oncall:payments) of escalation payments, round 1"
+        "ok: paged alice via slack:UALICE, step 1 (oncall:payments) of escalation payments, round 1"
     );
     assert!(
-        pages[1].starts_with("ok: paged bob via console:bob, discord:4242, step 3"),
+        pages[1].starts_with("ok: paged bob via discord:4242, step 3"),
         "{}",
         pages[1]
     );
@@ -298,7 +299,7 @@ async fn the_first_acknowledgement_stops_the_chain(db: TestDb) {
     assert_eq!(rows.len(), 3, "{pages}");
     assert_eq!(
         rows[1],
-        "INC-1,payments,1,1,oncall:payments,alice,console:alice; slack:UALICE,2026-12-01T10:00:00Z,false,console:bob,2026-12-01T10:02:00Z"
+        "INC-1,payments,1,1,oncall:payments,alice,slack:UALICE,2026-12-01T10:00:00Z,false,console:bob,2026-12-01T10:02:00Z"
     );
     let page = std::fs::read_to_string(dir.join("clauses/8.6.1.html")).unwrap();
     assert!(page.contains("pages.csv"), "{page}");
@@ -366,7 +367,7 @@ async fn a_webhook_page_is_posted_signed_through_the_outbox() {
     );
     let bridge = common::fake::serve(bridge).await;
     let rules = format!(
-        "{}\n[[escalation]]\nname = \"bridge\"\ndefault = true\npage = [\"P1\"]\nsteps = [{{ webhook = \"{bridge}/hook\" }}, {{ notify = \"alice\" }}]\n",
+        "{}\n[[escalation]]\nname = \"bridge\"\ndefault = true\npage = [\"P1\"]\nsteps = [{{ notify = \"ines\" }}, {{ webhook = \"{bridge}/hook\" }}]\n",
         RULES.split("[[escalation]]").next().unwrap()
     );
     let integrations = opsledger::config::Integrations {
@@ -405,7 +406,22 @@ async fn a_webhook_page_is_posted_signed_through_the_outbox() {
     assert_eq!(doc["incident"], "INC-1");
     assert_eq!(doc["priority"], "P1");
     assert_eq!(doc["title"], "Card payments failing");
-    assert_eq!(doc["step"], 1);
+    assert_eq!(doc["step"], 2);
+    // ines has no chat account: the webhook is what reaches her, and the audit says so.
+    assert_eq!(doc["paged"], serde_json::json!(["ines"]));
+    let trail = running
+        .ledger
+        .store()
+        .audit_for("INC-1", 0, 50)
+        .await
+        .unwrap();
+    assert!(
+        trail.iter().any(|e| e.action == "page"
+            && e.outcome.starts_with(
+                "ok: paged ines via no chat account (only a webhook step reaches them)"
+            )),
+        "{trail:?}"
+    );
     assert!(
         doc["link"].as_str().unwrap().ends_with("/records/INC-1"),
         "{doc}"
