@@ -90,6 +90,18 @@ pub fn incident(i: &Incident, now: DateTime<Utc>, headline: String) -> Reply {
         };
         r = r.field("Alerts", format!("{state} ({}, {})", a.source, a.group));
     }
+    if let Some(e) = &i.escalation {
+        let pages = match e.pages.len() {
+            1 => "1 page".to_string(),
+            n => format!("{n} pages"),
+        };
+        let state = match (&e.stopped, e.next_at) {
+            (Some(why), _) => format!("{} ({pages}): {why}", e.chain),
+            (None, Some(next)) => format!("{} ({pages}); next step {}", e.chain, time(next)),
+            (None, None) => format!("{} ({pages})", e.chain),
+        };
+        r = r.field("Paging", state);
+    }
     if !i.suspected_changes.is_empty() {
         r = r.field("Suspected changes", ids(&i.suspected_changes));
     }
