@@ -212,6 +212,9 @@ pub enum Event {
     ChangeReviewOverdue {
         id: String,
         nonconformity: String,
+        /// Who requested the change: they are told directly.
+        #[serde(default)]
+        requester: String,
     },
     RecordUpdated {
         id: String,

@@ -40,6 +40,8 @@ outbox_op! {
         /// Page `payload.user` by direct message: the incident's card with Acknowledge and
         /// Escalate now.
         Page = "page",
+        /// Tell `payload.user` `payload.reply` by direct message.
+        DirectMessage = "direct_message",
     }
 }
 
@@ -234,6 +236,47 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                     )
                 })
                 .collect(),
+            // Every nonconformity goes to the CAB channel, with a button for its corrective
+            // action; the card follows it as it is corrected and closed.
+            Event::NonconformityRaised { id } => card(&channels.cab_channel, ChatOp::PostCard, id),
+            Event::RecordUpdated { id } if id.starts_with("NC-") => {
+                card(&channels.cab_channel, ChatOp::UpdateCard, id)
+            }
+            Event::ChangeReviewOverdue {
+                id,
+                nonconformity,
+                requester,
+            } => {
+                let text = format!(
+                    ":warning: the post-implementation review of {b}{id}{b} is overdue; recorded as {nonconformity}. Record it with `change review {id} <findings>`",
+                    b = A::CHAT.bold
+                );
+                let reply = Reply::ok(Some(id.clone()), text);
+                let mut out: Vec<_> = channels
+                    .cab_channel
+                    .iter()
+                    .map(|c| {
+                        item::<A>(
+                            c,
+                            ChatOp::Reply,
+                            Some(id),
+                            serde_json::json!({ "reply": reply }),
+                        )
+                    })
+                    .collect();
+                if let Some(user) = requester
+                    .strip_prefix(A::CHAT.name)
+                    .and_then(|r| r.strip_prefix(':'))
+                {
+                    out.push(item::<A>(
+                        &format!("dm:{user}"),
+                        ChatOp::DirectMessage,
+                        Some(id),
+                        serde_json::json!({ "user": user, "reply": reply }),
+                    ));
+                }
+                out
+            }
             Event::RoomNotice { incident, text } => {
                 let reply = Reply::ok(Some(incident.clone()), text.clone());
                 room(
@@ -275,6 +318,18 @@ impl<A: ChatApi> ChatDeliverer<A> {
     async fn card(&self, record: &str) -> Result<View, DeliveryError> {
         let card = super::card(&*self.store, &self.time, record, A::CHAT.bold).await?;
         Ok(view(&card))
+    }
+
+    /// The direct-message channel with the item's `payload.user`, opened (or found) now.
+    async fn dm(&self, item: &OutboxItem) -> Result<String, DeliveryError> {
+        let user = field(&item.payload, "user")?;
+        self.api
+            .open_dm(user)
+            .await?
+            .ok_or_else(|| DeliveryError::Retry {
+                after: None,
+                reason: format!("no direct-message channel for {user} in the answer"),
+            })
     }
 
     async fn post_view(&self, channel: &str, view: &View) -> Result<(), DeliveryError> {
@@ -404,17 +459,13 @@ impl<A: ChatApi> Deliver for ChatDeliverer<A> {
                 self.post_view(&target, &view(&reply)).await
             }
             ChatOp::Page => {
-                let user = field(&item.payload, "user")?;
-                let dm = self
-                    .api
-                    .open_dm(user)
-                    .await?
-                    .ok_or_else(|| DeliveryError::Retry {
-                        after: None,
-                        reason: format!("no direct-message channel for {user} in the answer"),
-                    })?;
+                let dm = self.dm(item).await?;
                 let card = super::card(&*self.store, &self.time, &record, A::CHAT.bold).await?;
                 self.post_view(&dm, &view(&page(card, &record))).await
+            }
+            ChatOp::DirectMessage => {
+                let dm = self.dm(item).await?;
+                self.post_view(&dm, &view(&payload_reply(item)?)).await
             }
             op @ (ChatOp::Respond | ChatOp::RespondInPlace) => {
                 let reply = payload_reply(item)?;
@@ -448,7 +499,7 @@ mod tests {
     use super::ChatOp::{self, *};
     use crate::outbox::OutboxOp;
 
-    const ALL: [ChatOp; 9] = [
+    const ALL: [ChatOp; 10] = [
         PostCard,
         UpdateCard,
         Reply,
@@ -458,6 +509,7 @@ mod tests {
         Respond,
         RespondInPlace,
         Page,
+        DirectMessage,
     ];
 
     #[test]

@@ -18,6 +18,11 @@ pub fn form_for(action: &str, record: &str) -> Option<Form> {
     let (title, label, submit) = match action {
         "incident resolve" => ("Resolve incident", "How was it resolved?", "Resolve"),
         "change reject" => ("Reject change", "Why is it rejected?", "Reject"),
+        "nc correct" => (
+            "Corrective action",
+            "What was done to correct it?",
+            "Record",
+        ),
         _ => return None,
     };
     Some(Form {
@@ -42,6 +47,10 @@ pub fn form_command(action: &str, record: &str, text: &str) -> Option<Command> {
             id,
             text,
         })),
+        // The corrective action is required; an empty form gets the usage line instead.
+        ("nc correct", Kind::Nonconformity) => {
+            text.map(|action| Command::Nc(crate::domain::command::NcCmd::Correct { id, action }))
+        }
         _ => None,
     }
 }
@@ -56,9 +65,11 @@ mod tests {
     }
 
     #[test]
-    fn only_resolve_and_reject_ask_for_text() {
+    fn only_resolve_reject_and_correct_ask_for_text() {
         assert!(super::form_for("incident resolve", "INC-1").is_some());
         assert!(super::form_for("change reject", "CHG-1").is_some());
+        assert!(super::form_for("nc correct", "NC-1").is_some());
+        assert!(super::form_command("nc correct", "NC-1", "re-trained the team").is_some());
         assert!(super::form_for("change approve", "CHG-1").is_none());
     }
 }

@@ -111,6 +111,7 @@ pub(crate) async fn tick(uow: &mut UnitOfWork, ctx: &Ctx<'_>) -> Outcome {
                     ctx.now,
                 );
                 uow.save(ctx, &system, "nc raise", None, nc);
+                let requester = chg.requester.to_string();
                 uow.save(ctx, &system, "review overdue", Some(&before), chg);
                 events.push(Event::NonconformityRaised {
                     id: nid.to_string(),
@@ -118,6 +119,7 @@ pub(crate) async fn tick(uow: &mut UnitOfWork, ctx: &Ctx<'_>) -> Outcome {
                 events.push(Event::ChangeReviewOverdue {
                     id: id.to_string(),
                     nonconformity: nid.to_string(),
+                    requester,
                 });
                 handled.push(format!("{id} review overdue ({nid})"));
             }

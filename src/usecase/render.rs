@@ -286,7 +286,17 @@ pub fn nonconformity(n: &Nonconformity, headline: String) -> Reply {
     if let Some(rec) = n.record {
         r = r.field("Record", rec.to_string());
     }
-    r.field("Corrective action", opt(n.corrective_action.as_deref()))
+    let r = r.field("Corrective action", opt(n.corrective_action.as_deref()));
+    if n.status == crate::domain::status::NcStatus::Open {
+        r.button(
+            "Record corrective action",
+            "nc correct",
+            &n.id.to_string(),
+            ButtonStyle::Primary,
+        )
+    } else {
+        r
+    }
 }
 
 pub fn service(s: &Service, headline: String) -> Reply {

@@ -1129,3 +1129,97 @@ steps = [{ notify = "oncall:payments" }, { wait = "10m" }, { notify = "channel" 
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonconformity_goes_to_the_cab_channel_with_a_corrective_action_button() {
+    let app = spawn_slack_app().await;
+
+    // Act
+    app.slash("U1", "nc raise Backups were not tested this quarter")
+        .await;
+
+    // Assert: the NC's card in the CAB channel; its button asks for the corrective action.
+    let calls = app
+        .fake
+        .wait_for("the NC in the CAB channel", |c| {
+            c.iter()
+                .any(|x| x.method == "chat.postMessage" && x.body["channel"] == "CCAB")
+        })
+        .await;
+    let post = calls
+        .iter()
+        .find(|x| x.method == "chat.postMessage" && x.body["channel"] == "CCAB")
+        .unwrap();
+    assert!(post.body.to_string().contains("NC-1"), "{}", post.body);
+    assert_eq!(button_actions(post), vec!["nc correct"]);
+    let status = app
+        .press("UCAB1", "nc correct", "NC-1", "1700000000.000001", "CCAB")
+        .await;
+    assert_eq!(status, 200);
+    app.fake
+        .wait_for("the corrective action form", |c| {
+            c.iter().any(|x| x.method == "views.open")
+        })
+        .await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overdue_review_is_posted_to_the_cab_and_told_to_its_requester() {
+    // Arrange: emergency changes are to be reviewed within a second.
+    let rules = r#"
+[roles]
+admin = ["console:root"]
+ecab = ["slack:UCAB1"]
+
+[change.emergency]
+approvals = 1
+voters = "ecab"
+review_within = "1s"
+"#;
+    let app = spawn_slack_app_with(rules).await;
+    for (who, text) in [
+        (
+            "UREQ",
+            "change request Hotfix the payment timeout type:emergency",
+        ),
+        ("UREQ", "change submit CHG-1"),
+        ("UCAB1", "change approve CHG-1"),
+        ("UREQ", "change start CHG-1"),
+        ("UREQ", "change complete CHG-1"),
+    ] {
+        app.slash(who, text).await;
+    }
+
+    // Assert: the clock finds the review overdue; the CAB channel hears of it, and the requester
+    // by direct message.
+    let calls = app
+        .fake
+        .wait_for(
+            "the requester's direct message and the CAB channel's notice",
+            |c| {
+                let posted = |channel: &str| {
+                    c.iter().any(|x| {
+                        x.method == "chat.postMessage"
+                            && x.body["channel"] == channel
+                            && x.body.to_string().contains("is overdue")
+                    })
+                };
+                posted("DUREQ") && posted("CCAB")
+            },
+        )
+        .await;
+    let dm = calls.iter().find(|x| x.body["channel"] == "DUREQ").unwrap();
+    assert!(
+        dm.body.to_string().contains("review of *CHG-1* is overdue"),
+        "{}",
+        dm.body
+    );
+    let opened: Vec<&Value> = calls
+        .iter()
+        .filter(|x| x.method == "conversations.open")
+        .map(|x| &x.body["users"])
+        .collect();
+    assert_eq!(opened, [&Value::String("UREQ".into())]);
+    app.stop().await;
+}
