@@ -114,6 +114,7 @@ impl Incident {
             roles: Default::default(),
             commander_due: None,
             commander_reminded_at: None,
+            stale_due: None,
             escalation: None,
             created_at: now,
             updated_at: now,
@@ -254,6 +255,7 @@ impl Incident {
             .chain(resolve)
             .chain(page)
             .chain(self.commander_reminder_due())
+            .chain(self.stale_due.filter(|_| self.status.is_open()))
             .min()
     }
 

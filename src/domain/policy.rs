@@ -56,6 +56,10 @@ pub struct Policy {
     pub working_hours: super::oncall::WorkingHours,
     /// A major incident with no commander this long after it was raised gets one reminder.
     pub commander_within: Duration,
+    /// An open incident nobody acted on for this long gets one nudge in its room; per priority
+    /// where the rules file says, else `stale_after_default`.
+    pub stale_after: BTreeMap<Priority, Duration>,
+    pub stale_after_default: Duration,
 }
 
 impl Default for Policy {
@@ -90,6 +94,8 @@ impl Default for Policy {
             escalations: Vec::new(),
             working_hours: super::oncall::WorkingHours::default(),
             commander_within: Duration::from_secs(600),
+            stale_after: BTreeMap::new(),
+            stale_after_default: Duration::from_secs(4 * 3600),
         }
     }
 }
@@ -151,6 +157,16 @@ pub(super) struct RawIncidents {
     pub timezone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commander_within: Option<String>,
+    /// `"4h"`, or a table by priority: `{ P1 = "30m", P2 = "1h" }` (others: 4h).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_after: Option<RawStale>,
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(untagged)]
+pub(super) enum RawStale {
+    All(String),
+    ByPriority(BTreeMap<String, String>),
 }
 
 #[derive(Deserialize, Serialize)]
@@ -435,8 +451,34 @@ impl Policy {
             if let Some(d) = inc.commander_within {
                 p.commander_within = duration("incidents.commander_within", &d)?;
             }
+            match inc.stale_after {
+                Some(RawStale::All(d)) => {
+                    p.stale_after_default = duration("incidents.stale_after", &d)?;
+                }
+                Some(RawStale::ByPriority(map)) => {
+                    for (name, d) in map {
+                        let key = format!("incidents.stale_after.{name}");
+                        let prio = Priority::ALL
+                            .into_iter()
+                            .find(|q| q.as_str() == name)
+                            .ok_or_else(|| {
+                                PolicyError::new(&key, "must name a priority P1, P2, P3 or P4")
+                            })?;
+                        p.stale_after.insert(prio, duration(&key, &d)?);
+                    }
+                }
+                None => {}
+            }
         }
         Ok(p)
+    }
+
+    /// How long an open incident of this priority may go without an action before its nudge.
+    pub fn stale_after(&self, p: Priority) -> Duration {
+        self.stale_after
+            .get(&p)
+            .copied()
+            .unwrap_or(self.stale_after_default)
     }
 
     /// The escalation chain of that name.

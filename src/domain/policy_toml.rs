@@ -13,7 +13,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use super::ids::Actor;
 use super::policy::{
     ApprovalRule, Policy, RawAlerts, RawApproval, RawChange, RawEscalation, RawFreeze, RawGithub,
-    RawIncidents, RawLevels, RawOncall, RawPolicy, RawPriority, RawSla, RawStandard, RawStep,
+    RawIncidents, RawLevels, RawOncall, RawPolicy, RawPriority, RawSla, RawStale, RawStandard,
+    RawStep,
 };
 use super::priority::Priority;
 
@@ -118,6 +119,16 @@ impl Policy {
                 working_hours: Some(self.working_hours.text.clone()),
                 timezone: Some(self.working_hours.timezone.name().to_string()),
                 commander_within: Some(compact(self.commander_within)),
+                stale_after: Some(if self.stale_after.is_empty() {
+                    RawStale::All(compact(self.stale_after_default))
+                } else {
+                    RawStale::ByPriority(
+                        Priority::ALL
+                            .into_iter()
+                            .map(|p| (p.as_str().to_string(), compact(self.stale_after(p))))
+                            .collect(),
+                    )
+                }),
             }),
             escalation: self
                 .escalations

@@ -72,6 +72,10 @@ pub struct Incident {
     pub commander_due: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commander_reminded_at: Option<DateTime<Utc>>,
+    /// When an open incident is stale if nobody acts on it (`[incidents] stale_after` after the
+    /// last action by a person or an alert); cleared when its room is nudged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_due: Option<DateTime<Utc>>,
     /// Its escalation chain, once one started: the steps run and every page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<Box<super::escalation::Escalation>>,

@@ -29,10 +29,37 @@ pub(crate) async fn tick(uow: &mut UnitOfWork, ctx: &Ctx<'_>) -> Outcome {
                         .as_ref()
                         .is_some_and(|e| e.is_running() && e.next_at.is_some_and(|t| t <= ctx.now));
                 let remind = inc.commander_reminder_due().is_some_and(|t| t <= ctx.now);
-                if missed.is_empty() && !paging && !remind {
+                let stale = inc.status.is_open() && inc.stale_due.is_some_and(|t| t <= ctx.now);
+                if missed.is_empty() && !paging && !remind && !stale {
                     continue;
                 }
                 let id = inc.id;
+                if stale {
+                    inc.stale_due = None;
+                    let quiet = humantime::format_duration(ctx.policy.stale_after(inc.priority));
+                    let whom = match &inc.assignee {
+                        Some(a) => format!("{a}, its assignee"),
+                        None => match super::escalate::on_call_for(uow, ctx, &inc).await? {
+                            Some(p) => format!("{p}, on call"),
+                            None => "nobody is assigned: take it with `incident ack`".to_string(),
+                        },
+                    };
+                    events.push(Event::RoomNotice {
+                        incident: id.to_string(),
+                        text: format!(
+                            ":hourglass: {id} ({}) has had no update for {quiet}: {whom}",
+                            inc.priority
+                        ),
+                    });
+                    uow.audit_outcome(
+                        ctx,
+                        &system,
+                        Some(id.to_string()),
+                        "stale nudge",
+                        format!("ok: nudged after {quiet} without an update ({whom})"),
+                    );
+                    handled.push(format!("{id}: nudged, no update for {quiet}"));
+                }
                 if remind {
                     inc.commander_reminded_at = Some(ctx.now);
                     events.push(Event::RoomNotice {

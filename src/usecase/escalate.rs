@@ -38,6 +38,26 @@ pub(crate) async fn begin(
     step(uow, ctx, inc, events).await
 }
 
+/// Who is on call for the incident now: the person on call on the first schedule its chain
+/// pages, if any.
+pub(crate) async fn on_call_for(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    inc: &Incident,
+) -> Outcome<Option<String>> {
+    let Some(chain) = chain_for(uow, ctx, inc).await? else {
+        return Ok(None);
+    };
+    let first = chain.steps.iter().find_map(|s| match s {
+        Step::Notify(t @ Target::Oncall { .. }) => Some(t.clone()),
+        _ => None,
+    });
+    match first {
+        Some(t) => Ok(whom(uow, ctx, &t).await?.into_iter().next()),
+        None => Ok(None),
+    }
+}
+
 /// The chain of the incident's service, else the default one.
 async fn chain_for<'p>(
     uow: &mut UnitOfWork,

@@ -233,6 +233,19 @@ impl UnitOfWork {
     ) {
         let mut after = after.into_record();
         after.set_updated_at(ctx.now);
+        // A person's (or an alert's) action on an open incident re-arms its stale nudge; the
+        // clock's own saves do not.
+        if let Record::Incident(inc) = &mut after {
+            if *actor != Actor::system() {
+                inc.stale_due = inc.status.is_open().then(|| {
+                    ctx.now
+                        + chrono::Duration::from_std(ctx.policy.stale_after(inc.priority))
+                            .unwrap_or(chrono::Duration::MAX)
+                });
+            } else if !inc.status.is_open() {
+                inc.stale_due = None;
+            }
+        }
         let before_json = before.map(Record::to_json_string);
         let after_json = after.to_json_string();
         self.audit(AuditNote {

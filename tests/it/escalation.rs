@@ -78,6 +78,7 @@ async fn paged(store: &Arc<dyn Store>, id: &str) -> Vec<String> {
 }
 
 conformance!(
+    a_stale_incident_gets_one_nudge_naming_its_assignee_or_the_person_on_call,
     a_major_incident_without_a_commander_gets_one_reminder,
     an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock,
     the_first_acknowledgement_stops_the_chain,
@@ -512,4 +513,58 @@ async fn a_major_incident_without_a_commander_gets_one_reminder(db: TestDb) {
     assert!(trail
         .iter()
         .any(|e| e.action == "incident role" && e.actor == "console:ines"));
+}
+
+async fn a_stale_incident_gets_one_nudge_naming_its_assignee_or_the_person_on_call(db: TestDb) {
+    // Arrange: P3s go stale after 4 hours by default; one assigned to bob, one to nobody.
+    let store = db.store().await;
+    let clock = TestTime::at(at(T0));
+    let (ledger, _writer) = common::ledger_on(
+        store.clone(),
+        Policy::from_toml(RULES).unwrap(),
+        clock.clone(),
+    );
+    let mut events = ledger.subscribe();
+    common::ok(&ledger, "console:carl", "incident raise Slow search").await;
+    common::ok(&ledger, "console:carl", "incident raise Odd logs").await;
+    common::ok(&ledger, "console:ines", "incident assign INC-1 @bob").await;
+
+    // Act: nothing before four hours; at four, each is nudged once.
+    clock.set(at("2026-12-01T13:59:00Z"));
+    let early = tick(&ledger).await;
+    clock.set(at("2026-12-01T14:00:00Z"));
+    let due = tick(&ledger).await;
+    clock.set(at("2026-12-01T20:00:00Z"));
+    let later = tick(&ledger).await;
+    // A note re-arms it: four hours after the note, one more nudge.
+    common::ok(&ledger, "console:bob", "incident note INC-1 still digging").await;
+    clock.set(at("2026-12-02T00:00:00Z"));
+    let again = tick(&ledger).await;
+
+    // Assert
+    assert_eq!(early, "no deadlines due");
+    assert!(due.contains("INC-1: nudged, no update for 4h"), "{due}");
+    assert!(due.contains("INC-2: nudged, no update for 4h"), "{due}");
+    assert_eq!(later, "no deadlines due");
+    assert_eq!(again, "INC-1: nudged, no update for 4h");
+    let mut notices = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let opsledger::domain::reply::Event::RoomNotice { incident, text } = e {
+            notices.push((incident, text));
+        }
+    }
+    assert_eq!(notices.len(), 3, "{notices:?}");
+    // The two due at once may come in either order.
+    notices[..2].sort();
+    assert_eq!(
+        notices[0].1,
+        ":hourglass: INC-1 (P3) has had no update for 4h: console:bob, its assignee"
+    );
+    // Nobody assigned: the person on call on the default chain's schedule (alice this week).
+    assert_eq!(
+        notices[1].1,
+        ":hourglass: INC-2 (P3) has had no update for 4h: alice, on call"
+    );
+    let trail = store.audit_for("INC-2", 0, 50).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "stale nudge"), "{trail:?}");
 }
