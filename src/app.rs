@@ -304,15 +304,19 @@ pub async fn serve(
         github,
         webhooks,
     } = platforms;
+    // Deliverers tell the ledger of pages delivered; it starts after them (it needs the routers).
+    let ledger_cell = crate::integrations::LedgerCell::default();
     let mut deliverers: Vec<Arc<dyn Deliver>> = chat
         .iter()
-        .map(|(_, on)| on.deliverer(&store, &time))
+        .map(|(_, on)| on.deliverer(&store, &time, &ledger_cell))
         .collect();
-    if let Some(w) = webhooks {
+    if let Some(mut w) = webhooks {
+        w.ledger = ledger_cell.clone();
         deliverers.push(Arc::new(w));
     }
     let (ledger, writer) =
         start_ledger_with(store.clone(), policy, time.clone(), public_url, routers);
+    let _ = ledger_cell.set(ledger.clone());
     // GitHub's deliverer runs commands (a release's commits, a synced pull request), so it
     // needs the ledger, which needs the routers first.
     if let Some(cfg) = &github {

@@ -140,6 +140,12 @@ pub enum Command {
     Tick,
     /// Not typed by people: what a GitHub webhook (or an API answer it led to) reports.
     Github(GithubCmd),
+    /// Not typed by people: the outbox delivered a page of `incident` through `via` (an account,
+    /// or `webhook`); run as opsledger itself.
+    PageDelivered {
+        incident: RecordId,
+        via: String,
+    },
     /// Not typed by people: an alert notification from Alertmanager or Grafana, run as
     /// `alerts:<receiver>`.
     Alert(Box<super::alerts::AlertNotification>),
@@ -684,6 +690,7 @@ impl Command {
             Command::Report { .. } => "report",
             Command::Audit { .. } => "audit",
             Command::Tick => "sla check",
+            Command::PageDelivered { .. } => "page delivered",
             Command::Github(c) => match c {
                 GithubCmd::PullRequest { .. } => "github pull_request",
                 GithubCmd::Push { .. } => "github push",
@@ -731,6 +738,7 @@ impl Command {
                 | ChangeCmd::Clear { id: i, .. },
             ) => id(i),
             Command::Alert(n) => Some(n.group_id()),
+            Command::PageDelivered { incident, .. } => id(incident),
             Command::Oncall(
                 OncallCmd::Show { schedule } | OncallCmd::Override { schedule, .. },
             ) => Some(schedule.clone()),

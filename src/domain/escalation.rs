@@ -64,6 +64,13 @@ pub struct Escalation {
     pub pages: Vec<Page>,
 }
 
+/// A page delivered through one account (or the webhook).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub via: String,
+    pub at: DateTime<Utc>,
+}
+
 /// One page: who was paged, by which step, through what, and their answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page {
@@ -79,6 +86,9 @@ pub struct Page {
     /// Sent outside the working hours of the rules file (`[incidents] working_hours`).
     #[serde(default)]
     pub outside_hours: bool,
+    /// Where and when the outbox delivered it (each account, or `webhook`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered: Vec<Delivered>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_by: Option<Actor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -233,6 +243,7 @@ mod tests {
             via: vec!["slack:U1".into()],
             at: t0,
             outside_hours: false,
+            delivered: Vec::new(),
             acknowledged_by: None,
             acknowledged_at: None,
         });

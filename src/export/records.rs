@@ -198,6 +198,7 @@ pub(super) async fn pass(
         "via",
         "at",
         "outside_working_hours",
+        "delivered",
         "acknowledged_by",
         "acknowledged_at",
     ])?;
@@ -249,6 +250,11 @@ pub(super) async fn pass(
                                 p.via.join("; "),
                                 time(p.at),
                                 p.outside_hours.to_string(),
+                                p.delivered
+                                    .iter()
+                                    .map(|d| format!("{} {}", d.via, time(d.at)))
+                                    .collect::<Vec<_>>()
+                                    .join("; "),
                                 p.acknowledged_by
                                     .as_ref()
                                     .map(|a| a.to_string())

@@ -312,6 +312,8 @@ pub struct ChatDeliverer<A> {
     pub api: A,
     pub store: Arc<dyn Store>,
     pub time: Arc<dyn TimeSource>,
+    /// Told of each page delivered.
+    pub ledger: super::LedgerCell,
 }
 
 impl<A: ChatApi> ChatDeliverer<A> {
@@ -461,7 +463,10 @@ impl<A: ChatApi> Deliver for ChatDeliverer<A> {
             ChatOp::Page => {
                 let dm = self.dm(item).await?;
                 let card = super::card(&*self.store, &self.time, &record, A::CHAT.bold).await?;
-                self.post_view(&dm, &view(&page(card, &record))).await
+                self.post_view(&dm, &view(&page(card, &record))).await?;
+                let via = format!("{}:{}", A::CHAT.name, field(&item.payload, "user")?);
+                super::page_delivered(&self.ledger, &record, via).await;
+                Ok(())
             }
             ChatOp::DirectMessage => {
                 let dm = self.dm(item).await?;

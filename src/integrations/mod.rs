@@ -7,6 +7,26 @@
 //! queueing a message outside a command); `forms.rs` has the forms.
 
 pub mod alerts;
+
+/// The ledger, for deliverers built before it starts (the routers come first): set once
+/// `serve` has started it. A deliverer reports what the platforms confirmed through it (a page
+/// delivered).
+pub type LedgerCell = std::sync::Arc<std::sync::OnceLock<crate::ledger::Ledger>>;
+
+/// Notes that a page of `record` went out through `via`, when the ledger is there to hear it;
+/// the delivery stands either way.
+pub(crate) async fn page_delivered(ledger: &LedgerCell, record: &str, via: String) {
+    let (Some(ledger), Ok(incident)) = (ledger.get(), record.parse()) else {
+        return;
+    };
+    let command = crate::domain::command::Command::PageDelivered { incident, via };
+    let handled = ledger
+        .handle(crate::domain::ids::Actor::system(), command)
+        .await;
+    if handled.reply.outcome != crate::domain::reply::Outcome::Ok {
+        tracing::warn!(%record, reply = %handled.reply.text, "could not note a page's delivery");
+    }
+}
 pub mod chat;
 pub mod discord;
 pub mod discord_commands;

@@ -34,6 +34,8 @@ outbox_op! {
 pub struct PageWebhooks {
     secret: Arc<SecretString>,
     client: reqwest::Client,
+    /// Told of each page delivered.
+    pub ledger: super::LedgerCell,
 }
 
 impl PageWebhooks {
@@ -44,6 +46,7 @@ impl PageWebhooks {
         Ok(PageWebhooks {
             secret: Arc::new(secret),
             client,
+            ledger: super::LedgerCell::default(),
         })
     }
 }
@@ -99,6 +102,9 @@ impl Deliver for PageWebhooks {
             })?;
         let status = resp.status();
         if status.is_success() {
+            if let Some(record) = &item.record {
+                super::page_delivered(&self.ledger, record, "webhook".to_string()).await;
+            }
             return Ok(());
         }
         let after = resp

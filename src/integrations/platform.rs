@@ -74,7 +74,12 @@ pub trait ChatWiring {
     /// Its router, turning committed events into its outbox items.
     fn router(&self) -> Arc<dyn Router>;
     /// Its deliverer of those items.
-    fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver>;
+    fn deliverer(
+        &self,
+        store: &Arc<dyn Store>,
+        time: &Arc<dyn TimeSource>,
+        ledger: &super::LedgerCell,
+    ) -> Arc<dyn Deliver>;
 }
 
 impl<A: super::chat::ChatApi + Clone> ChatWiring for A {
@@ -82,11 +87,17 @@ impl<A: super::chat::ChatApi + Clone> ChatWiring for A {
         Arc::new(super::chat::ChatRouter(self.clone()))
     }
 
-    fn deliverer(&self, store: &Arc<dyn Store>, time: &Arc<dyn TimeSource>) -> Arc<dyn Deliver> {
+    fn deliverer(
+        &self,
+        store: &Arc<dyn Store>,
+        time: &Arc<dyn TimeSource>,
+        ledger: &super::LedgerCell,
+    ) -> Arc<dyn Deliver> {
         Arc::new(super::chat::ChatDeliverer {
             api: self.clone(),
             store: store.clone(),
             time: time.clone(),
+            ledger: ledger.clone(),
         })
     }
 }

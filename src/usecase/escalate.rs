@@ -110,6 +110,7 @@ pub(crate) async fn step(
             via,
             at: ctx.now,
             outside_hours: !ctx.policy.working_hours.contains(ctx.now),
+            delivered: Vec::new(),
             acknowledged_by: None,
             acknowledged_at: None,
         };
@@ -242,4 +243,44 @@ async fn whom(uow: &mut UnitOfWork, ctx: &Ctx<'_>, target: &Target) -> Outcome<V
         Target::Person(p) => vec![p.clone()],
         Target::Channel => Vec::new(),
     })
+}
+
+/// The outbox delivered a page of the incident through `via`: noted on the latest page that
+/// went there and is not yet noted, and audited.
+pub(crate) async fn delivered(
+    uow: &mut UnitOfWork,
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    id: crate::domain::ids::RecordId,
+    via: &str,
+) -> super::Outcome {
+    use crate::domain::escalation::Delivered;
+    let (inc, found) = uow
+        .update(ctx, actor, "page delivered", id, |inc: &mut Incident| {
+            let page = inc.escalation.as_mut().and_then(|e| {
+                e.pages.iter_mut().rev().find(|p| {
+                    (p.via.iter().any(|v| v == via) || (via == "webhook" && p.who == "webhook"))
+                        && !p.delivered.iter().any(|d| d.via == via)
+                })
+            });
+            Ok::<_, crate::domain::lifecycle::Refusal>(match page {
+                Some(p) => {
+                    p.delivered.push(Delivered {
+                        via: via.to_string(),
+                        at: ctx.now,
+                    });
+                    Some(p.who.clone())
+                }
+                None => None,
+            })
+        })
+        .await?;
+    let text = match found {
+        Some(who) => format!("{}: page to {who} delivered via {via}", inc.id),
+        None => format!("{}: no page waiting on {via}", inc.id),
+    };
+    Ok(super::Handled::reply(crate::domain::reply::Reply::ok(
+        Some(inc.id.to_string()),
+        text,
+    )))
 }

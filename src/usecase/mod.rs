@@ -307,6 +307,9 @@ async fn run(uow: &mut UnitOfWork, ctx: &Ctx<'_>, actor: &Actor, command: &Comma
     match command {
         Command::Help { topic } => Ok(query::help(topic.as_deref())),
         Command::Tick => deadlines::tick(uow, ctx).await,
+        Command::PageDelivered { incident, via } => {
+            escalate::delivered(uow, ctx, actor, *incident, via).await
+        }
         // GitHub's text cannot be refused like a person's; it is recorded neutralized.
         Command::Github(c) => github::run(uow, ctx, actor, &c.neutralized()).await,
         Command::Incident(c) => incident::run(uow, ctx, actor, c).await,

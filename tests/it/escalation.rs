@@ -300,7 +300,7 @@ async fn the_first_acknowledgement_stops_the_chain(db: TestDb) {
     assert_eq!(rows.len(), 3, "{pages}");
     assert_eq!(
         rows[1],
-        "INC-1,payments,1,1,oncall:payments,alice,slack:UALICE,2026-12-01T10:00:00Z,false,console:bob,2026-12-01T10:02:00Z"
+        "INC-1,payments,1,1,oncall:payments,alice,slack:UALICE,2026-12-01T10:00:00Z,false,,console:bob,2026-12-01T10:02:00Z"
     );
     let page = std::fs::read_to_string(dir.join("clauses/8.6.1.html")).unwrap();
     assert!(page.contains("pages.csv"), "{page}");
@@ -408,6 +408,23 @@ async fn a_webhook_page_is_posted_signed_through_the_outbox() {
     assert_eq!(doc["priority"], "P1");
     assert_eq!(doc["title"], "Card payments failing");
     assert_eq!(doc["step"], 2);
+    // The delivery is noted on the page, with its time, and audited.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let esc = incident(running.ledger.store(), "INC-1")
+            .await
+            .escalation
+            .unwrap();
+        let hook = esc.pages.iter().find(|p| p.who == "webhook").unwrap();
+        if hook.delivered.iter().any(|d| d.via == "webhook") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivery not noted: {esc:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     // ines has no chat account: the webhook is what reaches her, and the audit says so.
     assert_eq!(doc["paged"], serde_json::json!(["ines"]));
     let trail = running

@@ -1127,6 +1127,23 @@ steps = [{ notify = "oncall:payments" }, { wait = "10m" }, { notify = "channel" 
         esc.pages[0].acknowledged_by.as_ref().unwrap().as_str(),
         "slack:UALICE"
     );
+    // The delivery through her Slack account is noted on the page, with its time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let Some(Record::Incident(i)) = app.record(Kind::Incident, "INC-1").await else {
+            panic!("INC-1")
+        };
+        let page = i.escalation.unwrap().pages.remove(0);
+        if let Some(d) = page.delivered.first() {
+            assert_eq!(d.via, "slack:UALICE");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivery not noted: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.stop().await;
 }
 
