@@ -21,6 +21,7 @@ mod isolation;
 mod oncall;
 mod outbox;
 mod outbox_faults;
+mod paging;
 mod process_rules;
 mod report;
 mod rooms;

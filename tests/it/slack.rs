@@ -1173,11 +1173,18 @@ async fn a_nonconformity_goes_to_the_cab_channel_with_a_corrective_action_button
         .press("UCAB1", "nc correct", "NC-1", "1700000000.000001", "CCAB")
         .await;
     assert_eq!(status, 200);
-    app.fake
+    let calls = app
+        .fake
         .wait_for("the corrective action form", |c| {
             c.iter().any(|x| x.method == "views.open")
         })
         .await;
+    // Once: one post of the NC to the CAB channel.
+    let posts = calls
+        .iter()
+        .filter(|x| x.method == "chat.postMessage" && x.body["channel"] == "CCAB")
+        .count();
+    assert_eq!(posts, 1);
     app.stop().await;
 }
 
@@ -1238,5 +1245,58 @@ review_within = "1s"
         .map(|x| &x.body["users"])
         .collect();
     assert_eq!(opened, [&Value::String("UREQ".into())]);
+    // Once each, however many ticks come after.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let told = |channel: &str| {
+        app.fake
+            .calls()
+            .iter()
+            .filter(|x| {
+                x.method == "chat.postMessage"
+                    && x.body["channel"] == channel
+                    && x.body.to_string().contains("review of *CHG-1* is overdue")
+            })
+            .count()
+    };
+    assert_eq!((told("DUREQ"), told("CCAB")), (1, 1));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_incident_is_nudged_in_chat_once() {
+    // Arrange: incidents go stale after a second here.
+    let rules = r#"
+[roles]
+admin = ["console:root"]
+
+[incidents]
+stale_after = "1s"
+"#;
+    let app = spawn_slack_app_with(rules).await;
+
+    // Act: a P3 nobody touches.
+    app.slash("U1", "incident raise Search is slow").await;
+
+    // Assert: one nudge, in the incident channel (a P3 has no room of its own).
+    app.fake
+        .wait_for("the nudge", |c| {
+            c.iter()
+                .any(|x| x.body.to_string().contains("has had no update for 1s"))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let nudges: Vec<_> = app
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|x| x.body.to_string().contains("has had no update for 1s"))
+        .collect();
+    assert_eq!(nudges.len(), 1, "{nudges:#?}");
+    assert_eq!(nudges[0].body["channel"], "CINC");
+    assert!(
+        nudges[0].body.to_string().contains("nobody is assigned"),
+        "{}",
+        nudges[0].body
+    );
     app.stop().await;
 }
