@@ -246,7 +246,7 @@ async fn whom(uow: &mut UnitOfWork, ctx: &Ctx<'_>, target: &Target) -> Outcome<V
 }
 
 /// The outbox delivered a page of the incident through `via`: noted on the latest page that
-/// went there and is not yet noted, and audited.
+/// went there and is not yet noted, and audited saying to whom and how.
 pub(crate) async fn delivered(
     uow: &mut UnitOfWork,
     ctx: &Ctx<'_>,
@@ -255,32 +255,45 @@ pub(crate) async fn delivered(
     via: &str,
 ) -> super::Outcome {
     use crate::domain::escalation::Delivered;
-    let (inc, found) = uow
-        .update(ctx, actor, "page delivered", id, |inc: &mut Incident| {
-            let page = inc.escalation.as_mut().and_then(|e| {
-                e.pages.iter_mut().rev().find(|p| {
-                    (p.via.iter().any(|v| v == via) || (via == "webhook" && p.who == "webhook"))
-                        && !p.delivered.iter().any(|d| d.via == via)
-                })
-            });
-            Ok::<_, crate::domain::lifecycle::Refusal>(match page {
-                Some(p) => {
-                    p.delivered.push(Delivered {
-                        via: via.to_string(),
-                        at: ctx.now,
-                    });
-                    Some(p.who.clone())
-                }
-                None => None,
-            })
-        })
-        .await?;
-    let text = match found {
-        Some(who) => format!("{}: page to {who} delivered via {via}", inc.id),
-        None => format!("{}: no page waiting on {via}", inc.id),
+    let mut inc: Incident = uow.load_id(id).await?;
+    let before = Record::Incident(inc.clone());
+    let page = inc.escalation.as_mut().and_then(|e| {
+        e.pages
+            .iter_mut()
+            .rev()
+            .find(|p| p.via.iter().any(|v| v == via) && !p.delivered.iter().any(|d| d.via == via))
+    });
+    let Some(page) = page else {
+        uow.audit_outcome(
+            ctx,
+            actor,
+            Some(id.to_string()),
+            "page delivered",
+            format!("ok: no page of {id} was waiting on {via}"),
+        );
+        return Ok(super::Handled::reply(crate::domain::reply::Reply::ok(
+            Some(id.to_string()),
+            format!("{id}: no page waiting on {via}"),
+        )));
     };
+    page.delivered.push(Delivered {
+        via: via.to_string(),
+        at: ctx.now,
+    });
+    let text = format!(
+        "page to {} (step {}) delivered via {via}",
+        page.who, page.step
+    );
+    uow.save_saying(
+        ctx,
+        actor,
+        "page delivered",
+        Some(&before),
+        inc,
+        format!("ok: {text}"),
+    );
     Ok(super::Handled::reply(crate::domain::reply::Reply::ok(
-        Some(inc.id.to_string()),
-        text,
+        Some(id.to_string()),
+        format!("{id}: {text}"),
     )))
 }

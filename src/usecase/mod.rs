@@ -231,6 +231,20 @@ impl UnitOfWork {
         before: Option<&Record>,
         after: T,
     ) {
+        self.save_saying(ctx, actor, action, before, after, "ok".to_string());
+    }
+
+    /// `save`, with the audit entry's outcome saying more than `ok` (`ok: page to alice
+    /// delivered via slack:U1`).
+    pub(crate) fn save_saying<T: Typed>(
+        &mut self,
+        ctx: &Ctx<'_>,
+        actor: &Actor,
+        action: &str,
+        before: Option<&Record>,
+        after: T,
+        outcome: String,
+    ) {
         let mut after = after.into_record();
         after.set_updated_at(ctx.now);
         // A person's (or an alert's) action on an open incident re-arms its stale nudge; the
@@ -255,7 +269,7 @@ impl UnitOfWork {
             action,
             before: before_json,
             after: Some(after_json.clone()),
-            outcome: "ok".to_string(),
+            outcome,
         });
         self.put(after, after_json);
     }

@@ -78,6 +78,7 @@ async fn paged(store: &Arc<dyn Store>, id: &str) -> Vec<String> {
 }
 
 conformance!(
+    a_service_pages_through_the_chain_it_names,
     a_stale_incident_gets_one_nudge_naming_its_assignee_or_the_person_on_call,
     a_major_incident_without_a_commander_gets_one_reminder,
     an_unacknowledged_p1_walks_its_chain_step_by_step_on_the_clock,
@@ -425,6 +426,18 @@ async fn a_webhook_page_is_posted_signed_through_the_outbox() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let trail = running
+        .ledger
+        .store()
+        .audit_for("INC-1", 0, 50)
+        .await
+        .unwrap();
+    assert!(
+        trail.iter().any(|e| e.action == "page delivered"
+            && e.actor == "system:opsledger"
+            && e.outcome == "ok: page to webhook (step 2) delivered via webhook"),
+        "{trail:?}"
+    );
     // ines has no chat account: the webhook is what reaches her, and the audit says so.
     assert_eq!(doc["paged"], serde_json::json!(["ines"]));
     let trail = running
@@ -584,4 +597,44 @@ async fn a_stale_incident_gets_one_nudge_naming_its_assignee_or_the_person_on_ca
     );
     let trail = store.audit_for("INC-2", 0, 50).await.unwrap();
     assert!(trail.iter().any(|e| e.action == "stale nudge"), "{trail:?}");
+}
+
+async fn a_service_pages_through_the_chain_it_names(db: TestDb) {
+    // Arrange: besides the default chain (P1, P2), one for P3s that pages bob.
+    let store = db.store().await;
+    let rules = format!(
+        "{RULES}\n[[escalation]]\nname = \"db\"\npage = [\"P3\"]\nsteps = [{{ notify = \"bob\" }}]\n"
+    );
+    let (ledger, _writer) = common::ledger_on(
+        store.clone(),
+        Policy::from_toml(&rules).unwrap(),
+        TestTime::at(at(T0)),
+    );
+    let unknown = common::refused(
+        &ledger,
+        "console:root",
+        "service add db escalation:nightly",
+        "escalation",
+    )
+    .await;
+    assert!(unknown.contains("no escalation chain nightly"), "{unknown}");
+    common::ok(&ledger, "console:root", "service add db escalation:db").await;
+
+    // Act
+    common::ok(
+        &ledger,
+        "console:carl",
+        "incident raise Replication lag service:db",
+    )
+    .await;
+    common::ok(
+        &ledger,
+        "console:carl",
+        "incident raise Replication lag elsewhere",
+    )
+    .await;
+
+    // Assert: the service's chain paged bob for its P3; the default chain pages no P3.
+    assert_eq!(paged(&store, "INC-1").await, ["bob"]);
+    assert!(incident(&store, "INC-2").await.escalation.is_none());
 }
