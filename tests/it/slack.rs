@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 const ALERTS_TOKEN: &str = "alerts-token";
+const GITHUB_SECRET: &str = "github-secret";
 
 /// One call the fake Slack API received.
 #[derive(Debug, Clone)]
@@ -149,6 +150,9 @@ async fn spawn_slack_app_with(rules: &str) -> SlackApp {
             ..Default::default()
         },
         alerts_token: Some(ALERTS_TOKEN.to_string().into()),
+        // GitHub's webhook too (no API credentials: nothing is sent to GitHub), for what its
+        // deliveries post in Slack.
+        github_webhook_secret: Some(GITHUB_SECRET.to_string().into()),
         ..Integrations::default()
     };
     let (running, base, db) = common::serve_platforms(integrations, rules, None).await;
@@ -1298,5 +1302,78 @@ stale_after = "1s"
         "{}",
         nudges[0].body
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_escape_reaches_the_cab_channel_once() {
+    // Arrange: main of GitHub's example repository is protected.
+    let fixture = |name: &str| -> Value {
+        let path = format!(
+            "{}/tests/fixtures/github/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let mut push = fixture("push.json");
+    let repo = push["repository"]["full_name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rules = format!("{RULES}\n[github]\nprotected = [\"{repo}:main\"]\n");
+    let app = spawn_slack_app_with(&rules).await;
+    let mut commit = push["head_commit"].clone();
+    commit["id"] = json!("1000000aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    commit["message"] = json!("Hotfix straight to main");
+    push["ref"] = json!("refs/heads/main");
+    push["after"] = commit["id"].clone();
+    push["head_commit"] = commit.clone();
+    push["commits"] = json!([commit]);
+    let body = push.to_string();
+    let signature = {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).unwrap();
+        mac.update(body.as_bytes());
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+
+    // Act: the push, and its redelivery.
+    for _ in 0..2 {
+        let resp = app
+            .client
+            .post(format!("{}/github/webhook", app.base))
+            .header("content-type", "application/json")
+            .header("X-GitHub-Event", "push")
+            .header("X-GitHub-Delivery", "escape-1")
+            .header("X-Hub-Signature-256", &signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+
+    // Assert: its nonconformity, posted to the CAB channel once, with the button.
+    let calls = app
+        .fake
+        .wait_for("the NC in the CAB channel", |c| {
+            c.iter()
+                .any(|x| x.method == "chat.postMessage" && x.body["channel"] == "CCAB")
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posts: Vec<Call> = app
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|x| x.method == "chat.postMessage" && x.body["channel"] == "CCAB")
+        .collect();
+    assert_eq!(posts.len(), 1, "{calls:#?}");
+    assert!(
+        posts[0].body.to_string().contains("github.unapproved-push"),
+        "{}",
+        posts[0].body
+    );
+    assert_eq!(button_actions(&posts[0]), vec!["nc correct"]);
     app.stop().await;
 }
