@@ -257,6 +257,13 @@ impl Actor {
         Actor(format!("alerts:{id}"))
     }
 
+    /// Whether the account is on a chat platform, which can send it a direct message (the
+    /// terminal, GitHub and opsledger's own accounts cannot).
+    pub fn is_chat(&self) -> bool {
+        !matches!(self.platform(), "console" | "github")
+            && !SYSTEM_PLATFORMS.contains(&self.platform())
+    }
+
     pub fn platform(&self) -> &str {
         self.0.split_once(':').map(|(p, _)| p).unwrap_or("")
     }
@@ -324,5 +331,19 @@ mod tests {
         assert!(Actor::parse("irc:alice").is_err());
         assert!(Actor::parse("slack:").is_err());
         assert!(Actor::parse("slack:a b").is_err());
+    }
+
+    #[test]
+    fn only_chat_accounts_can_be_messaged() {
+        for (a, chat) in [
+            ("slack:U1", true),
+            ("discord:42", true),
+            ("console:alice", false),
+            ("github:octocat", false),
+            ("system:opsledger", false),
+            ("alerts:ops", false),
+        ] {
+            assert_eq!(Actor::parse(a).unwrap().is_chat(), chat, "{a}");
+        }
     }
 }

@@ -338,9 +338,7 @@ impl Policy {
         }
         for (name, sla) in raw.sla {
             let key = format!("sla.{name}");
-            let prio = Priority::ALL
-                .into_iter()
-                .find(|q| q.as_str() == name)
+            let prio = Priority::parse(&name)
                 .ok_or_else(|| PolicyError::new(&key, "must name a priority P1, P2, P3 or P4"))?;
             let mut target: SlaTarget = p.sla.target(prio);
             if let Some(r) = sla.respond {
@@ -419,15 +417,12 @@ impl Policy {
             .block_deploys_during
             .iter()
             .map(|name| {
-                Priority::ALL
-                    .into_iter()
-                    .find(|q| q.as_str() == name)
-                    .ok_or_else(|| {
-                        PolicyError::new(
-                            "github.block_deploys_during",
-                            format!("has `{name}`; allowed: P1, P2, P3, P4"),
-                        )
-                    })
+                Priority::parse(name).ok_or_else(|| {
+                    PolicyError::new(
+                        "github.block_deploys_during",
+                        format!("has `{name}`; allowed: P1, P2, P3, P4"),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?;
         if let Some(a) = raw.alerts {
@@ -458,12 +453,9 @@ impl Policy {
                 Some(RawStale::ByPriority(map)) => {
                     for (name, d) in map {
                         let key = format!("incidents.stale_after.{name}");
-                        let prio = Priority::ALL
-                            .into_iter()
-                            .find(|q| q.as_str() == name)
-                            .ok_or_else(|| {
-                                PolicyError::new(&key, "must name a priority P1, P2, P3 or P4")
-                            })?;
+                        let prio = Priority::parse(&name).ok_or_else(|| {
+                            PolicyError::new(&key, "must name a priority P1, P2, P3 or P4")
+                        })?;
                         p.stale_after.insert(prio, duration(&key, &d)?);
                     }
                 }
@@ -583,12 +575,9 @@ fn matrix(rows: &[Vec<String>]) -> Result<PriorityMatrix, PolicyError> {
     let mut m = PriorityMatrix::default();
     for (i, row) in rows.iter().enumerate() {
         for (j, cell) in row.iter().enumerate() {
-            m.matrix[i][j] = Priority::ALL
-                .into_iter()
-                .find(|p| p.as_str() == cell)
-                .ok_or_else(|| {
-                    PolicyError::new(key, format!("has `{cell}`; allowed: P1, P2, P3, P4"))
-                })?;
+            m.matrix[i][j] = Priority::parse(cell).ok_or_else(|| {
+                PolicyError::new(key, format!("has `{cell}`; allowed: P1, P2, P3, P4"))
+            })?;
         }
     }
     Ok(m)
@@ -692,15 +681,12 @@ fn chain(p: &Policy, i: usize, e: RawEscalation) -> Result<Chain, PolicyError> {
         .page
         .iter()
         .map(|name| {
-            Priority::ALL
-                .into_iter()
-                .find(|q| q.as_str() == name)
-                .ok_or_else(|| {
-                    PolicyError::new(
-                        key("page"),
-                        format!("has `{name}`; allowed: P1, P2, P3, P4"),
-                    )
-                })
+            Priority::parse(name).ok_or_else(|| {
+                PolicyError::new(
+                    key("page"),
+                    format!("has `{name}`; allowed: P1, P2, P3, P4"),
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mut steps = Vec::new();

@@ -27,6 +27,11 @@ impl Priority {
             Priority::P4 => "P4",
         }
     }
+
+    /// `P1`..`P4`, as the rules file and the API write them.
+    pub fn parse(s: &str) -> Option<Priority> {
+        Priority::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 impl fmt::Display for Priority {

@@ -214,8 +214,7 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                     ":rotating_light: {b}{id}{b} ({priority}) missed its {target} target; recorded as {nonconformity}",
                     b = A::CHAT.bold
                 );
-                let reply = Reply::ok(Some(id.clone()), text);
-                let payload = serde_json::json!({ "reply": reply });
+                let payload = reply_payload(id, text);
                 let mut out: Vec<_> = room(ChatOp::RoomReply, id, payload).into_iter().collect();
                 out.extend(card(incidents, ChatOp::UpdateCard, id));
                 out
@@ -226,7 +225,7 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                 incident, accounts, ..
             } => accounts
                 .iter()
-                .filter_map(|a| a.strip_prefix(A::CHAT.name)?.strip_prefix(':'))
+                .filter_map(|a| user_of::<A>(a))
                 .map(|user| {
                     item::<A>(
                         &format!("dm:{user}"),
@@ -239,7 +238,11 @@ impl<A: ChatApi> Router for ChatRouter<A> {
             // Every nonconformity goes to the CAB channel, with a button for its corrective
             // action; the card follows it as it is corrected and closed.
             Event::NonconformityRaised { id } => card(&channels.cab_channel, ChatOp::PostCard, id),
-            Event::RecordUpdated { id } if id.starts_with("NC-") => {
+            Event::RecordUpdated { id }
+                if id
+                    .parse::<crate::domain::ids::RecordId>()
+                    .is_ok_and(|r| r.kind == crate::domain::ids::Kind::Nonconformity) =>
+            {
                 card(&channels.cab_channel, ChatOp::UpdateCard, id)
             }
             Event::ChangeReviewOverdue {
@@ -251,46 +254,34 @@ impl<A: ChatApi> Router for ChatRouter<A> {
                     ":warning: the post-implementation review of {b}{id}{b} is overdue; recorded as {nonconformity}. Record it with `change review {id} <findings>`",
                     b = A::CHAT.bold
                 );
-                let reply = Reply::ok(Some(id.clone()), text);
+                let payload = reply_payload(id, text);
                 let mut out: Vec<_> = channels
                     .cab_channel
                     .iter()
-                    .map(|c| {
-                        item::<A>(
-                            c,
-                            ChatOp::Reply,
-                            Some(id),
-                            serde_json::json!({ "reply": reply }),
-                        )
-                    })
+                    .map(|c| item::<A>(c, ChatOp::Reply, Some(id), payload.clone()))
                     .collect();
-                if let Some(user) = requester
-                    .strip_prefix(A::CHAT.name)
-                    .and_then(|r| r.strip_prefix(':'))
-                {
+                if let Some(user) = user_of::<A>(requester) {
+                    let mut payload = payload;
+                    payload["user"] = Value::from(user);
                     out.push(item::<A>(
                         &format!("dm:{user}"),
                         ChatOp::DirectMessage,
                         Some(id),
-                        serde_json::json!({ "user": user, "reply": reply }),
+                        payload,
                     ));
                 }
                 out
             }
-            Event::RoomNotice { incident, text } => {
-                let reply = Reply::ok(Some(incident.clone()), text.clone());
-                room(
-                    ChatOp::RoomReply,
-                    incident,
-                    serde_json::json!({ "reply": reply }),
-                )
-                .into_iter()
-                .collect()
-            }
+            Event::RoomNotice { incident, text } => room(
+                ChatOp::RoomReply,
+                incident,
+                reply_payload(incident, text.clone()),
+            )
+            .into_iter()
+            .collect(),
             // An escalation step that pages the channel: the room and the incident channel.
             Event::PagedChannel { incident, text } => {
-                let reply = Reply::ok(Some(incident.clone()), text.clone());
-                let payload = serde_json::json!({ "reply": reply });
+                let payload = reply_payload(incident, text.clone());
                 let mut out: Vec<_> = room(ChatOp::RoomReply, incident, payload.clone())
                     .into_iter()
                     .collect();
@@ -482,6 +473,17 @@ impl<A: ChatApi> Deliver for ChatDeliverer<A> {
             }
         }
     }
+}
+
+/// The payload of a `Reply`, `RoomReply` or `DirectMessage` item: a plain reply about `record`.
+fn reply_payload(record: &str, text: String) -> Value {
+    serde_json::json!({ "reply": Reply::ok(Some(record.to_string()), text) })
+}
+
+/// The platform's user ID in one of a person's accounts (`slack:U1` → `U1` for Slack), if the
+/// account is on platform `A`.
+fn user_of<A: ChatApi>(account: &str) -> Option<&str> {
+    account.strip_prefix(A::CHAT.name)?.strip_prefix(':')
 }
 
 /// A page: the incident's card as it is now, headed as a page, with the two buttons a paged

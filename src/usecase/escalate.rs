@@ -136,9 +136,7 @@ pub(crate) async fn step(
                         .policy
                         .accounts_of(&who)
                         .iter()
-                        .filter(|a| {
-                            !matches!(a.platform(), "console" | "github" | "system" | "alerts")
-                        })
+                        .filter(|a| a.is_chat())
                         .map(|a| a.to_string())
                         .collect();
                     events.push(Event::Paged {
