@@ -141,6 +141,7 @@ async fn drive(db: &common::TestDb, commands: usize, concurrency: usize) -> Figu
         },
         outbox: Default::default(),
         connections: Default::default(),
+        retention: Default::default(),
         discord_defer_after: None,
     };
     let running = app::serve(

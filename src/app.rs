@@ -12,7 +12,6 @@ use tokio::task::JoinHandle;
 
 use crate::config::{Integrations, ServeArgs};
 use crate::deadline_timer::DeadlineTimer;
-use crate::domain::audit::ChainVerifier;
 use crate::domain::policy::Policy;
 use crate::http::{self, AppState};
 use crate::integrations::github::{GithubConfig, GithubDeliverer};
@@ -21,7 +20,7 @@ use crate::integrations::Handlers;
 use crate::ledger::{Ledger, LedgerConfig, Router, SystemTimeSource, TimeSource};
 use crate::metrics::Metrics;
 use crate::outbox::{Deliver, OutboxSettings, OutboxWorker};
-use crate::store::{self, AuditStream, Store, AUDIT_PAGE};
+use crate::store::{self, Store};
 use secrecy::ExposeSecret;
 
 /// Opens the store named by `OPSLEDGER_DATABASE_URL`, running migrations; errors name the variable.
@@ -357,6 +356,26 @@ pub async fn serve(
                 }
             }
         }),
+        tokio::spawn({
+            let (store, retention) = (store.clone(), args.retention.retention());
+            async move {
+                let mut tick = tokio::time::interval(retention.interval());
+                loop {
+                    tick.tick().await;
+                    match crate::retention::purge(&*store, retention, chrono::Utc::now()).await {
+                        Ok(p) if p.outbox + p.deliveries > 0 => tracing::info!(
+                            outbox = p.outbox,
+                            deliveries = p.deliveries,
+                            "purged delivered outbox messages and delivery IDs past their retention"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "retention purge failed; trying again later")
+                        }
+                    }
+                }
+            }
+        }),
     ];
     let outbox = OutboxWorker::start(
         store,
@@ -483,31 +502,99 @@ pub struct VerifyReport {
 pub async fn verify_audit(
     store: &dyn Store,
 ) -> anyhow::Result<Result<VerifyReport, crate::domain::audit::ChainError>> {
-    // The stream reads the head first and stops there: verify checks the chain up to it (entries
-    // committed meanwhile extend past it) and that no entry before it is missing.
-    let mut stream = AuditStream::open(store, AUDIT_PAGE)
+    use futures_util::{StreamExt, TryStreamExt};
+    // The head is read first: verify checks the chain up to it (entries committed meanwhile
+    // extend past it) and that no entry before it is missing. Entries are never changed once
+    // written, so ranges read at different moments still make one consistent trail.
+    let (head_seq, head_hash) = store
+        .chain_head()
         .await
         .context("cannot read the audit chain head")?;
-    let mut v = ChainVerifier::default();
-    while let Some(page) = stream
-        .next_page()
+    // Ranges are checked in parallel, each on its own connection, and joined in order.
+    let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    let ranges = (1..=head_seq.max(0))
+        .step_by(VERIFY_RANGE as usize)
+        .map(|from| (from, (from + VERIFY_RANGE - 1).min(head_seq)));
+    let mut checks = futures_util::stream::iter(ranges)
+        .map(|(from, to)| store.audit_check(from, to))
+        .buffered(readers);
+    let mut segments = Vec::new();
+    while let Some(seg) = checks
+        .try_next()
         .await
         .context("cannot read the audit trail")?
     {
-        for e in &page {
-            if let Err(broken) = v.check(e) {
-                return Ok(Err(broken));
-            }
+        // The first fault decides; the ranges after it need not be read.
+        let faulty = seg.fault.is_some();
+        segments.push(seg);
+        if faulty {
+            break;
         }
     }
-    let (head_seq, head_hash) = stream.head();
-    if let Err(broken) = v.finish(head_seq, head_hash) {
-        return Ok(Err(broken));
+    Ok(crate::domain::audit::join(segments, head_seq, &head_hash)
+        .map(|(entries, last_hash)| VerifyReport { entries, last_hash }))
+}
+
+/// Audit entries per range a verify reads as one query.
+const VERIFY_RANGE: i64 = 100_000;
+
+/// What `opsledger backup` did.
+#[derive(Debug)]
+pub enum Backup {
+    /// The copy was written and its audit chain verifies.
+    Verified(VerifyReport),
+    /// The copy was written, but its audit chain is broken (so is the store's).
+    Broken(crate::domain::audit::ChainError),
+    /// PostgreSQL: opsledger does not copy it; this says how to, with PostgreSQL's own tools.
+    UsePgDump(String),
+}
+
+/// `opsledger backup --out FILE`: a consistent copy of a SQLite store (safe while `serve`
+/// writes to it), whose audit chain is then verified from the copy itself.
+pub async fn backup(url: &str, out: &Path) -> anyhow::Result<Backup> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Backup::UsePgDump(pg_dump_help(url, out)));
     }
-    Ok(Ok(VerifyReport {
-        entries: v.checked,
-        last_hash: v.last_hash().to_string(),
-    }))
+    if !url.starts_with("sqlite:") {
+        // The same message as every other command gives for a URL it does not know.
+        open_store(url).await?;
+    }
+    if out.exists() {
+        anyhow::bail!(
+            "{} already exists: a backup never overwrites a file; choose a new name",
+            out.display()
+        );
+    }
+    let source = store::SqliteStore::open_existing(url)
+        .await
+        .with_context(|| format!("cannot open OPSLEDGER_DATABASE_URL={}", store::redact(url)))?;
+    let copied = source.backup_into(out).await;
+    source.close().await;
+    copied.with_context(|| format!("cannot write the backup to {}", out.display()))?;
+    let copy_url = format!("sqlite://{}", out.display());
+    let copy = store::SqliteStore::open_existing(&copy_url)
+        .await
+        .with_context(|| format!("cannot open the backup {}", out.display()))?;
+    let verified = verify_audit(&copy).await;
+    copy.close().await;
+    Ok(match verified? {
+        Ok(report) => Backup::Verified(report),
+        Err(broken) => Backup::Broken(broken),
+    })
+}
+
+fn pg_dump_help(url: &str, out: &Path) -> String {
+    let url = store::redact(url);
+    let file = out.display();
+    format!(
+        "opsledger backup copies SQLite stores; back up PostgreSQL with its own tools, which \
+         take a consistent snapshot while serve runs:\n\n  \
+         pg_dump --format=custom --file {file} '{url}'\n\n\
+         To check a backup, restore it into a new database and verify its audit chain there:\n\n  \
+         createdb opsledger_restore\n  \
+         pg_restore --no-owner --dbname opsledger_restore {file}\n  \
+         OPSLEDGER_DATABASE_URL=postgres://HOST/opsledger_restore opsledger audit verify\n"
+    )
 }
 
 /// The system's time, shared.

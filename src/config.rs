@@ -53,6 +53,13 @@ pub enum CliCommand {
     Report(ReportArgs),
     /// Write the ISO/IEC 20000 evidence pack for a period into a directory.
     Export(ExportArgs),
+    /// Copy a SQLite store to a new file while `serve` runs, then verify the copy's audit
+    /// chain. (For PostgreSQL it prints how to back up with pg_dump and check the restore.)
+    Backup {
+        /// The file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Discord set-up: register the slash commands with Discord.
     Discord {
         #[command(subcommand)]
@@ -204,6 +211,8 @@ pub struct ServeArgs {
     pub outbox: OutboxArgs,
     #[command(flatten)]
     pub connections: ConnectionLimits,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// How long a Discord command may run before its answer is deferred; tests shorten it.
     #[arg(skip)]
     pub discord_defer_after: Option<std::time::Duration>,
@@ -242,6 +251,60 @@ impl Default for OutboxArgs {
             instance: None,
         }
     }
+}
+
+/// How long what only the traffic makes is kept (see `crate::retention`). Records and audit
+/// entries are never purged.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Delivered outbox messages older than this are deleted (e.g. 30d, 12h).
+    #[arg(
+        long = "outbox-retention",
+        env = "OPSLEDGER_OUTBOX_RETENTION",
+        default_value = "30d",
+        value_parser = positive_duration
+    )]
+    pub outbox: std::time::Duration,
+    /// Inbound delivery IDs (Slack retries, GitHub redeliveries) older than this are forgotten;
+    /// at least 3d, GitHub's redelivery window.
+    #[arg(
+        long = "delivery-retention",
+        env = "OPSLEDGER_DELIVERY_RETENTION",
+        default_value = "7d",
+        value_parser = delivery_retention
+    )]
+    pub deliveries: std::time::Duration,
+}
+
+impl Default for RetentionArgs {
+    fn default() -> Self {
+        let r = crate::retention::Retention::default();
+        RetentionArgs {
+            outbox: r.outbox,
+            deliveries: r.deliveries,
+        }
+    }
+}
+
+impl RetentionArgs {
+    pub fn retention(&self) -> crate::retention::Retention {
+        crate::retention::Retention {
+            outbox: self.outbox,
+            deliveries: self.deliveries,
+        }
+    }
+}
+
+fn delivery_retention(s: &str) -> Result<std::time::Duration, String> {
+    let d = positive_duration(s)?;
+    if d < crate::retention::MIN_DELIVERIES {
+        return Err(
+            "must be at least 3d: GitHub lets a webhook be redelivered for 3 days, and a \
+             forgotten delivery ID would let it act twice"
+                .into(),
+        );
+    }
+    Ok(d)
 }
 
 /// What keeps slow or idle clients from using up the server's connections (see

@@ -14,5 +14,6 @@ pub mod ledger;
 pub mod metrics;
 pub mod outbox;
 pub mod reports;
+pub mod retention;
 pub mod store;
 pub mod usecase;

@@ -108,6 +108,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        CliCommand::Backup { out } => match app::backup(&cli.store.database_url, &out).await? {
+            app::Backup::Verified(report) => {
+                println!(
+                    "backup written to {}; its audit chain verified: {} entries, last hash {}",
+                    out.display(),
+                    report.entries,
+                    report.last_hash
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            app::Backup::Broken(broken) => {
+                println!(
+                    "backup written to {}, but its audit chain is BROKEN: {broken}",
+                    out.display()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+            app::Backup::UsePgDump(help) => {
+                eprint!("{help}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         CliCommand::Exec(args) => {
             let (policy, store) = open(&cli.store).await?;
             exec(*args, store, policy).await

@@ -233,6 +233,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, q: &ListQuery) -> Result<Vec<Record>>;
     /// Audit entries with `seq > after`, in order, at most `limit`.
     async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// Checks the audit entries with `from <= seq <= to`: each one's hash and the links
+    /// between them, reading rows without building entries. `audit::join` joins the ranges.
+    async fn audit_check(&self, from: i64, to: i64) -> Result<crate::domain::audit::Segment>;
     /// The earliest deadline any record is waiting on (RFC 3339, as `format_time` writes it).
     async fn next_due(&self) -> Result<Option<String>>;
     /// The chain head `(seq, hash)` as last committed.
@@ -326,6 +329,16 @@ pub trait Store: Send + Sync + 'static {
     async fn forget_delivery(&self, platform: &str, delivery_id: &str) -> Result<()>;
     /// Whether a (platform, delivery id) was already acted on, as last committed.
     async fn delivery_seen(&self, platform: &str, delivery_id: &str) -> Result<bool>;
+
+    // Retention: what only the traffic makes, never the records or the audit trail. Each call
+    // deletes one small batch (oldest first) so it never holds the database for long; the
+    // caller repeats while a full batch came back.
+
+    /// Deletes at most `limit` outbox items delivered before `before`; returns how many.
+    /// Pending, parked, failed and dropped items are kept.
+    async fn purge_delivered_outbox(&self, before: &str, limit: i64) -> Result<u64>;
+    /// Forgets at most `limit` inbound delivery IDs received before `before`; returns how many.
+    async fn purge_deliveries(&self, before: &str, limit: i64) -> Result<u64>;
     /// Calls `on_commit` soon (within `COMMIT_PROBE` on SQLite, at once on PostgreSQL) after any
     /// connection, in this process or another, committed a write batch. Runs until the store
     /// closes; a lost connection is reopened, and `on_commit` called then too, since a commit

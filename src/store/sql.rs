@@ -558,6 +558,62 @@ macro_rules! sql_store {
                 delivery_seen_in(&self.pool, platform, delivery_id).await
             }
 
+            async fn audit_check(&self, from: i64, to: i64) -> Result<$crate::domain::audit::Segment> {
+                use futures_util::TryStreamExt;
+                use sqlx::Row;
+                let mut rows = sqlx::query(
+                    "SELECT seq, at, actor, record, action, before_json, after_json, outcome, prev_hash, hash \
+                     FROM audit WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
+                )
+                .bind(from)
+                .bind(to)
+                .fetch(&self.pool);
+                let mut check = $crate::domain::audit::SegmentCheck::default();
+                while let Some(row) = rows.try_next().await? {
+                    let e = $crate::domain::audit::EntryRow {
+                        seq: row.try_get(0)?,
+                        at: row.try_get(1)?,
+                        actor: row.try_get(2)?,
+                        record: row.try_get(3)?,
+                        action: row.try_get(4)?,
+                        before: row.try_get(5)?,
+                        after: row.try_get(6)?,
+                        outcome: row.try_get(7)?,
+                        prev_hash: row.try_get(8)?,
+                        hash: row.try_get(9)?,
+                    };
+                    if !check.check(&e) {
+                        break;
+                    }
+                }
+                Ok(check.finish())
+            }
+
+            async fn purge_delivered_outbox(&self, before: &str, limit: i64) -> Result<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+                     WHERE delivered_at IS NOT NULL AND delivered_at < $1 ORDER BY delivered_at LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purge_deliveries(&self, before: &str, limit: i64) -> Result<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM inbound_deliveries WHERE (platform, delivery_id) IN \
+                     (SELECT platform, delivery_id FROM inbound_deliveries \
+                     WHERE received_at < $1 ORDER BY received_at LIMIT $2)",
+                )
+                .bind(before)
+                .bind(limit)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
+            }
+
             async fn watch_commits(&self, on_commit: std::sync::Arc<dyn Fn() + Send + Sync>) -> Result<()> {
                 watch_commits(&self.pool, on_commit).await
             }

@@ -88,6 +88,34 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Opens a database that must exist, as it is: no migration, no change of journal mode.
+    /// For copying a live store and checking the copy.
+    pub async fn open_existing(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// Writes a consistent copy of the whole database to `path` (which must not exist) with
+    /// `VACUUM INTO`: one read transaction, so writers carry on meanwhile and the copy is the
+    /// database as of one commit, compacted. SQLite's own way to copy a live database; copying
+    /// the file (and its WAL) by hand is not.
+    pub async fn backup_into(&self, path: &std::path::Path) -> Result<()> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| StoreError::Invalid("the backup path is not valid UTF-8".into()))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The migrations this backend knows, for tests that migrate step by step.
     pub fn migrator() -> &'static sqlx::migrate::Migrator {
         &MIGRATOR

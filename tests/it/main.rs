@@ -4,6 +4,7 @@
 mod common;
 
 mod alerts;
+mod backup;
 mod cli;
 mod cli_policy;
 mod conformance;

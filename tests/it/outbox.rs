@@ -25,6 +25,7 @@ conformance!(
     two_workers_on_one_database_deliver_each_item_once_in_order,
     an_inbound_delivery_is_first_only_once_even_across_replicas,
     message_refs_round_trip_and_are_replaced,
+    retention_purges_only_old_delivered_items_and_old_delivery_ids_in_batches,
 );
 
 fn item(platform: &str, channel: &str, n: i64) -> NewOutbox {
@@ -662,4 +663,100 @@ async fn message_refs_round_trip_and_are_replaced(db: TestDb) {
         store.message_ref("INC-2", "slack", "C1").await.unwrap(),
         None
     );
+}
+
+/// Retention deletes delivered items and delivery IDs older than their ages, a batch at a time,
+/// and nothing else: pending, failed and young rows stay, and the outbox keeps working.
+async fn retention_purges_only_old_delivered_items_and_old_delivery_ids_in_batches(db: TestDb) {
+    use opsledger::retention::{purge, Retention, BATCH};
+    let store = db.store().await;
+    let start = TestTime::default_start();
+    let day = chrono::Duration::days(1);
+    let old = format_time(start);
+    // More than two batches of old delivered items on one channel, and one given up.
+    let n = 2 * BATCH + 5;
+    enqueue(
+        &store,
+        (0..n).map(|i| item("slack", "C1", i)).collect(),
+        start,
+    )
+    .await;
+    let mut ids = Vec::new();
+    while let Some(head) = store.outbox_due(&old, 1).await.unwrap().pop() {
+        ids.push(head.id);
+        store.outbox_delivered(head.id, &old).await.unwrap();
+    }
+    assert_eq!(ids.len() as i64, n);
+    enqueue(&store, vec![item("slack", "C2", -1)], start).await;
+    let failed = store.outbox_due(&old, 10).await.unwrap()[0].id;
+    store
+        .outbox_give_up(failed, &old, "channel_not_found")
+        .await
+        .unwrap();
+    // Ten days later: one young delivered item, one pending.
+    let later = start + day * 10;
+    enqueue(
+        &store,
+        vec![item("slack", "C3", -2), item("slack", "C4", -3)],
+        later,
+    )
+    .await;
+    let due = store.outbox_due(&format_time(later), 10).await.unwrap();
+    store
+        .outbox_delivered(due[0].id, &format_time(later))
+        .await
+        .unwrap();
+    let pending = due[1].id;
+
+    for i in 0..n {
+        assert!(store
+            .first_delivery("github", &format!("old-{i}"), &old)
+            .await
+            .unwrap());
+    }
+    assert!(store
+        .first_delivery("slack", "young", &format_time(later))
+        .await
+        .unwrap());
+
+    let retention = Retention {
+        outbox: std::time::Duration::from_secs(5 * 86_400),
+        deliveries: std::time::Duration::from_secs(3 * 86_400),
+    };
+    let purged = purge(&*store, retention, later + day).await.unwrap();
+    assert_eq!((purged.outbox, purged.deliveries), (n as u64, n as u64));
+    for id in [ids[0], ids[ids.len() - 1]] {
+        assert_eq!(
+            store.outbox_entry(id).await.unwrap(),
+            None,
+            "item {id} was purged"
+        );
+    }
+    assert!(
+        store.outbox_entry(failed).await.unwrap().is_some(),
+        "failed items stay"
+    );
+    assert!(
+        store.outbox_entry(pending).await.unwrap().is_some(),
+        "pending items stay"
+    );
+    assert!(
+        store.outbox_entry(due[0].id).await.unwrap().is_some(),
+        "young items stay"
+    );
+    assert!(
+        !store.first_delivery("slack", "young", &old).await.unwrap(),
+        "young IDs stay"
+    );
+    // A purged ID is new again: that is why delivery IDs outlive the redelivery windows.
+    assert!(store.first_delivery("github", "old-0", &old).await.unwrap());
+
+    // Nothing left to purge; the outbox still orders and delivers.
+    let again = purge(&*store, retention, later + day).await.unwrap();
+    assert_eq!((again.outbox, again.deliveries), (0, 1));
+    enqueue(&store, vec![item("slack", "C1", 99)], later).await;
+    let due = store.outbox_due(&format_time(later), 10).await.unwrap();
+    let mut heads = due.iter().map(n_of).collect::<Vec<_>>();
+    heads.sort();
+    assert_eq!(heads, vec![-3, 99]);
 }

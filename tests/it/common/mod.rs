@@ -281,6 +281,7 @@ pub fn serve_args(token: Option<&str>) -> ServeArgs {
         integrations: Integrations::default(),
         outbox: Default::default(),
         connections: Default::default(),
+        retention: Default::default(),
         discord_defer_after: None,
     }
 }
