@@ -502,15 +502,26 @@ pub struct VerifyReport {
 pub async fn verify_audit(
     store: &dyn Store,
 ) -> anyhow::Result<Result<VerifyReport, crate::domain::audit::ChainError>> {
-    use futures_util::{StreamExt, TryStreamExt};
     // The head is read first: verify checks the chain up to it (entries committed meanwhile
-    // extend past it) and that no entry before it is missing. Entries are never changed once
-    // written, so ranges read at different moments still make one consistent trail.
+    // extend past it) and that no entry before it is missing.
     let (head_seq, head_hash) = store
         .chain_head()
         .await
         .context("cannot read the audit chain head")?;
-    // Ranges are checked in parallel, each on its own connection, and joined in order.
+    let (entries, verdict) = verify_audit_upto(store, head_seq, &head_hash).await?;
+    Ok(verdict.map(|last_hash| VerifyReport { entries, last_hash }))
+}
+
+/// Verifies the chain up to the head `(head_seq, head_hash)`: the entries that verified before
+/// any fault, and the last hash or the first fault. Entries are never changed once written, so
+/// ranges read at different moments make one consistent trail; they are checked in parallel,
+/// each on its own connection, and joined in order.
+pub async fn verify_audit_upto(
+    store: &dyn Store,
+    head_seq: i64,
+    head_hash: &str,
+) -> anyhow::Result<(u64, Result<String, crate::domain::audit::ChainError>)> {
+    use futures_util::{StreamExt, TryStreamExt};
     let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
     let ranges = (1..=head_seq.max(0))
         .step_by(VERIFY_RANGE as usize)
@@ -531,8 +542,7 @@ pub async fn verify_audit(
             break;
         }
     }
-    Ok(crate::domain::audit::join(segments, head_seq, &head_hash)
-        .map(|(entries, last_hash)| VerifyReport { entries, last_hash }))
+    Ok(crate::domain::audit::join(segments, head_seq, head_hash))
 }
 
 /// Audit entries per range a verify reads as one query.

@@ -340,6 +340,14 @@ async fn write_retrying(cfg: &LedgerConfig, jobs: &[Job]) -> Result<Vec<Handled>
 async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, StoreError> {
     let tx = cfg.store.begin().await?;
     let mut uow = UnitOfWork::new(tx);
+    uow.prefetch_deliveries(
+        batch
+            .iter()
+            .filter_map(|job| job.delivery.as_ref())
+            .map(|d| (d.platform.to_string(), d.id.clone()))
+            .collect(),
+    )
+    .await?;
     // The rules file's roles plus the grants made at run time, as of this batch.
     let mut policy = with_grants(&cfg.policy, &mut uow).await?;
     let mut replies = Vec::with_capacity(batch.len());

@@ -273,15 +273,25 @@ impl SegmentCheck {
 }
 
 /// Joins the segments of consecutive ranges, in order, into the verdict a sequential check
-/// (`ChainVerifier`) gives: the same first fault, or the number of entries checked up to the
-/// chain head `(head_seq, head_hash)`.
+/// (`ChainVerifier`) gives: the same first fault, or the last hash, which is the chain head's
+/// `(head_seq, head_hash)`. With the number of entries that verified before any fault.
 pub fn join(
     segments: impl IntoIterator<Item = Segment>,
     head_seq: i64,
     head_hash: &str,
-) -> Result<(u64, String), ChainError> {
-    let (mut last_seq, mut last_hash) = (0, GENESIS.to_string());
+) -> (u64, Result<String, ChainError>) {
     let mut checked = 0;
+    let verdict = join_counting(segments, head_seq, head_hash, &mut checked);
+    (checked, verdict)
+}
+
+fn join_counting(
+    segments: impl IntoIterator<Item = Segment>,
+    head_seq: i64,
+    head_hash: &str,
+    checked: &mut u64,
+) -> Result<String, ChainError> {
+    let (mut last_seq, mut last_hash) = (0, GENESIS.to_string());
     for seg in segments {
         let Some((first_seq, first_prev)) = &seg.first else {
             continue;
@@ -302,10 +312,10 @@ pub fn join(
                 prev: last_seq,
             });
         }
+        *checked += seg.checked;
         if let Some(fault) = seg.fault {
             return Err(fault);
         }
-        checked += seg.checked;
         if let Some((seq, hash)) = seg.last {
             (last_seq, last_hash) = (seq, hash);
         }
@@ -316,7 +326,7 @@ pub fn join(
             head: head_seq,
         });
     }
-    Ok((checked, last_hash))
+    Ok(last_hash)
 }
 
 #[cfg(test)]
@@ -411,7 +421,8 @@ mod tests {
             check.check(&e.as_row());
         }
         segs.push(check.finish());
-        join(segs, head.0, head.1).map(|(n, _)| n)
+        let (checked, verdict) = join(segs, head.0, head.1);
+        verdict.map(|_| checked)
     }
 
     #[test]

@@ -8,9 +8,9 @@
 //! records, kept until the page pass renders them; its CSV and JSON files hold them all.
 //!
 //! Three passes: the record pass (`records.rs`) writes the data files and gathers the clause
-//! pages' rows and the service report; the audit pass (`timeline.rs`) streams the whole chain
-//! through the verifier and writes the period's timeline; the page pass (`pages.rs`) renders
-//! the HTML pages from their templates.
+//! pages' rows and the service report; the audit pass (`timeline.rs`), at the same time,
+//! verifies the whole chain and writes the period's timeline; then the page pass (`pages.rs`)
+//! renders the HTML pages from their templates.
 
 use std::path::Path;
 
@@ -150,8 +150,11 @@ pub async fn export(
         .with_context(|| format!("cannot create {}", out.display()))?;
     let bar = progress(show_progress);
     let days = Period::new(from, to);
-    let records = records::pass(store, out, days, &bar).await?;
-    let chain = timeline::pass(store, out, days, &bar).await?;
+    // The passes write different files: they run side by side.
+    let (records, chain) = tokio::try_join!(
+        records::pass(store, out, days, &bar),
+        timeline::pass(store, out, days, &bar)
+    )?;
     bar.finish_and_clear();
     let summary = ExportSummary {
         clause_records: records

@@ -1,13 +1,13 @@
-//! The audit pass: the whole chain streamed through the verifier, in order; the entries of the
-//! period are written to `timeline.csv`, each naming its record.
+//! The audit pass: the whole chain verified up to its head (ranges in parallel, as `audit
+//! verify` does) while the entries of the period are written to `timeline.csv`, each naming its
+//! record.
 
 use std::path::Path;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
 
-use crate::domain::audit::{ChainVerifier, GENESIS};
-use crate::store::{AuditStream, Store, AUDIT_PAGE};
+use crate::domain::audit::{format_time, GENESIS};
+use crate::store::{Store, AUDIT_PAGE};
 
 use super::{create, Period};
 
@@ -31,55 +31,67 @@ pub(super) async fn pass(
     days: Period,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Chain> {
-    let mut stream = AuditStream::open(store, AUDIT_PAGE)
+    let (head_seq, head_hash) = store
+        .chain_head()
         .await
         .context("cannot read the audit chain head")?;
-    let mut timeline = csv::Writer::from_writer(create(out, "timeline.csv")?);
-    timeline.write_record(["record", "seq", "at", "actor", "action", "outcome", "hash"])?;
-    let mut verifier = ChainVerifier::default();
-    let mut broken = None;
-    let (mut first_hash, mut in_period) = (None, 0u64);
-    while let Some(entries) = stream
-        .next_page()
+    let ((checked, verdict), in_period) = tokio::try_join!(
+        crate::app::verify_audit_upto(store, head_seq, &head_hash),
+        timeline(store, out, days, head_seq, bar),
+    )?;
+    let first_hash = store
+        .audit_after(0, 1)
         .await
         .context("cannot read the audit trail")?
-    {
-        for e in entries {
-            first_hash.get_or_insert_with(|| e.hash.clone());
-            if broken.is_none() {
-                if let Err(b) = verifier.check(&e) {
-                    broken = Some(b.to_string());
-                }
-            }
-            let at = DateTime::parse_from_rfc3339(&e.at).map(|t| t.with_timezone(&Utc));
-            if at.is_ok_and(|at| days.contains(at)) {
-                timeline.write_record([
-                    e.record.unwrap_or_default(),
-                    e.seq.to_string(),
-                    e.at,
-                    e.actor,
-                    e.action,
-                    e.outcome,
-                    e.hash,
-                ])?;
-                in_period += 1;
-            }
-        }
-        bar.set_message(format!("audit trail: {}", verifier.checked));
-        bar.tick();
-    }
-    timeline.flush()?;
-    let (head_seq, head_hash) = stream.head();
-    if broken.is_none() {
-        if let Err(b) = verifier.finish(head_seq, head_hash) {
-            broken = Some(b.to_string());
-        }
-    }
+        .pop()
+        .map_or_else(|| GENESIS.to_string(), |e| e.hash);
     Ok(Chain {
         in_period,
-        checked: verifier.checked,
-        first_hash: first_hash.unwrap_or_else(|| GENESIS.to_string()),
-        last_hash: head_hash.to_string(),
-        verify: broken.unwrap_or_else(|| "verified".to_string()),
+        checked,
+        first_hash,
+        last_hash: head_hash,
+        verify: verdict.map_or_else(|b| b.to_string(), |_| "verified".to_string()),
     })
+}
+
+/// Writes the entries up to the head whose time is in the period, in order; returns how many.
+async fn timeline(
+    store: &dyn Store,
+    out: &Path,
+    days: Period,
+    head_seq: i64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u64> {
+    let mut file = csv::Writer::from_writer(create(out, "timeline.csv")?);
+    file.write_record(["record", "seq", "at", "actor", "action", "outcome", "hash"])?;
+    let period = (format_time(days.start), format_time(days.end));
+    let (mut after, mut written) = (0, 0u64);
+    loop {
+        let page = store
+            .audit_in_period(after, head_seq, (&period.0, &period.1), AUDIT_PAGE)
+            .await
+            .context("cannot read the audit trail")?;
+        let full = page.len() as i64 >= AUDIT_PAGE;
+        for e in page {
+            after = e.seq;
+            let mut seq = itoa::Buffer::new();
+            file.write_record([
+                e.record.as_deref().unwrap_or_default(),
+                seq.format(e.seq),
+                &e.at,
+                &e.actor,
+                &e.action,
+                &e.outcome,
+                &e.hash,
+            ])?;
+            written += 1;
+        }
+        bar.set_message(format!("audit trail: {written} entries of the period"));
+        bar.tick();
+        if !full {
+            break;
+        }
+    }
+    file.flush()?;
+    Ok(written)
 }

@@ -91,6 +91,18 @@ impl ListQuery {
     }
 }
 
+/// An audit entry as a timeline lists it: everything but the records' JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineRow {
+    pub seq: i64,
+    pub at: String,
+    pub actor: String,
+    pub record: Option<String>,
+    pub action: String,
+    pub outcome: String,
+    pub hash: String,
+}
+
 /// A role granted at run time with `role grant`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -233,6 +245,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list(&self, q: &ListQuery) -> Result<Vec<Record>>;
     /// Audit entries with `seq > after`, in order, at most `limit`.
     async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
+    /// Audit entries with `after < seq <= upto` whose time is in `[period.0, period.1)` (RFC 3339
+    /// as `format_time` writes it, so text order is time order), in order, at most `limit`,
+    /// without the records' JSON: an export's timeline.
+    async fn audit_in_period(
+        &self,
+        after: i64,
+        upto: i64,
+        period: (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<TimelineRow>>;
     /// Checks the audit entries with `from <= seq <= to`: each one's hash and the links
     /// between them, reading rows without building entries. `audit::join` joins the ranges.
     async fn audit_check(&self, from: i64, to: i64) -> Result<crate::domain::audit::Segment>;
@@ -364,6 +386,10 @@ pub trait StoreTx: Send {
     async fn counter(&mut self, kind: Kind) -> Result<u64>;
     /// Whether a (platform, delivery id) was already acted on, seen under the batch's lock.
     async fn delivery_seen(&mut self, platform: &str, delivery_id: &str) -> Result<bool>;
+    /// Which of these (platform, delivery id) pairs were already acted on, under the batch's
+    /// lock: one statement for a whole batch's deliveries.
+    async fn deliveries_seen(&mut self, keys: &[(String, String)])
+        -> Result<Vec<(String, String)>>;
     async fn write(&mut self, w: WriteSet) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
     /// One outbox item, read inside the transaction.

@@ -317,6 +317,38 @@ macro_rules! sql_store {
                 audit_for_in(&self.pool, record, after, limit).await
             }
 
+            async fn audit_in_period(
+                &self,
+                after: i64,
+                upto: i64,
+                period: (&str, &str),
+                limit: i64,
+            ) -> Result<Vec<$crate::store::TimelineRow>> {
+                let rows: Vec<(i64, String, String, Option<String>, String, String, String)> = sqlx::query_as(
+                    "SELECT seq, at, actor, record, action, outcome, hash FROM audit \
+                     WHERE seq > $1 AND seq <= $2 AND at >= $3 AND at < $4 ORDER BY seq LIMIT $5",
+                )
+                .bind(after)
+                .bind(upto)
+                .bind(period.0)
+                .bind(period.1)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::store::TimelineRow {
+                        seq: r.0,
+                        at: r.1,
+                        actor: r.2,
+                        record: r.3,
+                        action: r.4,
+                        outcome: r.5,
+                        hash: r.6,
+                    })
+                    .collect())
+            }
+
             async fn next_due(&self) -> Result<Option<String>> {
                 let row: (Option<String>,) = sqlx::query_as("SELECT MIN(due_at) FROM records WHERE due_at IS NOT NULL")
                     .fetch_one(&self.pool)
@@ -674,18 +706,33 @@ macro_rules! sql_store {
                 delivery_seen_in(&mut *self.tx, platform, delivery_id).await
             }
 
+            async fn deliveries_seen(&mut self, keys: &[(String, String)]) -> Result<Vec<(String, String)>> {
+                let mut seen = Vec::new();
+                for chunk in fixed_chunks(keys) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT platform, delivery_id FROM inbound_deliveries WHERE (platform, delivery_id) IN (",
+                    );
+                    qb.push_values(chunk, |mut b, (platform, id)| {
+                        b.push_bind(platform.clone()).push_bind(id.clone());
+                    });
+                    qb.push(")");
+                    let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *self.tx).await?;
+                    seen.extend(rows);
+                }
+                Ok(seen)
+            }
+
             async fn write(&mut self, w: WriteSet) -> Result<()> {
                 let WriteSet { records, counters, audit, grants, outbox, deliveries } = w;
-                for (platform, id, at) in &deliveries {
-                    sqlx::query(
-                        "INSERT INTO inbound_deliveries (platform, delivery_id, received_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (platform, delivery_id) DO NOTHING",
-                    )
-                    .bind(platform)
-                    .bind(id)
-                    .bind(at)
-                    .execute(&mut *self.tx)
-                    .await?;
+                for chunk in fixed_chunks_owned(deliveries) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "INSERT INTO inbound_deliveries (platform, delivery_id, received_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, (platform, id, at)| {
+                        b.push_bind(platform).push_bind(id).push_bind(at);
+                    });
+                    qb.push(" ON CONFLICT (platform, delivery_id) DO NOTHING");
+                    qb.build().execute(&mut *self.tx).await?;
                 }
                 for chunk in fixed_chunks_owned(records) {
                     let mut qb = QueryBuilder::<$db>::new(

@@ -36,6 +36,9 @@ pub struct UnitOfWork {
     deliveries: Vec<(String, String, String)>,
     /// Every delivery noted in this unit, flushed or not.
     seen: BTreeSet<(String, String)>,
+    /// Deliveries looked up ahead (`prefetch_deliveries`), and which of them the store held.
+    looked_up: BTreeSet<(String, String)>,
+    stored: BTreeSet<(String, String)>,
     head: (i64, String),
 }
 
@@ -52,6 +55,8 @@ impl UnitOfWork {
             outbox: Vec::new(),
             deliveries: Vec::new(),
             seen: BTreeSet::new(),
+            looked_up: BTreeSet::new(),
+            stored: BTreeSet::new(),
             head,
         }
     }
@@ -107,7 +112,12 @@ impl UnitOfWork {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let key = (platform.to_string(), id.to_string());
-        if self.seen.contains(&key) || self.tx.delivery_seen(platform, id).await? {
+        let stored = if self.looked_up.contains(&key) {
+            self.stored.contains(&key)
+        } else {
+            self.tx.delivery_seen(platform, id).await?
+        };
+        if self.seen.contains(&key) || stored {
             return Ok(false);
         }
         self.deliveries.push((
@@ -117,6 +127,17 @@ impl UnitOfWork {
         ));
         self.seen.insert(key);
         Ok(true)
+    }
+
+    /// Looks up a batch's deliveries in one statement, so `first_delivery` need not ask the
+    /// store for each.
+    pub async fn prefetch_deliveries(&mut self, keys: Vec<(String, String)>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.stored.extend(self.tx.deliveries_seen(&keys).await?);
+        self.looked_up.extend(keys);
+        Ok(())
     }
 
     /// Appends an entry to the audit chain.

@@ -204,3 +204,54 @@ fn the_cli_writes_the_pack_and_says_what_it_wrote() {
         .unwrap()
         .contains("Checkout down"));
 }
+
+/// A tampered trail: the pack is still written, with the whole period's timeline, and its proof
+/// names the first broken entry and how many verified before it.
+#[tokio::test]
+async fn a_broken_chain_is_named_in_the_proof_and_the_timeline_is_still_written() {
+    use sqlx::{Connection, Executor};
+    let db = common::sqlite_db();
+    let store = db.store().await;
+    let clock = TestTime::at(TestTime::default_start());
+    let (ledger, writer) = common::ledger_on(store.clone(), Policy::default(), clock.clone());
+    for i in 0..4 {
+        ok(
+            &ledger,
+            "console:bob",
+            &format!("incident raise Broken {i}"),
+        )
+        .await;
+    }
+    drop(ledger);
+    let _ = writer.await;
+    let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+    c.execute("DROP TRIGGER audit_no_update").await.unwrap();
+    c.execute("UPDATE audit SET actor = 'console:mallory' WHERE seq = 3")
+        .await
+        .unwrap();
+    c.close().await.unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let summary = opsledger::export::export(
+        &*store,
+        None,
+        None,
+        &out.path().join("pack"),
+        clock.now(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        summary.verify,
+        "audit entry 3 was altered: its stored hash does not match its content"
+    );
+    assert_eq!(
+        summary.audit_entries, 2,
+        "the entries before the altered one verified"
+    );
+    assert_eq!(summary.timeline_entries, 4);
+    let timeline = read(&out.path().join("pack"), "timeline.csv");
+    assert_eq!(timeline.lines().count(), 5, "{timeline}");
+    assert!(timeline.contains("console:mallory"), "{timeline}");
+}
