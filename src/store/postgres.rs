@@ -83,3 +83,19 @@ impl PgStore {
         &MIGRATOR
     }
 }
+
+impl PgStore {
+    async fn check_audit_range(&self, from: i64, to: i64) -> Result<crate::domain::audit::Segment> {
+        self.check_audit_range_pooled(from, to).await
+    }
+
+    async fn timeline_page(
+        &self,
+        after: i64,
+        upto: i64,
+        period: (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<crate::store::TimelineRow>> {
+        self.timeline_page_pooled(after, upto, period, limit).await
+    }
+}

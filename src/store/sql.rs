@@ -273,6 +273,75 @@ macro_rules! sql_store {
             Ok(row.0 > 0)
         }
 
+        impl $store {
+            /// `audit_in_period` through the pool.
+            #[allow(dead_code)]
+            async fn timeline_page_pooled(
+                &self,
+                after: i64,
+                upto: i64,
+                period: (&str, &str),
+                limit: i64,
+            ) -> Result<Vec<$crate::store::TimelineRow>> {
+                let rows: Vec<(i64, String, String, Option<String>, String, String, String)> = sqlx::query_as(
+                    "SELECT seq, at, actor, record, action, outcome, hash FROM audit \
+                     WHERE seq > $1 AND seq <= $2 AND at >= $3 AND at < $4 ORDER BY seq LIMIT $5",
+                )
+                .bind(after)
+                .bind(upto)
+                .bind(period.0)
+                .bind(period.1)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| $crate::store::TimelineRow {
+                        seq: r.0,
+                        at: r.1,
+                        actor: r.2,
+                        record: r.3,
+                        action: r.4,
+                        outcome: r.5,
+                        hash: r.6,
+                    })
+                    .collect())
+            }
+
+            /// `audit_check` through the pool, rows borrowed as they stream.
+            #[allow(dead_code)]
+            async fn check_audit_range_pooled(&self, from: i64, to: i64) -> Result<$crate::domain::audit::Segment> {
+                use futures_util::TryStreamExt;
+                use sqlx::Row;
+                let mut rows = sqlx::query(
+                    "SELECT seq, at, actor, record, action, before_json, after_json, outcome, prev_hash, hash \
+                     FROM audit WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
+                )
+                .bind(from)
+                .bind(to)
+                .fetch(&self.pool);
+                let mut check = $crate::domain::audit::SegmentCheck::default();
+                while let Some(row) = rows.try_next().await? {
+                    let e = $crate::domain::audit::EntryRow {
+                        seq: row.try_get(0)?,
+                        at: row.try_get(1)?,
+                        actor: row.try_get(2)?,
+                        record: row.try_get(3)?,
+                        action: row.try_get(4)?,
+                        before: row.try_get(5)?,
+                        after: row.try_get(6)?,
+                        outcome: row.try_get(7)?,
+                        prev_hash: row.try_get(8)?,
+                        hash: row.try_get(9)?,
+                    };
+                    if !check.check(&e) {
+                        break;
+                    }
+                }
+                Ok(check.finish())
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> Backend {
@@ -324,29 +393,7 @@ macro_rules! sql_store {
                 period: (&str, &str),
                 limit: i64,
             ) -> Result<Vec<$crate::store::TimelineRow>> {
-                let rows: Vec<(i64, String, String, Option<String>, String, String, String)> = sqlx::query_as(
-                    "SELECT seq, at, actor, record, action, outcome, hash FROM audit \
-                     WHERE seq > $1 AND seq <= $2 AND at >= $3 AND at < $4 ORDER BY seq LIMIT $5",
-                )
-                .bind(after)
-                .bind(upto)
-                .bind(period.0)
-                .bind(period.1)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| $crate::store::TimelineRow {
-                        seq: r.0,
-                        at: r.1,
-                        actor: r.2,
-                        record: r.3,
-                        action: r.4,
-                        outcome: r.5,
-                        hash: r.6,
-                    })
-                    .collect())
+                self.timeline_page(after, upto, period, limit).await
             }
 
             async fn next_due(&self) -> Result<Option<String>> {
@@ -591,34 +638,7 @@ macro_rules! sql_store {
             }
 
             async fn audit_check(&self, from: i64, to: i64) -> Result<$crate::domain::audit::Segment> {
-                use futures_util::TryStreamExt;
-                use sqlx::Row;
-                let mut rows = sqlx::query(
-                    "SELECT seq, at, actor, record, action, before_json, after_json, outcome, prev_hash, hash \
-                     FROM audit WHERE seq >= $1 AND seq <= $2 ORDER BY seq",
-                )
-                .bind(from)
-                .bind(to)
-                .fetch(&self.pool);
-                let mut check = $crate::domain::audit::SegmentCheck::default();
-                while let Some(row) = rows.try_next().await? {
-                    let e = $crate::domain::audit::EntryRow {
-                        seq: row.try_get(0)?,
-                        at: row.try_get(1)?,
-                        actor: row.try_get(2)?,
-                        record: row.try_get(3)?,
-                        action: row.try_get(4)?,
-                        before: row.try_get(5)?,
-                        after: row.try_get(6)?,
-                        outcome: row.try_get(7)?,
-                        prev_hash: row.try_get(8)?,
-                        hash: row.try_get(9)?,
-                    };
-                    if !check.check(&e) {
-                        break;
-                    }
-                }
-                Ok(check.finish())
+                self.check_audit_range(from, to).await
             }
 
             async fn purge_delivered_outbox(&self, before: &str, limit: i64) -> Result<u64> {

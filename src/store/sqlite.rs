@@ -121,3 +121,140 @@ impl SqliteStore {
         &MIGRATOR
     }
 }
+
+/// Bulk reads of the audit trail (verify, an export's timeline) on a rusqlite connection of
+/// their own, stepped on a blocking thread. sqlx-sqlite runs each statement on a worker thread
+/// and hands every row to the async side over a channel, a thread switch per row: for the
+/// millions of rows a verify reads that switch, not SQLite, was the cost.
+mod bulk {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use rusqlite::{Connection, OpenFlags};
+
+    use crate::domain::audit::{EntryRow, Segment, SegmentCheck};
+    use crate::store::{StoreError, TimelineRow};
+
+    fn fail(e: rusqlite::Error) -> StoreError {
+        StoreError::Invalid(format!("cannot read the audit trail: {e}"))
+    }
+
+    fn open(path: &Path) -> Result<Connection, StoreError> {
+        // Read-write without create: a WAL database's readers need its shared-memory file,
+        // which a read-only connection may not be allowed to create. It only ever reads.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
+        conn.pragma_update(None, "query_only", true).map_err(fail)?;
+        Ok(conn)
+    }
+
+    pub(super) fn check(path: &Path, from: i64, to: i64) -> Result<Segment, StoreError> {
+        let conn = open(path)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at, actor, record, action, before_json, after_json, outcome, prev_hash, hash \
+                 FROM audit WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+            )
+            .map_err(fail)?;
+        let mut rows = stmt.query([from, to]).map_err(fail)?;
+        let mut check = SegmentCheck::default();
+        while let Some(row) = rows.next().map_err(fail)? {
+            let text = |i: usize| -> Result<&str, StoreError> {
+                row.get_ref(i).and_then(|v| Ok(v.as_str()?)).map_err(fail)
+            };
+            let opt = |i: usize| -> Result<Option<&str>, StoreError> {
+                row.get_ref(i)
+                    .and_then(|v| Ok(v.as_str_or_null()?))
+                    .map_err(fail)
+            };
+            let e = EntryRow {
+                seq: row.get(0).map_err(fail)?,
+                at: text(1)?,
+                actor: text(2)?,
+                record: opt(3)?,
+                action: text(4)?,
+                before: opt(5)?,
+                after: opt(6)?,
+                outcome: text(7)?,
+                prev_hash: text(8)?,
+                hash: text(9)?,
+            };
+            if !check.check(&e) {
+                break;
+            }
+        }
+        Ok(check.finish())
+    }
+
+    pub(super) fn timeline(
+        path: &Path,
+        after: i64,
+        upto: i64,
+        period: (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<TimelineRow>, StoreError> {
+        let conn = open(path)?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at, actor, record, action, outcome, hash FROM audit \
+                 WHERE seq > ?1 AND seq <= ?2 AND at >= ?3 AND at < ?4 ORDER BY seq LIMIT ?5",
+            )
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params![after, upto, period.0, period.1, limit],
+                |r| {
+                    Ok(TimelineRow {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        record: r.get(3)?,
+                        action: r.get(4)?,
+                        outcome: r.get(5)?,
+                        hash: r.get(6)?,
+                    })
+                },
+            )
+            .map_err(fail)?;
+        rows.collect::<Result<_, _>>().map_err(fail)
+    }
+}
+
+impl SqliteStore {
+    /// The database file, when there is one a second connection can open.
+    fn file(&self) -> Option<std::path::PathBuf> {
+        let path = self.pool.connect_options().get_filename().to_path_buf();
+        path.is_file().then_some(path)
+    }
+
+    async fn check_audit_range(&self, from: i64, to: i64) -> Result<crate::domain::audit::Segment> {
+        let Some(path) = self.file() else {
+            return self.check_audit_range_pooled(from, to).await;
+        };
+        tokio::task::spawn_blocking(move || bulk::check(&path, from, to))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("the audit reader stopped: {e}")))?
+    }
+
+    async fn timeline_page(
+        &self,
+        after: i64,
+        upto: i64,
+        period: (&str, &str),
+        limit: i64,
+    ) -> Result<Vec<crate::store::TimelineRow>> {
+        let Some(path) = self.file() else {
+            return self.timeline_page_pooled(after, upto, period, limit).await;
+        };
+        let period = (period.0.to_string(), period.1.to_string());
+        tokio::task::spawn_blocking(move || {
+            bulk::timeline(&path, after, upto, (&period.0, &period.1), limit)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("the audit reader stopped: {e}")))?
+    }
+}

@@ -28,6 +28,10 @@ pub struct AuditNote<'a> {
 pub struct UnitOfWork {
     tx: Box<dyn StoreTx>,
     staged: BTreeMap<(Kind, String), (Record, String)>,
+    /// What `get` read from the store in this unit, found or not, so a batch of commands that
+    /// look up the same record (their service, say) reads it once. A record staged here is
+    /// dropped from it, so after a flush it is read back as written.
+    read: BTreeMap<(Kind, String), Option<Record>>,
     counters: BTreeMap<Kind, u64>,
     dirty_counters: Vec<Kind>,
     audit: Vec<AuditEntry>,
@@ -48,6 +52,7 @@ impl UnitOfWork {
         UnitOfWork {
             tx,
             staged: BTreeMap::new(),
+            read: BTreeMap::new(),
             counters: BTreeMap::new(),
             dirty_counters: Vec::new(),
             audit: Vec::new(),
@@ -62,10 +67,16 @@ impl UnitOfWork {
     }
 
     pub async fn get(&mut self, kind: Kind, key: &str) -> Result<Option<Record>> {
-        if let Some((r, _)) = self.staged.get(&(kind, key.to_string())) {
+        let id = (kind, key.to_string());
+        if let Some((r, _)) = self.staged.get(&id) {
             return Ok(Some(r.clone()));
         }
-        self.tx.get(kind, key).await
+        if let Some(r) = self.read.get(&id) {
+            return Ok(r.clone());
+        }
+        let r = self.tx.get(kind, key).await?;
+        self.read.insert(id, r.clone());
+        Ok(r)
     }
 
     /// Hands out the next number of a kind. Numbers are never reused: the counter is kept in
@@ -85,8 +96,9 @@ impl UnitOfWork {
 
     /// Stages a record's new state with its JSON (serialised once, for the audit entry and the row).
     pub fn put(&mut self, record: Record, json: String) {
-        self.staged
-            .insert((record.kind(), record.key()), (record, json));
+        let id = (record.kind(), record.key());
+        self.read.remove(&id);
+        self.staged.insert(id, (record, json));
     }
 
     pub fn grant(&mut self, change: GrantChange) {
