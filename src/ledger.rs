@@ -19,7 +19,8 @@ use crate::metrics::Metrics;
 use crate::store::{NewOutbox, Store, StoreError};
 use crate::usecase::{self, Ctx, Handled, UnitOfWork};
 
-/// The most commands one transaction takes.
+/// The most commands one transaction takes: enough that a burst of thousands commits in a few
+/// fsyncs, few enough that one batch's staged records and replies stay a few MiB.
 const MAX_BATCH: usize = 1024;
 
 /// Where the time comes from; tests pin it.
@@ -102,6 +103,8 @@ impl Ledger {
     /// Starts the writer. The handle finishes once every `Ledger` clone is dropped and the
     /// queued commands are written.
     pub fn start(cfg: LedgerConfig) -> (Ledger, JoinHandle<()>) {
+        // Four batches queued behind the one being written: callers beyond that wait to enqueue
+        // (back-pressure) rather than growing the queue without bound.
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let bus = Arc::new(Bus {
             events: broadcast::channel(4096).0,

@@ -69,6 +69,10 @@ impl PgStore {
     /// Connects to `postgres://...` and applies migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let opts = PgConnectOptions::from_str(url)?;
+        // The writer, the readers (API, dashboard, outbox worker, SLA clock) and `audit verify`'s
+        // parallel ranges; the commit listener has a connection of its own. Each connection is a
+        // server process on the PostgreSQL side, so replicas share the server's
+        // `max_connections` (100 by default) sixteen at a time.
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

@@ -79,8 +79,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // One writer at a time (the ledger's batch), and readers beside it: the API and
+        // dashboard, the outbox worker, the SLA clock, the commit probe. Eight covers them with
+        // room; each connection's page cache is at most 2 MiB (SQLite's default), and one idle
+        // for a minute is closed, so a quiet server holds few.
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .idle_timeout(Duration::from_secs(60))
             .connect_with(opts)
             .await?;
         let store = SqliteStore { pool };
