@@ -15,6 +15,7 @@ use crate::domain::ids::Actor;
 use crate::domain::parser;
 use crate::domain::policy::Policy;
 use crate::domain::reply::{Event, Reply};
+use crate::domain::report::ServiceReport;
 use crate::metrics::Metrics;
 use crate::store::{NewOutbox, Store, StoreError};
 use crate::usecase::{self, Ctx, Handled, UnitOfWork};
@@ -40,6 +41,8 @@ struct Job {
     actor: Actor,
     command: Command,
     delivery: Option<Delivery>,
+    /// A `report` command's report, read before the job was queued.
+    report: Option<ServiceReport>,
     reply: oneshot::Sender<Handled>,
 }
 
@@ -216,6 +219,7 @@ impl Ledger {
         delivery: Option<Delivery>,
     ) -> Handled {
         let name = command.name();
+        let report = self.read_report(&command).await;
         let (tx, rx) = oneshot::channel();
         let sent = self
             .jobs
@@ -223,6 +227,7 @@ impl Ledger {
                 actor,
                 command,
                 delivery,
+                report,
                 reply: tx,
             })
             .await;
@@ -232,6 +237,21 @@ impl Ledger {
         };
         self.metrics.command(name, handled.reply.outcome.label());
         handled
+    }
+}
+
+impl Ledger {
+    /// A `report` command's report, read from the committed store (its rollups) by the caller's
+    /// task, so the writer does not wait on it; `None` for other commands, or when the read
+    /// failed (the writer then reads it in its batch).
+    async fn read_report(&self, command: &Command) -> Option<ServiceReport> {
+        let Command::Report { from, to } = command else {
+            return None;
+        };
+        crate::reports::service_report(&*self.store, *from, *to, self.time.now())
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "could not read the report outside the writer"))
+            .ok()
     }
 }
 
@@ -348,6 +368,7 @@ async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, 
             policy: &policy,
             now: cfg.time.now(),
             public_url: &cfg.public_url,
+            report: job.report.as_ref(),
         };
         if let Some(d) = &job.delivery {
             if !uow.first_delivery(d.platform, &d.id, ctx.now).await? {

@@ -1,12 +1,13 @@
 //! The unit of work a batch of commands shares: reads through the transaction, writes staged and flushed together.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::records::Record;
+use crate::domain::report::{self, Rollups, Tally};
 use crate::store::{
     Grant, GrantChange, ListQuery, ListRecords, NewOutbox, Result, StoreTx, WriteSet,
 };
@@ -37,6 +38,18 @@ pub struct UnitOfWork {
     /// Every delivery noted in this unit, flushed or not.
     seen: BTreeSet<(String, String)>,
     head: (i64, String),
+    /// What each incident and change read or written in this unit contributes to the report
+    /// as it stands in the transaction (`None`: not there yet), so a flush can take the old
+    /// contribution away from the rollups without reading the record again.
+    stored: HashMap<(Kind, String), Option<Contribution>>,
+}
+
+/// A record's place and figures in the report's rollups (`report::contribution`).
+type Contribution = (NaiveDate, String, Tally);
+
+/// Whether a record of this kind is counted in the report's rollups.
+fn rolled_up(kind: Kind) -> bool {
+    matches!(kind, Kind::Incident | Kind::Change)
 }
 
 impl UnitOfWork {
@@ -53,6 +66,7 @@ impl UnitOfWork {
             deliveries: Vec::new(),
             seen: BTreeSet::new(),
             head,
+            stored: HashMap::new(),
         }
     }
 
@@ -60,7 +74,23 @@ impl UnitOfWork {
         if let Some((r, _)) = self.staged.get(&(kind, key.to_string())) {
             return Ok(Some(r.clone()));
         }
-        self.tx.get(kind, key).await
+        let found = self.tx.get(kind, key).await?;
+        if rolled_up(kind) {
+            self.remember_stored(kind, key.to_string(), found.as_ref());
+        }
+        Ok(found)
+    }
+
+    /// Notes a record as the transaction holds it (read from it, or just written to it).
+    fn remember_stored(&mut self, kind: Kind, key: String, record: Option<&Record>) {
+        self.stored
+            .insert((kind, key), record.and_then(report::contribution));
+    }
+
+    fn remember_all(&mut self, records: &[Record]) {
+        for r in records.iter().filter(|r| rolled_up(r.kind())) {
+            self.remember_stored(r.kind(), r.key(), Some(r));
+        }
     }
 
     /// Hands out the next number of a kind. Numbers are never reused: the counter is kept in
@@ -72,6 +102,11 @@ impl UnitOfWork {
         };
         let n = last + 1;
         self.counters.insert(kind, n);
+        if rolled_up(kind) {
+            // Numbers are never reused, so no record has this one yet.
+            self.stored
+                .insert((kind, RecordId::new(kind, n).to_string()), None);
+        }
         if !self.dirty_counters.contains(&kind) {
             self.dirty_counters.push(kind);
         }
@@ -138,7 +173,9 @@ impl UnitOfWork {
 
     pub async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
         self.flush().await?;
-        self.tx.list(q).await
+        let records = self.tx.list(q).await?;
+        self.remember_all(&records);
+        Ok(records)
     }
 
     pub async fn audit_for(&mut self, record: &str, limit: i64) -> Result<Vec<AuditEntry>> {
@@ -153,9 +190,22 @@ impl UnitOfWork {
         limit: i64,
     ) -> Result<Vec<Record>> {
         self.flush().await?;
-        self.tx
+        let records = self
+            .tx
             .due(&crate::domain::audit::format_time(now), limit)
-            .await
+            .await?;
+        self.remember_all(&records);
+        Ok(records)
+    }
+
+    /// The report rollups of `from..=to`, seeing this batch's own writes.
+    pub async fn report_rollups(
+        &mut self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(String, Tally)>> {
+        self.flush().await?;
+        self.tx.report_rollups(from, to).await
     }
 
     pub async fn grants(&mut self) -> Result<Vec<Grant>> {
@@ -165,8 +215,28 @@ impl UnitOfWork {
 
     /// Writes everything staged so far into the transaction (not yet committed).
     pub async fn flush(&mut self) -> Result<()> {
+        let records: Vec<(Record, String)> =
+            std::mem::take(&mut self.staged).into_values().collect();
+        let mut rollups = Rollups::default();
+        for (r, _) in records.iter().filter(|(r, _)| rolled_up(r.kind())) {
+            let key = (r.kind(), r.key());
+            let before = match self.stored.remove(&key) {
+                Some(before) => before,
+                // Saved without being read through this unit (not expected): read it now.
+                None => self
+                    .tx
+                    .get(key.0, &key.1)
+                    .await?
+                    .as_ref()
+                    .and_then(report::contribution),
+            };
+            let after = report::contribution(r);
+            rollups.replace(before.as_ref(), after.as_ref());
+            self.stored.insert(key, after);
+        }
         let w = WriteSet {
-            records: std::mem::take(&mut self.staged).into_values().collect(),
+            records,
+            rollups,
             counters: self
                 .dirty_counters
                 .drain(..)
