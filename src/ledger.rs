@@ -238,9 +238,7 @@ impl Ledger {
         self.metrics.command(name, handled.reply.outcome.label());
         handled
     }
-}
 
-impl Ledger {
     /// A `report` command's report, read from the committed store (its rollups) by the caller's
     /// task, so the writer does not wait on it; `None` for other commands, or when the read
     /// failed (the writer then reads it in its batch).

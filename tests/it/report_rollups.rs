@@ -14,7 +14,7 @@ use opsledger::domain::report::ServiceReport;
 use opsledger::ledger::{Ledger, TimeSource};
 use opsledger::store::Store;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 const RULES: &str = r#"
 [roles]
@@ -131,7 +131,7 @@ fn step() -> impl Strategy<Value = Step> {
         3 => prop_oneof![1..30u16, 30..600u16, 600..2000u16].prop_map(|minutes| Step::Wait { minutes }),
         2 => (0..3u8, 0..4u8).prop_map(|(kind, service)| Step::Request { kind, service }),
         3 => (0..10u8, 1..5u8).prop_map(|(verb, n)| Step::Change { verb, n }),
-        2 => (1..5u8, 1..6u8, 0..4u8).prop_map(|(n, upto, end)| Step::Drive { n, upto, end }),
+        2 => (1..5u8, 2..6u8, 0..4u8).prop_map(|(n, upto, end)| Step::Drive { n, upto, end }),
         2 => (1..8u8).prop_map(|n| Step::Settle { n }),
     ]
 }
@@ -366,11 +366,15 @@ where
         .enable_all()
         .build()
         .unwrap();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    // A fixed seed: the same histories every run, so the coverage check below cannot flake.
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
     let histories = proptest::collection::vec(step(), 1..60);
     let seen = std::sync::Mutex::new(std::collections::BTreeMap::new());
     runner
