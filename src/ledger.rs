@@ -15,6 +15,7 @@ use crate::domain::ids::Actor;
 use crate::domain::parser;
 use crate::domain::policy::Policy;
 use crate::domain::reply::{Event, Reply};
+use crate::domain::report::ServiceReport;
 use crate::metrics::Metrics;
 use crate::store::{NewOutbox, Store, StoreError};
 use crate::usecase::{self, Ctx, Handled, UnitOfWork};
@@ -41,6 +42,8 @@ struct Job {
     actor: Actor,
     command: Command,
     delivery: Option<Delivery>,
+    /// A `report` command's report, read before the job was queued.
+    report: Option<ServiceReport>,
     reply: oneshot::Sender<Handled>,
 }
 
@@ -219,6 +222,7 @@ impl Ledger {
         delivery: Option<Delivery>,
     ) -> Handled {
         let name = command.name();
+        let report = self.read_report(&command).await;
         let (tx, rx) = oneshot::channel();
         let sent = self
             .jobs
@@ -226,6 +230,7 @@ impl Ledger {
                 actor,
                 command,
                 delivery,
+                report,
                 reply: tx,
             })
             .await;
@@ -235,6 +240,19 @@ impl Ledger {
         };
         self.metrics.command(name, handled.reply.outcome.label());
         handled
+    }
+
+    /// A `report` command's report, read from the committed store (its rollups) by the caller's
+    /// task, so the writer does not wait on it; `None` for other commands, or when the read
+    /// failed (the writer then reads it in its batch).
+    async fn read_report(&self, command: &Command) -> Option<ServiceReport> {
+        let Command::Report { from, to } = command else {
+            return None;
+        };
+        crate::reports::service_report(&*self.store, *from, *to, self.time.now())
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "could not read the report outside the writer"))
+            .ok()
     }
 }
 
@@ -359,6 +377,7 @@ async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, 
             policy: &policy,
             now: cfg.time.now(),
             public_url: &cfg.public_url,
+            report: job.report.as_ref(),
         };
         if let Some(d) = &job.delivery {
             if !uow.first_delivery(d.platform, &d.id, ctx.now).await? {

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::command::ChangeType;
 use super::ids::Kind;
+use super::priority::Priority;
 use super::records::Record;
 use super::status::{ChangeStatus, NcStatus, ProblemStatus};
 
@@ -22,6 +24,10 @@ pub const KINDS: [Kind; 5] = [
     Kind::Problem,
     Kind::Nonconformity,
 ];
+
+/// The kinds a report reads record by record; incidents and changes, the big kinds, it reads
+/// from their rollups (`Tally`, `contribution`).
+pub const LISTED_KINDS: [Kind; 3] = [Kind::Release, Kind::Problem, Kind::Nonconformity];
 
 /// The period asked for, with the defaults: `to` today, `from` 29 days before `to` (30 days).
 pub fn period(
@@ -43,6 +49,335 @@ pub fn bounds(from: NaiveDate, to: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) 
 
 /// The name incidents and changes with no service are reported under.
 pub const NO_SERVICE: &str = "(no service)";
+
+/// The additive figures of a report bucket: counters and millisecond sums, all integers, so a
+/// record's old contribution can be taken away exactly when it changes. Indexed by `Counter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub counts: [i64; COUNTERS.len()],
+    /// Pages to people, by who was paged.
+    pub pages_by_person: BTreeMap<String, i64>,
+}
+
+/// The counters of a `Tally`, in the order of `COUNTERS` (which names their store columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Incidents,
+    P1,
+    P2,
+    P3,
+    P4,
+    AckMs,
+    AckN,
+    ResolveMs,
+    ResolveN,
+    SlaMeasured,
+    SlaMet,
+    SlaBreaches,
+    FromAlerts,
+    AlertAckMs,
+    AlertAckN,
+    Pages,
+    PagesOutsideHours,
+    PageAckMs,
+    PageAckN,
+    RanOut,
+    Changes,
+    Standard,
+    Normal,
+    Emergency,
+    Successful,
+    Failed,
+    Rejected,
+    Open,
+    FailedByIncidents,
+}
+
+/// The names of the counters, in `Counter` order: also the columns of the store's rollup rows.
+pub const COUNTERS: [&str; 29] = [
+    "incidents",
+    "p1",
+    "p2",
+    "p3",
+    "p4",
+    "ack_ms",
+    "ack_n",
+    "resolve_ms",
+    "resolve_n",
+    "sla_measured",
+    "sla_met",
+    "sla_breaches",
+    "from_alerts",
+    "alert_ack_ms",
+    "alert_ack_n",
+    "pages",
+    "pages_outside_hours",
+    "page_ack_ms",
+    "page_ack_n",
+    "ran_out",
+    "changes",
+    "type_standard",
+    "type_normal",
+    "type_emergency",
+    "outcome_successful",
+    "outcome_failed",
+    "outcome_rejected",
+    "outcome_open",
+    "failed_by_incidents",
+];
+
+const PRIORITIES: [(Counter, &str); 4] = [
+    (Counter::P1, "P1"),
+    (Counter::P2, "P2"),
+    (Counter::P3, "P3"),
+    (Counter::P4, "P4"),
+];
+const TYPES: [(Counter, &str); 3] = [
+    (Counter::Standard, "standard"),
+    (Counter::Normal, "normal"),
+    (Counter::Emergency, "emergency"),
+];
+const OUTCOMES: [(Counter, &str); 4] = [
+    (Counter::Successful, "successful"),
+    (Counter::Failed, "failed"),
+    (Counter::Rejected, "rejected"),
+    (Counter::Open, "open"),
+];
+
+fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
+    (to - from).num_milliseconds()
+}
+
+/// The mean of a millisecond sum over `n`, in whole seconds.
+fn mean_secs(ms: i64, n: i64) -> Option<f64> {
+    (n > 0).then(|| (ms as f64 / (n as f64 * 1000.0)).round())
+}
+
+impl Tally {
+    pub fn get(&self, c: Counter) -> i64 {
+        self.counts[c as usize]
+    }
+
+    fn bump(&mut self, c: Counter, by: i64) {
+        self.counts[c as usize] += by;
+    }
+
+    /// Adds `other` times `sign` (1 to add, -1 to take away).
+    pub fn add(&mut self, other: &Tally, sign: i64) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b * sign;
+        }
+        for (who, n) in &other.pages_by_person {
+            let e = self.pages_by_person.entry(who.clone()).or_default();
+            *e += n * sign;
+            if *e == 0 {
+                self.pages_by_person.remove(who);
+            }
+        }
+    }
+
+    /// Nothing counted (every counter zero, no pages).
+    pub fn is_zero(&self) -> bool {
+        self.counts.iter().all(|c| *c == 0) && self.pages_by_person.is_empty()
+    }
+
+    /// No incident and no change counted: such a bucket is not a section of the report.
+    fn is_empty(&self) -> bool {
+        self.get(Counter::Incidents) == 0 && self.get(Counter::Changes) == 0
+    }
+
+    fn count(&self, c: Counter) -> u64 {
+        u64::try_from(self.get(c)).unwrap_or(0)
+    }
+
+    fn named(&self, names: &[(Counter, &str)]) -> BTreeMap<String, u64> {
+        names
+            .iter()
+            .filter(|(c, _)| self.get(*c) > 0)
+            .map(|(c, name)| (name.to_string(), self.count(*c)))
+            .collect()
+    }
+
+    /// The figures of a report section.
+    fn section(&self, service: &str) -> Section {
+        use Counter as C;
+        let ok = self.count(C::Successful);
+        let failed = self.count(C::Failed);
+        Section {
+            service: service.to_string(),
+            incidents: self.count(C::Incidents),
+            incidents_by_priority: self.named(&PRIORITIES),
+            mean_time_to_acknowledge_secs: mean_secs(self.get(C::AckMs), self.get(C::AckN)),
+            mean_time_to_resolve_secs: mean_secs(self.get(C::ResolveMs), self.get(C::ResolveN)),
+            sla_measured: self.count(C::SlaMeasured),
+            sla_met: self.count(C::SlaMet),
+            sla_attainment_pct: pct(self.count(C::SlaMet), self.count(C::SlaMeasured)),
+            sla_breaches: self.count(C::SlaBreaches),
+            changes: self.count(C::Changes),
+            changes_by_type: self.named(&TYPES),
+            changes_by_outcome: self.named(&OUTCOMES),
+            change_success_rate_pct: pct(ok, ok + failed),
+            emergency_change_share_pct: pct(self.count(C::Emergency), self.count(C::Changes)),
+            incidents_from_alerts: self.count(C::FromAlerts),
+            alert_incident_share_pct: pct(self.count(C::FromAlerts), self.count(C::Incidents)),
+            alert_mean_time_to_acknowledge_secs: mean_secs(
+                self.get(C::AlertAckMs),
+                self.get(C::AlertAckN),
+            ),
+            changes_failed_by_incidents: self.count(C::FailedByIncidents),
+            pages: self.count(C::Pages),
+            pages_by_person: self
+                .pages_by_person
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(who, n)| (who.clone(), u64::try_from(*n).unwrap_or(0)))
+                .collect(),
+            pages_outside_working_hours: self.count(C::PagesOutsideHours),
+            mean_time_page_to_acknowledge_secs: mean_secs(
+                self.get(C::PageAckMs),
+                self.get(C::PageAckN),
+            ),
+            escalations_ran_out: self.count(C::RanOut),
+        }
+    }
+}
+
+/// What a record adds to the report: its bucket (the UTC day it was created, the service it is
+/// reported under) and its figures. Only incidents and changes are counted this way.
+pub fn contribution(record: &Record) -> Option<(NaiveDate, String, Tally)> {
+    use Counter as C;
+    let mut t = Tally::default();
+    let (created, service) = match record {
+        Record::Incident(i) => {
+            t.bump(C::Incidents, 1);
+            t.bump(
+                match i.priority {
+                    Priority::P1 => C::P1,
+                    Priority::P2 => C::P2,
+                    Priority::P3 => C::P3,
+                    Priority::P4 => C::P4,
+                },
+                1,
+            );
+            let ack = i.acknowledged_at.map(|a| millis(i.created_at, a));
+            if let Some(a) = ack {
+                t.bump(C::AckMs, a);
+                t.bump(C::AckN, 1);
+            }
+            if let Some(r) = i.resolved_at {
+                t.bump(C::ResolveMs, millis(i.created_at, r));
+                t.bump(C::ResolveN, 1);
+            }
+            if i.breached || i.resolved_at.is_some() {
+                t.bump(C::SlaMeasured, 1);
+                if !i.breached {
+                    t.bump(C::SlaMet, 1);
+                }
+            }
+            if i.breached {
+                t.bump(C::SlaBreaches, 1);
+            }
+            if i.alert.is_some() {
+                t.bump(C::FromAlerts, 1);
+                if let Some(a) = ack {
+                    t.bump(C::AlertAckMs, a);
+                    t.bump(C::AlertAckN, 1);
+                }
+            }
+            let people = i
+                .escalation
+                .iter()
+                .flat_map(|e| e.pages.iter())
+                .filter(|p| !matches!(p.who.as_str(), "channel" | "webhook" | "nobody"));
+            for p in people {
+                t.bump(C::Pages, 1);
+                *t.pages_by_person.entry(p.who.clone()).or_default() += 1;
+                if p.outside_hours {
+                    t.bump(C::PagesOutsideHours, 1);
+                }
+                if let Some(a) = p.acknowledged_at {
+                    t.bump(C::PageAckMs, millis(p.at, a));
+                    t.bump(C::PageAckN, 1);
+                }
+            }
+            if i.escalation
+                .as_ref()
+                .is_some_and(|e| e.stopped.as_deref() == Some("ran out of steps"))
+            {
+                t.bump(C::RanOut, 1);
+            }
+            (i.created_at, i.service.as_deref())
+        }
+        Record::Change(c) => {
+            let outcome = match (c.status, c.outcome) {
+                (ChangeStatus::Rejected, _) => C::Rejected,
+                (_, Some(ChangeStatus::Completed)) | (ChangeStatus::Completed, _) => C::Successful,
+                (_, Some(ChangeStatus::Failed | ChangeStatus::RolledBack))
+                | (ChangeStatus::Failed | ChangeStatus::RolledBack, _) => C::Failed,
+                _ => C::Open,
+            };
+            // An incident suspected of being caused by the change, not cleared by a reviewer,
+            // makes it a failed change.
+            let by_incident = outcome != C::Rejected && c.uncleared_incidents().next().is_some();
+            t.bump(C::Changes, 1);
+            if by_incident {
+                t.bump(C::FailedByIncidents, 1);
+            }
+            t.bump(if by_incident { C::Failed } else { outcome }, 1);
+            t.bump(
+                match c.change_type {
+                    ChangeType::Standard => C::Standard,
+                    ChangeType::Normal => C::Normal,
+                    ChangeType::Emergency => C::Emergency,
+                },
+                1,
+            );
+            (c.created_at, c.service.as_deref())
+        }
+        _ => return None,
+    };
+    Some((
+        created.date_naive(),
+        service.unwrap_or(NO_SERVICE).to_string(),
+        t,
+    ))
+}
+
+/// The change a batch of writes makes to the report's buckets, by (UTC day, service): what the
+/// store adds to its rollups in the same transaction as the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rollups(pub BTreeMap<(NaiveDate, String), Tally>);
+
+impl Rollups {
+    /// Adds (`sign` 1) or takes away (`sign` -1) a contribution.
+    pub fn add(&mut self, contribution: Option<&(NaiveDate, String, Tally)>, sign: i64) {
+        if let Some((day, service, t)) = contribution {
+            self.0
+                .entry((*day, service.clone()))
+                .or_default()
+                .add(t, sign);
+        }
+    }
+
+    /// A record's move from `before` (its contribution as stored, `None` when new) to `after`.
+    pub fn replace(
+        &mut self,
+        before: Option<&(NaiveDate, String, Tally)>,
+        after: Option<&(NaiveDate, String, Tally)>,
+    ) {
+        self.add(before, -1);
+        self.add(after, 1);
+    }
+
+    /// The buckets that changed (a record written again unchanged changes none).
+    pub fn changed(&self) -> impl Iterator<Item = (&(NaiveDate, String), &Tally)> {
+        self.0.iter().filter(|(_, t)| !t.is_zero())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changed().next().is_none()
+    }
+}
 
 /// Figures for one service, or for all of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -87,22 +422,6 @@ pub struct Section {
     pub mean_time_page_to_acknowledge_secs: Option<f64>,
     /// Incidents whose chain ran out of steps with nobody acknowledging.
     pub escalations_ran_out: u64,
-    #[serde(skip)]
-    page_ack_total: f64,
-    #[serde(skip)]
-    page_ack_n: u64,
-    #[serde(skip)]
-    alert_ack_total: f64,
-    #[serde(skip)]
-    alert_ack_n: u64,
-    #[serde(skip)]
-    ack_total: f64,
-    #[serde(skip)]
-    ack_n: u64,
-    #[serde(skip)]
-    resolve_total: f64,
-    #[serde(skip)]
-    resolve_n: u64,
 }
 
 /// A release of the period.
@@ -139,8 +458,8 @@ pub struct ReportBuilder {
     to: NaiveDate,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    total: Section,
-    services: BTreeMap<String, Section>,
+    total: Tally,
+    services: BTreeMap<String, Tally>,
     releases: Vec<ReleaseLine>,
     deployments: u64,
     open_problems: u64,
@@ -154,34 +473,6 @@ fn pct(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| (part as f64 * 1000.0 / whole as f64).round() / 10.0)
 }
 
-impl Section {
-    fn named(service: &str) -> Self {
-        Section {
-            service: service.to_string(),
-            ..Section::default()
-        }
-    }
-
-    fn finish(mut self) -> Self {
-        self.mean_time_to_acknowledge_secs =
-            (self.ack_n > 0).then(|| (self.ack_total / self.ack_n as f64).round());
-        self.mean_time_to_resolve_secs =
-            (self.resolve_n > 0).then(|| (self.resolve_total / self.resolve_n as f64).round());
-        self.sla_attainment_pct = pct(self.sla_met, self.sla_measured);
-        self.alert_incident_share_pct = pct(self.incidents_from_alerts, self.incidents);
-        self.mean_time_page_to_acknowledge_secs =
-            (self.page_ack_n > 0).then(|| (self.page_ack_total / self.page_ack_n as f64).round());
-        self.alert_mean_time_to_acknowledge_secs = (self.alert_ack_n > 0)
-            .then(|| (self.alert_ack_total / self.alert_ack_n as f64).round());
-        let ok = *self.changes_by_outcome.get("successful").unwrap_or(&0);
-        let failed = *self.changes_by_outcome.get("failed").unwrap_or(&0);
-        self.change_success_rate_pct = pct(ok, ok + failed);
-        let emergency = *self.changes_by_type.get("emergency").unwrap_or(&0);
-        self.emergency_change_share_pct = pct(emergency, self.changes);
-        self
-    }
-}
-
 impl ReportBuilder {
     /// A report for `from`..=`to` (UTC days).
     pub fn new(from: NaiveDate, to: NaiveDate) -> Self {
@@ -191,7 +482,7 @@ impl ReportBuilder {
             to,
             start,
             end,
-            total: Section::named("all services"),
+            total: Tally::default(),
             services: BTreeMap::new(),
             releases: Vec::new(),
             deployments: 0,
@@ -207,104 +498,26 @@ impl ReportBuilder {
         at >= self.start && at < self.end
     }
 
-    /// Applies `f` to the total and to the service's section.
-    fn both(&mut self, service: Option<&str>, f: impl Fn(&mut Section)) {
-        f(&mut self.total);
-        let name = service.unwrap_or(NO_SERVICE);
-        f(self
-            .services
-            .entry(name.to_string())
-            .or_insert_with(|| Section::named(name)));
+    /// Adds a bucket's figures to the service's section and the total: a record's
+    /// contribution (`add`), or a stored rollup of the period (the report without the records).
+    pub fn add_tally(&mut self, service: &str, tally: &Tally) {
+        self.total.add(tally, 1);
+        match self.services.get_mut(service) {
+            Some(s) => s.add(tally, 1),
+            None => {
+                self.services.insert(service.to_string(), tally.clone());
+            }
+        }
     }
 
     pub fn add(&mut self, record: &Record) {
         match record {
-            Record::Incident(i) if self.within(i.created_at) => {
-                let ack = i
-                    .acknowledged_at
-                    .map(|a| (a - i.created_at).num_milliseconds() as f64 / 1000.0);
-                let resolve = i
-                    .resolved_at
-                    .map(|r| (r - i.created_at).num_milliseconds() as f64 / 1000.0);
-                let decided = i.breached || i.resolved_at.is_some();
-                let priority = i.priority.to_string();
-                let from_alert = i.alert.is_some();
-                let people_pages: Vec<&crate::domain::escalation::Page> = i
-                    .escalation
-                    .iter()
-                    .flat_map(|e| e.pages.iter())
-                    .filter(|p| !matches!(p.who.as_str(), "channel" | "webhook" | "nobody"))
-                    .collect();
-                let ran_out = i
-                    .escalation
-                    .as_ref()
-                    .is_some_and(|e| e.stopped.as_deref() == Some("ran out of steps"));
-                self.both(i.service.as_deref(), |s| {
-                    s.incidents += 1;
-                    for p in &people_pages {
-                        s.pages += 1;
-                        *s.pages_by_person.entry(p.who.clone()).or_default() += 1;
-                        if p.outside_hours {
-                            s.pages_outside_working_hours += 1;
-                        }
-                        if let Some(a) = p.acknowledged_at {
-                            s.page_ack_total += (a - p.at).num_milliseconds() as f64 / 1000.0;
-                            s.page_ack_n += 1;
-                        }
+            Record::Incident(_) | Record::Change(_) => {
+                if let Some((day, service, tally)) = contribution(record) {
+                    if day >= self.from && day <= self.to {
+                        self.add_tally(&service, &tally);
                     }
-                    if ran_out {
-                        s.escalations_ran_out += 1;
-                    }
-                    if from_alert {
-                        s.incidents_from_alerts += 1;
-                        if let Some(a) = ack {
-                            s.alert_ack_total += a;
-                            s.alert_ack_n += 1;
-                        }
-                    }
-                    *s.incidents_by_priority.entry(priority.clone()).or_default() += 1;
-                    if let Some(a) = ack {
-                        s.ack_total += a;
-                        s.ack_n += 1;
-                    }
-                    if let Some(r) = resolve {
-                        s.resolve_total += r;
-                        s.resolve_n += 1;
-                    }
-                    if decided {
-                        s.sla_measured += 1;
-                        if !i.breached {
-                            s.sla_met += 1;
-                        }
-                    }
-                    if i.breached {
-                        s.sla_breaches += 1;
-                    }
-                });
-            }
-            Record::Change(c) if self.within(c.created_at) => {
-                let outcome = match (c.status, c.outcome) {
-                    (ChangeStatus::Rejected, _) => "rejected",
-                    (_, Some(ChangeStatus::Completed)) | (ChangeStatus::Completed, _) => {
-                        "successful"
-                    }
-                    (_, Some(ChangeStatus::Failed | ChangeStatus::RolledBack))
-                    | (ChangeStatus::Failed | ChangeStatus::RolledBack, _) => "failed",
-                    _ => "open",
-                };
-                // An incident suspected of being caused by the change, not cleared by a
-                // reviewer, makes it a failed change.
-                let by_incident = outcome != "rejected" && c.uncleared_incidents().next().is_some();
-                let outcome = if by_incident { "failed" } else { outcome };
-                let kind = c.change_type.as_str().to_string();
-                self.both(c.service.as_deref(), |s| {
-                    s.changes += 1;
-                    if by_incident {
-                        s.changes_failed_by_incidents += 1;
-                    }
-                    *s.changes_by_type.entry(kind.clone()).or_default() += 1;
-                    *s.changes_by_outcome.entry(outcome.to_string()).or_default() += 1;
-                });
+                }
             }
             Record::Release(r) => {
                 let deployments: Vec<String> = r
@@ -345,8 +558,13 @@ impl ReportBuilder {
         ServiceReport {
             from: self.from,
             to: self.to,
-            total: self.total.finish(),
-            services: self.services.into_values().map(Section::finish).collect(),
+            total: self.total.section("all services"),
+            services: self
+                .services
+                .iter()
+                .filter(|(_, t)| !t.is_empty())
+                .map(|(name, t)| t.section(name))
+                .collect(),
             releases: self.releases,
             deployments: self.deployments,
             open_problems: self.open_problems,

@@ -6,6 +6,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::command::Role;
 use crate::domain::ids::{Actor, Kind};
 use crate::domain::records::{BadStoredRecord, Record};
+use crate::domain::report::{Rollups, Tally};
 
 #[macro_use]
 mod sql;
@@ -208,6 +209,10 @@ pub struct WriteSet {
     /// Inbound deliveries acted on, `(platform, delivery id, received at)`: written with the
     /// command they carried, so a delivery whose command failed is acted on when retried.
     pub deliveries: Vec<(String, String, String)>,
+    /// What the records' new states change in the report's per-day, per-service rollups
+    /// (their old contributions taken away, the new ones added): written in the same
+    /// transaction, so the rollups always equal a fold of the committed records.
+    pub rollups: Rollups,
 }
 
 impl WriteSet {
@@ -218,6 +223,7 @@ impl WriteSet {
             && self.grants.is_empty()
             && self.outbox.is_empty()
             && self.deliveries.is_empty()
+            && self.rollups.is_empty()
     }
 }
 
@@ -265,6 +271,13 @@ pub trait Store: Send + Sync + 'static {
     /// One record's timeline, oldest first, entries with `seq > after`.
     async fn audit_for(&self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     async fn grants(&self) -> Result<Vec<Grant>>;
+    /// The report rollups of the UTC days `from..=to`, summed per service (the name incidents
+    /// and changes are reported under), in service order.
+    async fn report_rollups(
+        &self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<(String, Tally)>>;
 
     // The outbox. Items are written by `StoreTx::write` (through `UnitOfWork::enqueue`); the
     // worker in `crate::outbox` reads and settles them with the calls below, each its own
@@ -380,6 +393,12 @@ pub trait StoreTx: Send {
     async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>>;
     async fn audit_for(&mut self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     async fn grants(&mut self) -> Result<Vec<Grant>>;
+    /// `Store::report_rollups`, seeing the transaction's own writes.
+    async fn report_rollups(
+        &mut self,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<(String, Tally)>>;
     /// Records whose deadline is at or before `now` (RFC 3339), earliest first.
     async fn due(&mut self, now: &str, limit: i64) -> Result<Vec<Record>>;
     /// The last number handed out for `kind` (0 when none yet).

@@ -23,6 +23,14 @@ impl ListRecords for &dyn Store {
     }
 }
 
+/// A reader borrowed for a while (one pager after another over the same source).
+#[async_trait]
+impl<T: ListRecords> ListRecords for &mut T {
+    async fn list_records(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
+        (**self).list_records(q).await
+    }
+}
+
 /// The records a query selects, a page of `q.limit` at a time, in ID order.
 #[derive(Debug)]
 pub struct RecordPager<S> {

@@ -158,10 +158,59 @@ pub(crate) fn fixed_chunks<T>(mut rows: &[T]) -> Vec<&[T]> {
     out
 }
 
+/// The SQL of the report rollups, built once from `domain::report::COUNTERS` (the columns).
+pub(crate) struct RollupSql {
+    /// `INSERT INTO report_rollups (day, service, <counters>) `, rows to be pushed.
+    pub insert: String,
+    /// The additive upsert clause for that insert.
+    pub on_conflict: String,
+    /// The period's sums per service: binds `$1` first day, `$2` last day (YYYY-MM-DD).
+    pub select: String,
+}
+
+pub(crate) fn rollup_sql() -> &'static RollupSql {
+    use crate::domain::report::COUNTERS;
+    static SQL: std::sync::OnceLock<RollupSql> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| RollupSql {
+        insert: format!("INSERT INTO report_rollups (day, service, {}) ", COUNTERS.join(", ")),
+        on_conflict: format!(
+            " ON CONFLICT (day, service) DO UPDATE SET {}",
+            COUNTERS
+                .iter()
+                .map(|c| format!("{c} = report_rollups.{c} + excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        select: format!(
+            "SELECT service, {} FROM report_rollups WHERE day >= $1 AND day <= $2 GROUP BY service ORDER BY service",
+            COUNTERS
+                .iter()
+                .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
+}
+
+pub(crate) const ROLLUP_PAGES_SELECT: &str =
+    "SELECT service, person, CAST(SUM(pages) AS BIGINT) FROM report_rollup_pages \
+     WHERE day >= $1 AND day <= $2 GROUP BY service, person";
+
+/// The bucket day as the rollup tables key it.
+pub(crate) fn rollup_day(day: chrono::NaiveDate) -> String {
+    day.format("%Y-%m-%d").to_string()
+}
+
+/// Which kinds the rollups are built from, when a database first gets them.
+pub(crate) const ROLLUP_KINDS: [crate::domain::ids::Kind; 2] = [
+    crate::domain::ids::Kind::Incident,
+    crate::domain::ids::Kind::Change,
+];
+
 macro_rules! sql_store {
     ($store:ident, $tx:ident, $db:ty, $backend:expr, $begin:literal, $lock_head:literal) => {
         use async_trait::async_trait;
-        use sqlx::{Executor, QueryBuilder};
+        use sqlx::{Executor, QueryBuilder, Row};
 
         use $crate::domain::audit::AuditEntry;
         use $crate::domain::command::Role;
@@ -170,10 +219,12 @@ macro_rules! sql_store {
         use $crate::store::sql::{
             audit_from_row, fixed_chunks_owned, fixed_chunks, key_number, outbox_entry_from_row, outbox_from_row, AuditRow,
             OutboxEntryRow, OutboxRow, AUDIT_COLUMNS, OUTBOX_COLUMNS, OUTBOX_ENTRY_COLUMNS, OUTBOX_HEADS, OUTBOX_PENDING,
-            OUTBOX_STUCK,
+            OUTBOX_STUCK, rollup_sql, rollup_day, ROLLUP_PAGES_SELECT, ROLLUP_KINDS,
         };
+        use $crate::domain::report::{Rollups, Tally};
         use $crate::store::{
-            Backend, Grant, GrantChange, ListQuery, OutboxEntry, OutboxItem, Result, Store, StoreError, StoreTx, WriteSet,
+            Backend, Grant, GrantChange, ListQuery, ListRecords, OutboxEntry, OutboxItem, RecordPager, Result, Store,
+            StoreError, StoreTx, WriteSet,
         };
 
         /// The store on this backend: a connection pool.
@@ -342,6 +393,118 @@ macro_rules! sql_store {
             }
         }
 
+        /// The period's rollups summed per service (`from..=to`, UTC days), with the pages by person.
+        async fn rollups_in(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            from: chrono::NaiveDate,
+            to: chrono::NaiveDate,
+        ) -> Result<Vec<(String, Tally)>> {
+            let (from, to) = (rollup_day(from), rollup_day(to));
+            let rows = sqlx::query(&rollup_sql().select).bind(&from).bind(&to).fetch_all(&mut *conn).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let mut t = Tally::default();
+                for (i, c) in t.counts.iter_mut().enumerate() {
+                    *c = row.try_get::<i64, _>(i + 1)?;
+                }
+                out.push((row.try_get::<String, _>(0)?, t));
+            }
+            let pages: Vec<(String, String, i64)> =
+                sqlx::query_as(ROLLUP_PAGES_SELECT).bind(&from).bind(&to).fetch_all(&mut *conn).await?;
+            for (service, person, n) in pages {
+                if n == 0 {
+                    continue;
+                }
+                match out.iter_mut().find(|(s, _)| *s == service) {
+                    Some((_, t)) => {
+                        t.pages_by_person.insert(person, n);
+                    }
+                    None => {
+                        let mut t = Tally::default();
+                        t.pages_by_person.insert(person, n);
+                        out.push((service, t));
+                    }
+                }
+            }
+            Ok(out)
+        }
+
+        /// Adds a batch's changes to the rollups: one additive upsert row per bucket touched.
+        async fn write_rollups_in(conn: &mut <$db as sqlx::Database>::Connection, rollups: &Rollups) -> Result<()> {
+            let buckets: Vec<_> = rollups.changed().collect();
+            let sql = rollup_sql();
+            for chunk in fixed_chunks(&buckets) {
+                let mut qb = QueryBuilder::<$db>::new(&sql.insert);
+                qb.push_values(chunk, |mut b, ((day, service), t)| {
+                    b.push_bind(rollup_day(*day)).push_bind(service.clone());
+                    for c in t.counts {
+                        b.push_bind(c);
+                    }
+                });
+                qb.push(&sql.on_conflict);
+                qb.build().execute(&mut *conn).await?;
+            }
+            let pages: Vec<(String, &String, &String, i64)> = buckets
+                .iter()
+                .flat_map(|((day, service), t)| {
+                    t.pages_by_person.iter().map(move |(who, n)| (rollup_day(*day), service, who, *n))
+                })
+                .collect();
+            for chunk in fixed_chunks(&pages) {
+                let mut qb = QueryBuilder::<$db>::new("INSERT INTO report_rollup_pages (day, service, person, pages) ");
+                qb.push_values(chunk, |mut b, (day, service, who, n)| {
+                    b.push_bind(day.clone()).push_bind((*service).clone()).push_bind((*who).clone()).push_bind(*n);
+                });
+                qb.push(" ON CONFLICT (day, service, person) DO UPDATE SET pages = report_rollup_pages.pages + excluded.pages");
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        impl $store {
+            async fn begin_tx(&self) -> Result<$tx> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                // The first statement writes, so the lock is taken now and held to commit.
+                let head: (i64, String) =
+                    sqlx::query_as($lock_head)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                Ok($tx { tx, head })
+            }
+
+            /// Builds the report rollups from the records, once: for a database that held
+            /// records before it had rollups. Under the writer's lock, so no write is missed
+            /// and two processes migrating at once build them once.
+            async fn build_rollups(&self) -> Result<()> {
+                let mut tx = self.begin_tx().await?;
+                let (built,): (i64,) = sqlx::query_as("SELECT CAST(built AS BIGINT) FROM report_rollup_state WHERE id = 1")
+                    .fetch_one(&mut *tx.tx)
+                    .await?;
+                if built != 0 {
+                    return Ok(());
+                }
+                sqlx::query("DELETE FROM report_rollups").execute(&mut *tx.tx).await?;
+                sqlx::query("DELETE FROM report_rollup_pages").execute(&mut *tx.tx).await?;
+                let mut rollups = Rollups::default();
+                for kind in ROLLUP_KINDS {
+                    RecordPager::new(&mut tx, ListQuery::new(kind, 1000))
+                        .for_each(|r| rollups.add($crate::domain::report::contribution(r).as_ref(), 1))
+                        .await?;
+                }
+                write_rollups_in(&mut *tx.tx, &rollups).await?;
+                sqlx::query("UPDATE report_rollup_state SET built = 1 WHERE id = 1").execute(&mut *tx.tx).await?;
+                tx.tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl ListRecords for &mut $tx {
+            async fn list_records(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
+                list_in(&mut *self.tx, q).await
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> Backend {
@@ -350,7 +513,7 @@ macro_rules! sql_store {
 
             async fn migrate(&self) -> Result<()> {
                 MIGRATOR.run(&self.pool).await?;
-                Ok(())
+                self.build_rollups().await
             }
 
             async fn ping(&self) -> Result<()> {
@@ -359,13 +522,12 @@ macro_rules! sql_store {
             }
 
             async fn begin(&self) -> Result<Box<dyn StoreTx>> {
-                let mut tx = self.pool.begin_with($begin).await?;
-                // The first statement writes, so the lock is taken now and held to commit.
-                let head: (i64, String) =
-                    sqlx::query_as($lock_head)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                Ok(Box::new($tx { tx, head }))
+                Ok(Box::new(self.begin_tx().await?))
+            }
+
+            async fn report_rollups(&self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<(String, Tally)>> {
+                let mut conn = self.pool.acquire().await?;
+                rollups_in(&mut conn, from, to).await
             }
 
             async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>> {
@@ -697,6 +859,10 @@ macro_rules! sql_store {
                 grants_in(&mut *self.tx).await
             }
 
+            async fn report_rollups(&mut self, from: chrono::NaiveDate, to: chrono::NaiveDate) -> Result<Vec<(String, Tally)>> {
+                rollups_in(&mut *self.tx, from, to).await
+            }
+
             async fn due(&mut self, now: &str, limit: i64) -> Result<Vec<Record>> {
                 let rows: Vec<(String, String)> = sqlx::query_as(
                     "SELECT kind, data FROM records WHERE due_at IS NOT NULL AND due_at <= $1 ORDER BY due_at LIMIT $2",
@@ -743,7 +909,8 @@ macro_rules! sql_store {
             }
 
             async fn write(&mut self, w: WriteSet) -> Result<()> {
-                let WriteSet { records, counters, audit, grants, outbox, deliveries } = w;
+                let WriteSet { records, counters, audit, grants, outbox, deliveries, rollups } = w;
+                write_rollups_in(&mut *self.tx, &rollups).await?;
                 for chunk in fixed_chunks_owned(deliveries) {
                     let mut qb = QueryBuilder::<$db>::new(
                         "INSERT INTO inbound_deliveries (platform, delivery_id, received_at) ",

@@ -47,6 +47,9 @@ pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
     /// Base URL for links in replies.
     pub public_url: &'a str,
+    /// The service report a `report` command shows, read from the store before the command
+    /// reached the writer (so the writer only records who asked).
+    pub report: Option<&'a crate::domain::report::ServiceReport>,
 }
 
 /// The reply to a command and the events it raised, for adapters to act on after commit.

@@ -8,13 +8,7 @@ use crate::domain::priority::countdown;
 use crate::domain::records::Incident;
 use crate::domain::reply::Reply;
 
-use crate::domain::report::ReportBuilder;
-use crate::store::{ListQuery, RecordPager};
-
 use super::{refuse, Ctx, Fail, Handled, Outcome, UnitOfWork};
-
-/// Records read per page while folding a report.
-const REPORT_PAGE: i64 = 1000;
 
 /// How many entries `audit ID` shows in chat.
 const TIMELINE_LIMIT: i64 = 50;
@@ -118,14 +112,16 @@ pub(crate) async fn report(
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> Outcome {
-    let (from, to) = crate::domain::report::period(from, to, ctx.now);
-    let mut builder = ReportBuilder::new(from, to);
-    for kind in crate::domain::report::KINDS {
-        RecordPager::new(&mut *uow, ListQuery::new(kind, REPORT_PAGE))
-            .for_each(|r| builder.add(r))
-            .await?;
-    }
-    let report = builder.finish();
+    // The ledger reads the report before the command reaches the writer; read here only when
+    // it could not.
+    let report = match ctx.report {
+        Some(r) => r.clone(),
+        None => {
+            let (from, to) = crate::domain::report::period(from, to, ctx.now);
+            crate::reports::report_from(&mut *uow, from, to).await?
+        }
+    };
+    let (from, to) = (report.from, report.to);
     uow.audit_read(ctx, actor, None, "report");
     let link = format!(
         "{}/report?from={from}&to={to}",

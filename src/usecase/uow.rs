@@ -1,12 +1,13 @@
 //! The unit of work a batch of commands shares: reads through the transaction, writes staged and flushed together.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::records::Record;
+use crate::domain::report::{self, Rollups, Tally};
 use crate::store::{
     Grant, GrantChange, ListQuery, ListRecords, NewOutbox, Result, StoreTx, WriteSet,
 };
@@ -42,8 +43,20 @@ pub struct UnitOfWork {
     seen: BTreeSet<(String, String)>,
     /// Deliveries looked up ahead (`prefetch_deliveries`), and which of them the store held.
     looked_up: BTreeSet<(String, String)>,
-    stored: BTreeSet<(String, String)>,
+    delivered_before: BTreeSet<(String, String)>,
     head: (i64, String),
+    /// What each incident and change read or written in this unit contributes to the report
+    /// as it stands in the transaction (`None`: not there yet), so a flush can take the old
+    /// contribution away from the rollups without reading the record again.
+    stored: HashMap<(Kind, String), Option<Contribution>>,
+}
+
+/// A record's place and figures in the report's rollups (`report::contribution`).
+type Contribution = (NaiveDate, String, Tally);
+
+/// Whether a record of this kind is counted in the report's rollups.
+fn rolled_up(kind: Kind) -> bool {
+    matches!(kind, Kind::Incident | Kind::Change)
 }
 
 impl UnitOfWork {
@@ -61,8 +74,9 @@ impl UnitOfWork {
             deliveries: Vec::new(),
             seen: BTreeSet::new(),
             looked_up: BTreeSet::new(),
-            stored: BTreeSet::new(),
+            delivered_before: BTreeSet::new(),
             head,
+            stored: HashMap::new(),
         }
     }
 
@@ -74,9 +88,24 @@ impl UnitOfWork {
         if let Some(r) = self.read.get(&id) {
             return Ok(r.clone());
         }
-        let r = self.tx.get(kind, key).await?;
-        self.read.insert(id, r.clone());
-        Ok(r)
+        let found = self.tx.get(kind, key).await?;
+        if rolled_up(kind) {
+            self.remember_stored(kind, key.to_string(), found.as_ref());
+        }
+        self.read.insert(id, found.clone());
+        Ok(found)
+    }
+
+    /// Notes a record as the transaction holds it (read from it, or just written to it).
+    fn remember_stored(&mut self, kind: Kind, key: String, record: Option<&Record>) {
+        self.stored
+            .insert((kind, key), record.and_then(report::contribution));
+    }
+
+    fn remember_all(&mut self, records: &[Record]) {
+        for r in records.iter().filter(|r| rolled_up(r.kind())) {
+            self.remember_stored(r.kind(), r.key(), Some(r));
+        }
     }
 
     /// Hands out the next number of a kind. Numbers are never reused: the counter is kept in
@@ -88,6 +117,11 @@ impl UnitOfWork {
         };
         let n = last + 1;
         self.counters.insert(kind, n);
+        if rolled_up(kind) {
+            // Numbers are never reused, so no record has this one yet.
+            self.stored
+                .insert((kind, RecordId::new(kind, n).to_string()), None);
+        }
         if !self.dirty_counters.contains(&kind) {
             self.dirty_counters.push(kind);
         }
@@ -125,7 +159,7 @@ impl UnitOfWork {
     ) -> Result<bool> {
         let key = (platform.to_string(), id.to_string());
         let stored = if self.looked_up.contains(&key) {
-            self.stored.contains(&key)
+            self.delivered_before.contains(&key)
         } else {
             self.tx.delivery_seen(platform, id).await?
         };
@@ -147,7 +181,8 @@ impl UnitOfWork {
         if keys.is_empty() {
             return Ok(());
         }
-        self.stored.extend(self.tx.deliveries_seen(&keys).await?);
+        self.delivered_before
+            .extend(self.tx.deliveries_seen(&keys).await?);
         self.looked_up.extend(keys);
         Ok(())
     }
@@ -171,7 +206,9 @@ impl UnitOfWork {
 
     pub async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>> {
         self.flush().await?;
-        self.tx.list(q).await
+        let records = self.tx.list(q).await?;
+        self.remember_all(&records);
+        Ok(records)
     }
 
     pub async fn audit_for(&mut self, record: &str, limit: i64) -> Result<Vec<AuditEntry>> {
@@ -186,9 +223,22 @@ impl UnitOfWork {
         limit: i64,
     ) -> Result<Vec<Record>> {
         self.flush().await?;
-        self.tx
+        let records = self
+            .tx
             .due(&crate::domain::audit::format_time(now), limit)
-            .await
+            .await?;
+        self.remember_all(&records);
+        Ok(records)
+    }
+
+    /// The report rollups of `from..=to`, seeing this batch's own writes.
+    pub async fn report_rollups(
+        &mut self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<(String, Tally)>> {
+        self.flush().await?;
+        self.tx.report_rollups(from, to).await
     }
 
     pub async fn grants(&mut self) -> Result<Vec<Grant>> {
@@ -198,8 +248,28 @@ impl UnitOfWork {
 
     /// Writes everything staged so far into the transaction (not yet committed).
     pub async fn flush(&mut self) -> Result<()> {
+        let records: Vec<(Record, String)> =
+            std::mem::take(&mut self.staged).into_values().collect();
+        let mut rollups = Rollups::default();
+        for (r, _) in records.iter().filter(|(r, _)| rolled_up(r.kind())) {
+            let key = (r.kind(), r.key());
+            let before = match self.stored.remove(&key) {
+                Some(before) => before,
+                // Saved without being read through this unit (not expected): read it now.
+                None => self
+                    .tx
+                    .get(key.0, &key.1)
+                    .await?
+                    .as_ref()
+                    .and_then(report::contribution),
+            };
+            let after = report::contribution(r);
+            rollups.replace(before.as_ref(), after.as_ref());
+            self.stored.insert(key, after);
+        }
         let w = WriteSet {
-            records: std::mem::take(&mut self.staged).into_values().collect(),
+            records,
+            rollups,
             counters: self
                 .dirty_counters
                 .drain(..)

@@ -25,6 +25,7 @@ mod outbox_faults;
 mod paging;
 mod process_rules;
 mod report;
+mod report_rollups;
 mod rooms;
 mod slack;
 mod smoke;
