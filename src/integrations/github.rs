@@ -17,11 +17,11 @@ use serde_json::{json, Value};
 use crate::domain::command::{Command, CommitRef, GithubCmd, PullRequestRef};
 use crate::domain::gitflow::{pr_status, GateChange, STATUS_CONTEXT};
 use crate::domain::ids::{Actor, Kind, RecordId};
-use crate::domain::records::{Change, LinkKind, Record};
+use crate::domain::records::{repo_term, Change, LinkKind, Record};
 use crate::domain::reply::Event;
 use crate::ledger::{Ledger, Router};
 use crate::outbox::{outbox_op, Deliver, DeliveryError};
-use crate::store::{ListQuery, NewOutbox, OutboxItem, Store};
+use crate::store::{NewOutbox, OutboxItem, Store, TermQuery};
 
 use super::{load, store_retry};
 
@@ -388,21 +388,19 @@ impl GithubDeliverer {
         };
         let inst = installation(item);
         // The previous release of the same repository is the compare base.
-        let mut q = ListQuery::new(Kind::Release, 10_000);
-        q.after = None;
+        let mut q = TermQuery::new(Kind::Release, repo_term(&repo));
+        q.before = Some(rel.id.n);
+        q.limit = Some(1);
         let previous = self
             .store()
-            .list(&q)
+            .find(&q)
             .await
             .map_err(store_retry)?
             .into_iter()
-            .filter_map(|r| match r {
-                Record::Release(r) if r.repo.as_deref() == Some(&repo) && r.id.n < rel.id.n => {
-                    Some(r)
-                }
+            .find_map(|r| match r {
+                Record::Release(r) if r.repo.as_deref() == Some(&repo) => Some(r),
                 _ => None,
-            })
-            .next_back();
+            });
         let commits = match previous {
             Some(p) => {
                 self.api

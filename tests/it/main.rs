@@ -23,6 +23,7 @@ mod outbox;
 mod outbox_faults;
 mod paging;
 mod process_rules;
+mod record_terms;
 mod report;
 mod rooms;
 mod slack;
