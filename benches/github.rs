@@ -164,6 +164,7 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     raw_inserts_per_sec: f64,
+    note: String,
 }
 
 async fn drive(
@@ -180,10 +181,13 @@ async fn drive(
         "  seeded {changes} changes and {releases} releases in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    // With a token, each linked pull request also queues its status and comment for GitHub's
+    // API (a local fake here); `BENCH_GITHUB_API=0` leaves the API out, the webhook alone.
+    let api = env_u64("BENCH_GITHUB_API", 1) != 0;
     let args = ServeArgs {
         integrations: Integrations {
             github_webhook_secret: Some(SECRET.to_string().into()),
-            github_token: Some("ghp_bench".to_string().into()),
+            github_token: api.then(|| "ghp_bench".to_string().into()),
             github_api_url: fake_github().await,
             ..Integrations::default()
         },
@@ -205,6 +209,21 @@ async fn drive(
         deliver(&client, &url, format!("warm-{i}"), body).await;
     }
     let per_task = deliveries / concurrency;
+    let metric = |name: &str| {
+        running
+            .ledger
+            .metrics()
+            .render()
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let (batches, busy) = (
+        metric("opsledger_write_batch_commands_count"),
+        metric("opsledger_write_batch_seconds_sum"),
+    );
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..concurrency {
@@ -238,6 +257,13 @@ async fn drive(
         lat.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed();
+    let note = format!(
+        "{:.1} commands per commit, writer busy {:.0}% of the time, GitHub API {}, {} outbox items pending at the end",
+        lat.len() as f64 / (metric("opsledger_write_batch_commands_count") - batches).max(1.0),
+        100.0 * (metric("opsledger_write_batch_seconds_sum") - busy) / elapsed.as_secs_f64(),
+        if api { "on" } else { "off" },
+        metric("opsledger_outbox_pending"),
+    );
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     // The deliveries did what they say: a chat-linked pull request keeps its change linked.
@@ -254,19 +280,29 @@ async fn drive(
         p50: pct(0.50),
         p99: pct(0.99),
         raw_inserts_per_sec: common::bench::raw_insert_rate(db.url()).await,
+        note,
     }
 }
 
-fn print(backend: &str, f: &Figures, deliveries: u64, concurrency: u64, target: Option<f64>) {
+fn print(
+    backend: &str,
+    f: &Figures,
+    deliveries: u64,
+    concurrency: u64,
+    full: bool,
+    target: Option<f64>,
+) {
     println!(
-        "{backend:<10} {deliveries} pull_request deliveries, {concurrency} concurrent clients: {:>7.0} deliveries/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+        "{backend:<10} {deliveries} pull_request deliveries, {concurrency} concurrent clients: {:>7.0} deliveries/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({})",
         f.per_sec,
         f.p50.as_secs_f64() * 1e3,
         f.p99.as_secs_f64() * 1e3,
+        f.note,
     );
     let verdict = match target {
         Some(t) if f.per_sec >= t => format!("target {t:.0}/s: met"),
         Some(t) => format!("target {t:.0}/s: NOT met"),
+        None if full => "no target set for this backend".to_string(),
         None => "smoke run in a test build; `cargo bench` gives the figures".to_string(),
     };
     println!(
@@ -301,12 +337,13 @@ fn main() {
             &f,
             deliveries,
             concurrency,
+            full,
             full.then_some(5_000.0),
         );
         match common::postgres_db().await {
             Some(pg) => {
                 let f = drive(&pg, changes, releases, deliveries, concurrency).await;
-                print("postgres", &f, deliveries, concurrency, None);
+                print("postgres", &f, deliveries, concurrency, full, None);
             }
             None => println!("postgres   skipped: set {} to measure it", common::PG_ENV),
         }

@@ -709,16 +709,13 @@ macro_rules! sql_store {
 
             async fn write(&mut self, w: WriteSet) -> Result<()> {
                 let WriteSet { records, counters, audit, grants, outbox, deliveries } = w;
-                for (platform, id, at) in &deliveries {
-                    sqlx::query(
-                        "INSERT INTO inbound_deliveries (platform, delivery_id, received_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (platform, delivery_id) DO NOTHING",
-                    )
-                    .bind(platform)
-                    .bind(id)
-                    .bind(at)
-                    .execute(&mut *self.tx)
-                    .await?;
+                for chunk in fixed_chunks_owned(deliveries) {
+                    let mut qb = QueryBuilder::<$db>::new("INSERT INTO inbound_deliveries (platform, delivery_id, received_at) ");
+                    qb.push_values(chunk, |mut b, (platform, id, at)| {
+                        b.push_bind(platform).push_bind(id).push_bind(at);
+                    });
+                    qb.push(" ON CONFLICT (platform, delivery_id) DO NOTHING");
+                    qb.build().execute(&mut *self.tx).await?;
                 }
                 replace_terms(&mut *self.tx, &records.iter().map(|(r, _)| r).collect::<Vec<_>>()).await?;
                 for chunk in fixed_chunks_owned(records) {
