@@ -138,7 +138,7 @@ async fn drive(
         commands_per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
-        raw_inserts_per_sec: raw_insert_rate(db.url()).await,
+        raw_inserts_per_sec: common::bench::raw_insert_rate(db.url()).await,
         batches_note: format!(
             "{:.0} commands per commit on average, writer busy {:.0}% of the time",
             (lat.len() + 50) as f64 / batches.max(1.0),
@@ -157,48 +157,6 @@ fn writer_seconds(ledger: &opsledger::ledger::Ledger) -> f64 {
         .and_then(|l| l.split_whitespace().last())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0)
-}
-
-/// Single-row inserts, each its own transaction, on the same database and durability settings.
-async fn raw_insert_rate(url: &str) -> f64 {
-    const N: usize = 300;
-    let started;
-    if url.starts_with("sqlite") {
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-        use std::str::FromStr;
-        let opts = SqliteConnectOptions::from_str(url)
-            .unwrap()
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (id INTEGER PRIMARY KEY, v TEXT)")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        started = Instant::now();
-        for i in 0..N {
-            sqlx::query("INSERT INTO bench_raw (v) VALUES ($1)")
-                .bind(format!("row {i}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_raw (id BIGSERIAL PRIMARY KEY, v TEXT)")
-            .execute(&mut c)
-            .await
-            .unwrap();
-        started = Instant::now();
-        for i in 0..N {
-            sqlx::query("INSERT INTO bench_raw (v) VALUES ($1)")
-                .bind(format!("row {i}"))
-                .execute(&mut c)
-                .await
-                .unwrap();
-        }
-    }
-    N as f64 / started.elapsed().as_secs_f64()
 }
 
 fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target: Option<f64>) {

@@ -1,6 +1,8 @@
 //! The GitHub rules, pure: which changes a pull request or commit names, whether a branch is
 //! protected, what status a pull request's head gets, and which commits escaped the process.
 
+use std::sync::{Arc, Mutex};
+
 use regex::Regex;
 
 use super::ids::{Kind, RecordId};
@@ -10,11 +12,24 @@ use super::status::ChangeStatus;
 /// The status context opsledger sets on pull-request heads.
 pub const STATUS_CONTEXT: &str = "opsledger/change";
 
+/// `pattern` compiled. Compiling costs far more than matching, and every pull request, push
+/// and release commit asks, so the last pattern compiled is kept (the rules rarely change).
+fn change_regex(pattern: &str) -> Option<Arc<Regex>> {
+    static LAST: Mutex<Option<(String, Arc<Regex>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, re)) = last.as_ref().filter(|(p, _)| p == pattern) {
+        return Some(re.clone());
+    }
+    let re = Arc::new(Regex::new(pattern).ok()?);
+    *last = Some((pattern.to_string(), re.clone()));
+    Some(re)
+}
+
 /// The changes `texts` name under the rules' `change_pattern` (its first group is the number),
 /// in order of first mention, without duplicates.
 pub fn changes_named(policy: &Policy, texts: &[&str]) -> Vec<RecordId> {
     // The pattern was validated when the rules were loaded; an invalid one names nothing.
-    let Ok(re) = Regex::new(&policy.change_pattern) else {
+    let Some(re) = change_regex(&policy.change_pattern) else {
         return Vec::new();
     };
     let mut out = Vec::new();

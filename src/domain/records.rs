@@ -512,6 +512,31 @@ impl Record {
         }
     }
 
+    /// The keys the store indexes this record by, so that GitHub's events find the records
+    /// they are about without a scan: for a change, each pull request it links; for a release
+    /// of a repository, the repository, its tag and each of its commits. Sorted, no repeats.
+    pub fn index_terms(&self) -> Vec<String> {
+        let mut terms: Vec<String> = match self {
+            Record::Change(c) => c
+                .links
+                .iter()
+                .filter(|l| l.kind == LinkKind::PullRequest)
+                .filter_map(|l| l.number.map(|n| pr_term(&l.repo, n)))
+                .collect(),
+            Record::Release(r) => match &r.repo {
+                Some(repo) => [repo_term(repo), tag_term(repo, &r.version)]
+                    .into_iter()
+                    .chain(r.commits.iter().map(|sha| sha_term(repo, sha)))
+                    .collect(),
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        terms.sort();
+        terms.dedup();
+        terms
+    }
+
     /// The JSON the API serves and the store keeps.
     pub fn to_json(&self) -> serde_json::Value {
         // Serialising these plain structs cannot fail: every map key is a string.
@@ -539,10 +564,121 @@ impl Record {
     }
 }
 
+/// Whether records of `kind` carry index terms (`Record::index_terms`): the store keeps the
+/// terms of these kinds only, and replaces them whenever such a record is written.
+pub fn has_index_terms(kind: Kind) -> bool {
+    matches!(kind, Kind::Change | Kind::Release)
+}
+
+/// The index term of pull request `repo#number`, carried by the changes that link it.
+pub fn pr_term(repo: &str, number: u64) -> String {
+    format!("pr:{repo}#{number}")
+}
+
+/// The index term of a repository, carried by its releases.
+pub fn repo_term(repo: &str) -> String {
+    format!("repo:{repo}")
+}
+
+/// The index term of tag `version` of `repo`, carried by the release of that version.
+pub fn tag_term(repo: &str, version: &str) -> String {
+    format!("tag:{repo}@{version}")
+}
+
+/// The index term of commit `sha` of `repo`, carried by the releases that contain it.
+pub fn sha_term(repo: &str, sha: &str) -> String {
+    format!("sha:{repo}@{sha}")
+}
+
 /// The serde name of a status value (`in_progress`), which is also what the API shows.
 fn status_name<T: Serialize>(status: &T) -> String {
     match serde_json::to_value(status) {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::NewChange;
+
+    fn at() -> DateTime<Utc> {
+        "2026-11-30T10:00:00Z".parse().unwrap()
+    }
+
+    fn change(links: Vec<Link>) -> Record {
+        let new = NewChange {
+            title: "Upgrade db".into(),
+            change_type: ChangeType::Normal,
+            risk: None,
+            service: None,
+            window: None,
+            template: None,
+        };
+        let actor = Actor::parse("console:alice").unwrap();
+        let mut c = Change::request(RecordId::new(Kind::Change, 4), new, &actor, at());
+        c.links = links;
+        Record::Change(c)
+    }
+
+    fn release(repo: Option<&str>, commits: &[&str]) -> Record {
+        let actor = Actor::parse("console:alice").unwrap();
+        let mut r = Release::create(
+            RecordId::new(Kind::Release, 2),
+            "v1.2.0".into(),
+            repo.map(str::to_string),
+            Vec::new(),
+            &actor,
+            at(),
+        );
+        r.commits = commits.iter().map(|c| c.to_string()).collect();
+        Record::Release(r)
+    }
+
+    #[test]
+    fn a_change_is_found_by_each_pull_request_it_links_and_not_by_commits() {
+        let commit = Link {
+            kind: LinkKind::Commit,
+            number: None,
+            sha: Some("abc1234".into()),
+            ..Link::pull_request("acme/api", 0)
+        };
+        let rec = change(vec![
+            Link::pull_request("acme/web", 12),
+            commit,
+            Link::pull_request("acme/api", 7),
+            Link::pull_request("acme/api", 7),
+        ]);
+        assert_eq!(
+            rec.index_terms(),
+            vec![pr_term("acme/api", 7), pr_term("acme/web", 12)]
+        );
+        assert_eq!(pr_term("acme/api", 7), "pr:acme/api#7");
+        assert!(change(Vec::new()).index_terms().is_empty());
+    }
+
+    #[test]
+    fn a_release_is_found_by_its_repository_tag_and_commits() {
+        let rec = release(Some("acme/api"), &["bbb", "aaa", "bbb"]);
+        assert_eq!(
+            rec.index_terms(),
+            vec![
+                "repo:acme/api".to_string(),
+                "sha:acme/api@aaa".into(),
+                "sha:acme/api@bbb".into(),
+                "tag:acme/api@v1.2.0".into(),
+            ]
+        );
+        assert_eq!(sha_term("acme/api", "aaa"), "sha:acme/api@aaa");
+        assert_eq!(tag_term("acme/api", "v1.2.0"), "tag:acme/api@v1.2.0");
+        assert_eq!(repo_term("acme/api"), "repo:acme/api");
+    }
+
+    #[test]
+    fn a_release_of_no_repository_and_other_kinds_carry_no_terms() {
+        assert!(release(None, &["aaa"]).index_terms().is_empty());
+        assert!(has_index_terms(Kind::Change) && has_index_terms(Kind::Release));
+        assert!(!has_index_terms(Kind::Incident));
     }
 }

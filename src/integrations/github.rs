@@ -17,11 +17,11 @@ use serde_json::{json, Value};
 use crate::domain::command::{Command, CommitRef, GithubCmd, PullRequestRef};
 use crate::domain::gitflow::{pr_status, GateChange, STATUS_CONTEXT};
 use crate::domain::ids::{Actor, Kind, RecordId};
-use crate::domain::records::{Change, LinkKind, Record};
+use crate::domain::records::{repo_term, Change, LinkKind, Record};
 use crate::domain::reply::Event;
 use crate::ledger::{Ledger, Router};
 use crate::outbox::{outbox_op, Deliver, DeliveryError};
-use crate::store::{ListQuery, NewOutbox, OutboxItem, Store};
+use crate::store::{NewOutbox, OutboxItem, Store, TermQuery};
 
 use super::{load, store_retry};
 
@@ -388,21 +388,19 @@ impl GithubDeliverer {
         };
         let inst = installation(item);
         // The previous release of the same repository is the compare base.
-        let mut q = ListQuery::new(Kind::Release, 10_000);
-        q.after = None;
+        let mut q = TermQuery::new(Kind::Release, repo_term(&repo));
+        q.before = Some(rel.id.n);
+        q.limit = Some(1);
         let previous = self
             .store()
-            .list(&q)
+            .find(&q)
             .await
             .map_err(store_retry)?
             .into_iter()
-            .filter_map(|r| match r {
-                Record::Release(r) if r.repo.as_deref() == Some(&repo) && r.id.n < rel.id.n => {
-                    Some(r)
-                }
+            .find_map(|r| match r {
+                Record::Release(r) if r.repo.as_deref() == Some(&repo) => Some(r),
                 _ => None,
-            })
-            .next_back();
+            });
         let commits = match previous {
             Some(p) => {
                 self.api
@@ -652,30 +650,47 @@ impl super::Handlers<GithubConfig> {
             }
             _ => {}
         }
-        let now = crate::domain::audit::format_time(chrono::Utc::now());
-        if !self
-            .ledger
-            .store()
-            .first_delivery(PLATFORM, delivery_id, &now)
-            .await?
-        {
-            tracing::debug!(%delivery_id, "dropped a redelivered GitHub delivery");
-            return Ok(json!({ "ok": "already processed", "delivery": delivery_id }));
-        }
+        let already = || json!({ "ok": "already processed", "delivery": delivery_id });
         let resync = resync_items(&event);
-        if !resync.is_empty() {
-            if self.config.api.is_some() {
-                for i in resync {
-                    super::enqueue(self.ledger.store(), self.outbox.as_ref(), i).await;
-                }
+        let command = if resync.is_empty() {
+            command_for(event)
+        } else {
+            None
+        };
+        let Some((actor, cmd)) = command else {
+            let now = crate::domain::audit::format_time(chrono::Utc::now());
+            if !self
+                .ledger
+                .store()
+                .first_delivery(PLATFORM, delivery_id, &now)
+                .await?
+            {
+                tracing::debug!(%delivery_id, "dropped a redelivered GitHub delivery");
+                return Ok(already());
             }
-            return Ok(json!({ "ok": "statuses will be sent again" }));
-        }
-        let Some((actor, cmd)) = command_for(event) else {
+            if !resync.is_empty() {
+                if self.config.api.is_some() {
+                    for i in resync {
+                        super::enqueue(self.ledger.store(), self.outbox.as_ref(), i).await;
+                    }
+                }
+                return Ok(json!({ "ok": "statuses will be sent again" }));
+            }
             tracing::debug!(event = %event_name, %delivery_id, "ignored a GitHub event opsledger does not use");
             return Ok(json!({ "ok": format!("`{event_name}` is not used") }));
         };
-        let handled = self.ledger.handle(actor, Command::Github(cmd)).await;
+        // The delivery is noted in the command's own write batch (one commit for both, shared
+        // with the batch's other commands), so a delivery whose command failed is acted on
+        // when GitHub sends it again.
+        let delivery = crate::ledger::Delivery::new(PLATFORM, delivery_id);
+        let handled = self
+            .ledger
+            .handle_once(actor, Command::Github(cmd), Some(delivery))
+            .await;
+        if handled.reply.outcome == crate::domain::reply::Outcome::Duplicate {
+            tracing::debug!(%delivery_id, "dropped a redelivered GitHub delivery");
+            return Ok(already());
+        }
         if handled.reply.outcome == crate::domain::reply::Outcome::Failed {
             // Nothing was recorded: forget the delivery so GitHub's redelivery is processed.
             self.ledger

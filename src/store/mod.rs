@@ -104,6 +104,30 @@ pub struct TimelineRow {
     pub hash: String,
 }
 
+/// Which records carry an index term (`Record::index_terms`). Results come newest first
+/// (highest number first), so the first is the latest record the term names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TermQuery {
+    pub kind: Kind,
+    pub term: String,
+    /// Only records numbered below this.
+    pub before: Option<u64>,
+    /// At most this many; all when `None`.
+    pub limit: Option<i64>,
+}
+
+impl TermQuery {
+    /// Every record of `kind` carrying `term`.
+    pub fn new(kind: Kind, term: String) -> Self {
+        TermQuery {
+            kind,
+            term,
+            before: None,
+            limit: None,
+        }
+    }
+}
+
 /// A role granted at run time with `role grant`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -249,6 +273,8 @@ pub trait Store: Send + Sync + 'static {
     async fn begin(&self) -> Result<Box<dyn StoreTx>>;
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Record>>;
     async fn list(&self, q: &ListQuery) -> Result<Vec<Record>>;
+    /// Records by an index term, through the `record_terms` index (no scan).
+    async fn find(&self, q: &TermQuery) -> Result<Vec<Record>>;
     /// Audit entries with `seq > after`, in order, at most `limit`.
     async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     /// Audit entries with `after < seq <= upto` whose time is in `[period.0, period.1)` (RFC 3339
@@ -391,6 +417,8 @@ pub trait StoreTx: Send {
     fn head(&self) -> (i64, String);
     async fn get(&mut self, kind: Kind, key: &str) -> Result<Option<Record>>;
     async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>>;
+    /// Records by an index term, as committed before this transaction plus its own writes.
+    async fn find(&mut self, q: &TermQuery) -> Result<Vec<Record>>;
     async fn audit_for(&mut self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     async fn grants(&mut self) -> Result<Vec<Grant>>;
     /// `Store::report_rollups`, seeing the transaction's own writes.

@@ -215,7 +215,7 @@ macro_rules! sql_store {
         use $crate::domain::audit::AuditEntry;
         use $crate::domain::command::Role;
         use $crate::domain::ids::{Actor, Kind};
-        use $crate::domain::records::Record;
+        use $crate::domain::records::{has_index_terms, Record};
         use $crate::store::sql::{
             audit_from_row, fixed_chunks_owned, fixed_chunks, key_number, outbox_entry_from_row, outbox_from_row, AuditRow,
             OutboxEntryRow, OutboxRow, AUDIT_COLUMNS, OUTBOX_COLUMNS, OUTBOX_ENTRY_COLUMNS, OUTBOX_HEADS, OUTBOX_PENDING,
@@ -224,7 +224,7 @@ macro_rules! sql_store {
         use $crate::domain::report::{Rollups, Tally};
         use $crate::store::{
             Backend, Grant, GrantChange, ListQuery, ListRecords, OutboxEntry, OutboxItem, RecordPager, Result, Store,
-            StoreError, StoreTx, WriteSet,
+            StoreError, StoreTx, TermQuery, WriteSet,
         };
 
         /// The store on this backend: a connection pool.
@@ -288,6 +288,86 @@ macro_rules! sql_store {
             rows.into_iter()
                 .map(|(d,)| Record::from_json(q.kind, &d).map_err(StoreError::from))
                 .collect()
+        }
+
+        async fn find_in<'e, E: Executor<'e, Database = $db>>(e: E, q: &TermQuery) -> Result<Vec<Record>> {
+            let mut qb = QueryBuilder::<$db>::new(
+                "SELECT r.data FROM record_terms t JOIN records r ON r.kind = t.kind AND r.key = t.key WHERE t.kind = ",
+            );
+            qb.push_bind(q.kind.as_str().to_string());
+            qb.push(" AND t.term = ").push_bind(q.term.clone());
+            if let Some(before) = q.before {
+                qb.push(" AND t.num < ").push_bind(i64::try_from(before).unwrap_or(i64::MAX));
+            }
+            // The primary key (kind, term, num, key) serves the order: a seek, then a short walk.
+            qb.push(" ORDER BY t.num DESC, t.key DESC");
+            if let Some(limit) = q.limit {
+                qb.push(" LIMIT ").push_bind(limit.max(0));
+            }
+            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(e).await?;
+            rows.into_iter()
+                .map(|(d,)| Record::from_json(q.kind, &d).map_err(StoreError::from))
+                .collect()
+        }
+
+        /// Replaces the index terms of `records` (of the kinds that have any) with their current ones.
+        async fn replace_terms(conn: &mut <$db as sqlx::Database>::Connection, records: &[&Record]) -> Result<()> {
+            let mut keys: std::collections::BTreeMap<Kind, Vec<String>> = std::collections::BTreeMap::new();
+            let mut rows: Vec<(Kind, String, i64, String)> = Vec::new();
+            for r in records.iter().filter(|r| has_index_terms(r.kind())) {
+                let key = r.key();
+                let num = key_number(&key);
+                for term in r.index_terms() {
+                    rows.push((r.kind(), term, num, key.clone()));
+                }
+                keys.entry(r.kind()).or_default().push(key);
+            }
+            for (kind, keys) in keys {
+                for chunk in fixed_chunks(&keys) {
+                    let mut qb = QueryBuilder::<$db>::new("DELETE FROM record_terms WHERE kind = ");
+                    qb.push_bind(kind.as_str().to_string()).push(" AND key IN (");
+                    let mut sep = qb.separated(", ");
+                    for k in chunk {
+                        sep.push_bind(k.clone());
+                    }
+                    sep.push_unseparated(")");
+                    qb.build().execute(&mut *conn).await?;
+                }
+            }
+            for chunk in fixed_chunks_owned(rows) {
+                let mut qb = QueryBuilder::<$db>::new("INSERT INTO record_terms (kind, term, num, key) ");
+                qb.push_values(chunk, |mut b, (kind, term, num, key)| {
+                    b.push_bind(kind.as_str().to_string()).push_bind(term).push_bind(num).push_bind(key);
+                });
+                qb.push(" ON CONFLICT DO NOTHING");
+                qb.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Builds the index terms of the records stored before migration 0008 added the index,
+        /// once: the first process to take the marker row does it, in one transaction.
+        async fn backfill_terms(pool: &sqlx::Pool<$db>) -> Result<()> {
+            let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM record_terms_backfill").fetch_one(pool).await?;
+            if pending == 0 {
+                return Ok(());
+            }
+            let mut tx = pool.begin_with($begin).await?;
+            let taken = sqlx::query("DELETE FROM record_terms_backfill").execute(&mut *tx).await?;
+            if taken.rows_affected() == 0 {
+                return Ok(());
+            }
+            for kind in Kind::ALL.into_iter().filter(|k| has_index_terms(*k)) {
+                let mut q = ListQuery::new(kind, 1000);
+                loop {
+                    let page = list_in(&mut *tx, &q).await?;
+                    let Some(last) = page.last() else { break };
+                    q.after = Some(last.key());
+                    replace_terms(&mut *tx, &page.iter().collect::<Vec<_>>()).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
         }
 
         async fn audit_for_in<'e, E: Executor<'e, Database = $db>>(e: E, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
@@ -513,6 +593,7 @@ macro_rules! sql_store {
 
             async fn migrate(&self) -> Result<()> {
                 MIGRATOR.run(&self.pool).await?;
+                backfill_terms(&self.pool).await?;
                 self.build_rollups().await
             }
 
@@ -536,6 +617,10 @@ macro_rules! sql_store {
 
             async fn list(&self, q: &ListQuery) -> Result<Vec<Record>> {
                 list_in(&self.pool, q).await
+            }
+
+            async fn find(&self, q: &TermQuery) -> Result<Vec<Record>> {
+                find_in(&self.pool, q).await
             }
 
             async fn audit_after(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
@@ -851,6 +936,10 @@ macro_rules! sql_store {
                 list_in(&mut *self.tx, q).await
             }
 
+            async fn find(&mut self, q: &TermQuery) -> Result<Vec<Record>> {
+                find_in(&mut *self.tx, q).await
+            }
+
             async fn audit_for(&mut self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
                 audit_for_in(&mut *self.tx, record, after, limit).await
             }
@@ -921,6 +1010,7 @@ macro_rules! sql_store {
                     qb.push(" ON CONFLICT (platform, delivery_id) DO NOTHING");
                     qb.build().execute(&mut *self.tx).await?;
                 }
+                replace_terms(&mut *self.tx, &records.iter().map(|(r, _)| r).collect::<Vec<_>>()).await?;
                 for chunk in fixed_chunks_owned(records) {
                     let mut qb = QueryBuilder::<$db>::new(
                         "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data, due_at) ",

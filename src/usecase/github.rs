@@ -6,19 +6,17 @@ use crate::domain::command::{CommitRef, GithubCmd, PullRequestRef};
 use crate::domain::gitflow::{changes_named, is_protected, pull_requests_merged};
 use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::lifecycle::freeze_message;
-use crate::domain::records::{Change, Incident, Link, LinkKind, Nonconformity, Record, Release};
+use crate::domain::records::{
+    pr_term, sha_term, tag_term, Change, Incident, Link, LinkKind, Nonconformity, Record, Release,
+};
 use crate::domain::reply::{Event, Reply};
-use crate::store::{ListQuery, RecordPager};
+use crate::store::{ListQuery, RecordPager, TermQuery};
 
 use super::{render, Ctx, Handled, Outcome, RefusedOn, UnitOfWork};
 
-const PAGE: i64 = 500;
-
-/// Every record of a kind, a page at a time (releases of a repository, changes linking a PR).
-async fn all(uow: &mut UnitOfWork, kind: Kind) -> Outcome<Vec<Record>> {
-    Ok(RecordPager::new(uow, ListQuery::new(kind, PAGE))
-        .collect()
-        .await?)
+/// The records of a kind carrying an index term, newest first, through the store's index.
+async fn carrying(uow: &mut UnitOfWork, kind: Kind, term: String) -> Outcome<Vec<Record>> {
+    Ok(uow.find(&TermQuery::new(kind, term)).await?)
 }
 
 async fn change(uow: &mut UnitOfWork, id: RecordId) -> Outcome<Option<Change>> {
@@ -312,16 +310,20 @@ async fn release_for(
     sha: &str,
     reference: &str,
 ) -> Outcome<Option<Release>> {
-    let releases = all(uow, Kind::Release).await?;
     let tag = reference.trim_start_matches("refs/tags/");
-    Ok(releases
+    let mut candidates = carrying(uow, Kind::Release, tag_term(repo, tag)).await?;
+    if !sha.is_empty() {
+        candidates.extend(carrying(uow, Kind::Release, sha_term(repo, sha)).await?);
+    }
+    // The terms name the candidates; the test below is the definition, as the scan had it.
+    Ok(candidates
         .into_iter()
-        .rev()
         .filter_map(|r| match r {
             Record::Release(r) if r.repo.as_deref() == Some(repo) => Some(r),
             _ => None,
         })
-        .find(|r| r.version == tag || (!sha.is_empty() && r.commits.iter().any(|c| c == sha))))
+        .filter(|r| r.version == tag || (!sha.is_empty() && r.commits.iter().any(|c| c == sha)))
+        .max_by_key(|r| r.id.n))
 }
 
 async fn release(
@@ -366,7 +368,7 @@ async fn release(
 
 /// The changes that link pull request `repo#number`.
 async fn changes_linking(uow: &mut UnitOfWork, repo: &str, number: u64) -> Outcome<Vec<Change>> {
-    Ok(all(uow, Kind::Change)
+    let mut found: Vec<Change> = carrying(uow, Kind::Change, pr_term(repo, number))
         .await?
         .into_iter()
         .filter_map(|r| match r {
@@ -379,7 +381,10 @@ async fn changes_linking(uow: &mut UnitOfWork, repo: &str, number: u64) -> Outco
             }
             _ => None,
         })
-        .collect())
+        .collect();
+    // In number order, as the scan found them.
+    found.reverse();
+    Ok(found)
 }
 
 async fn release_commits(

@@ -9,7 +9,7 @@ use crate::domain::ids::{Actor, Kind, RecordId};
 use crate::domain::records::Record;
 use crate::domain::report::{self, Rollups, Tally};
 use crate::store::{
-    Grant, GrantChange, ListQuery, ListRecords, NewOutbox, Result, StoreTx, WriteSet,
+    Grant, GrantChange, ListQuery, ListRecords, NewOutbox, Result, StoreTx, TermQuery, WriteSet,
 };
 
 /// One audit entry to append: who did what to which record, the record's stored JSON before
@@ -209,6 +209,45 @@ impl UnitOfWork {
         let records = self.tx.list(q).await?;
         self.remember_all(&records);
         Ok(records)
+    }
+
+    /// Records by an index term (`Record::index_terms`), newest first, seeing this batch's
+    /// staged writes without flushing them: a staged record counts by its staged terms, its
+    /// stored ones no longer.
+    pub async fn find(&mut self, q: &TermQuery) -> Result<Vec<Record>> {
+        let staged: Vec<&Record> = self
+            .staged
+            .iter()
+            .filter(|((kind, _), _)| *kind == q.kind)
+            .map(|(_, (r, _))| r)
+            .collect();
+        // Stored records that are staged are dropped below: ask for as many more.
+        let mut wider = q.clone();
+        wider.limit = q
+            .limit
+            .map(|l| l.saturating_add(i64::try_from(staged.len()).unwrap_or(i64::MAX)));
+        let stored = if staged.is_empty() {
+            self.tx.find(q).await?
+        } else {
+            self.tx.find(&wider).await?
+        };
+        let mut found: Vec<Record> = stored
+            .into_iter()
+            .filter(|r| !self.staged.contains_key(&(r.kind(), r.key())))
+            .collect();
+        let number = |r: &Record| r.number().map_or(0, |id| id.n);
+        found.extend(
+            staged
+                .into_iter()
+                .filter(|r| q.before.is_none_or(|b| number(r) < b))
+                .filter(|r| r.index_terms().contains(&q.term))
+                .cloned(),
+        );
+        found.sort_by_key(|r| std::cmp::Reverse((number(r), r.key())));
+        if let Some(limit) = q.limit {
+            found.truncate(usize::try_from(limit).unwrap_or(0));
+        }
+        Ok(found)
     }
 
     pub async fn audit_for(&mut self, record: &str, limit: i64) -> Result<Vec<AuditEntry>> {

@@ -1,7 +1,7 @@
 //! GitHub end to end: deliveries signed exactly as GitHub signs them (HMAC-SHA256 of the body in
 //! `X-Hub-Signature-256`), payloads shaped like GitHub's (tests/fixtures/github), and a local fake
 //! GitHub REST API (`GITHUB_API_URL`) that records what opsledger sends.
-use crate::common::{self, fake};
+use crate::common::{self, fake, github_signature as signature};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -278,14 +278,6 @@ async fn spawn_github_app(extra_rules: &str, app_auth: bool) -> GithubApp {
         seq: AtomicU64::new(1),
         _db: db,
     }
-}
-
-/// Signs exactly as GitHub does: `sha256=` + hex HMAC-SHA256 of the raw body.
-fn signature(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 impl GithubApp {

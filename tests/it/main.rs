@@ -24,6 +24,7 @@ mod outbox;
 mod outbox_faults;
 mod paging;
 mod process_rules;
+mod record_terms;
 mod report;
 mod report_rollups;
 mod rooms;

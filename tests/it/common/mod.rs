@@ -15,6 +15,7 @@ use opsledger::store::Store;
 use tokio::task::JoinHandle;
 
 pub mod alertmanager;
+pub mod bench;
 pub mod fake;
 pub mod scratch;
 
@@ -240,6 +241,14 @@ pub fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
     mac.update(format!("v0:{ts}:{body}").as_bytes());
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Signs exactly as GitHub does: `sha256=` + hex HMAC-SHA256 of the raw body.
+pub fn github_signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// A server on 127.0.0.1:0 with a fresh database.
