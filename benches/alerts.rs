@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use common::bench::metric;
 use opsledger::app;
 use opsledger::config::{Integrations, ServeArgs};
 use opsledger::domain::ids::Kind;
@@ -367,18 +368,6 @@ async fn drive(db: &common::TestDb, groups: usize, alerts: usize, concurrency: u
         },
         outbox_pending,
     }
-}
-
-/// A counter or histogram sample from the ledger's metrics.
-fn metric(ledger: &opsledger::ledger::Ledger, name: &str) -> f64 {
-    ledger
-        .metrics()
-        .render()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
 }
 
 fn print(

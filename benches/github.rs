@@ -31,13 +31,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const SECRET: &str = "bench-webhook-secret";
 const REPO: &str = "acme/shop";
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn sha(n: u64) -> String {
     format!("{n:040x}")
 }
@@ -183,7 +176,7 @@ async fn drive(
     );
     // With a token, each linked pull request also queues its status and comment for GitHub's
     // API (a local fake here); `BENCH_GITHUB_API=0` leaves the API out, the webhook alone.
-    let api = env_u64("BENCH_GITHUB_API", 1) != 0;
+    let api = common::bench::env_u64("BENCH_GITHUB_API", 1) != 0;
     let args = ServeArgs {
         integrations: Integrations {
             github_webhook_secret: Some(SECRET.to_string().into()),
@@ -209,17 +202,7 @@ async fn drive(
         deliver(&client, &url, format!("warm-{i}"), body).await;
     }
     let per_task = deliveries / concurrency;
-    let metric = |name: &str| {
-        running
-            .ledger
-            .metrics()
-            .render()
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let metric = |name: &str| common::bench::metric(&running.ledger, name);
     let (batches, busy) = (
         metric("opsledger_write_batch_commands_count"),
         metric("opsledger_write_batch_seconds_sum"),
@@ -315,10 +298,11 @@ fn print(
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this as a quick smoke test.
     let full = std::env::args().any(|a| a == "--bench");
-    let changes = env_u64("BENCH_CHANGES", if full { 100_000 } else { 2_000 }).max(10);
-    let releases = env_u64("BENCH_RELEASES", if full { 10_000 } else { 200 });
-    let deliveries = env_u64("BENCH_DELIVERIES", if full { 20_000 } else { 200 });
-    let concurrency = env_u64("BENCH_CONCURRENCY", if full { 64 } else { 8 }).max(1);
+    let changes =
+        common::bench::env_u64("BENCH_CHANGES", if full { 100_000 } else { 2_000 }).max(10);
+    let releases = common::bench::env_u64("BENCH_RELEASES", if full { 10_000 } else { 200 });
+    let deliveries = common::bench::env_u64("BENCH_DELIVERIES", if full { 20_000 } else { 200 });
+    let concurrency = common::bench::env_u64("BENCH_CONCURRENCY", if full { 64 } else { 8 }).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -122,16 +122,7 @@ async fn drive(
     let elapsed = started.elapsed();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    let metric = |name: &str| {
-        ledger
-            .metrics()
-            .render()
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let metric = |name: &str| common::bench::metric(&ledger, name);
     let batches = metric("opsledger_write_batch_commands_count");
     let writer_busy = (writer_seconds(&ledger) - busy_before) / elapsed.as_secs_f64();
     Figures {

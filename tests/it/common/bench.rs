@@ -1,4 +1,5 @@
-//! What the benchmarks share: the raw store figure each reads its result against.
+//! What the benchmarks share: the raw store figure each reads its result against, the ledger's
+//! metrics and their size settings.
 
 use std::time::Instant;
 
@@ -44,4 +45,24 @@ pub async fn raw_insert_rate(url: &str) -> f64 {
         }
     }
     N as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A counter or histogram sample from the ledger's metrics (0 when absent).
+pub fn metric(ledger: &opsledger::ledger::Ledger, name: &str) -> f64 {
+    ledger
+        .metrics()
+        .render()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// A size setting from the environment (`BENCH_...`), else `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
