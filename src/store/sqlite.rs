@@ -56,9 +56,9 @@ async fn watch_commits(
                 if last.is_some_and(|l| l != v) {
                     on_commit();
                     // Copy the new WAL frames into the database here, on this connection's
-                    // thread, so the writer's commits rarely pay for a checkpoint themselves
-                    // (`wal_autocheckpoint` below is only their fallback). PASSIVE waits on
-                    // nobody; what it cannot copy now it copies next time.
+                    // thread, so the writer's own automatic checkpoint (at 1,000 pages of WAL)
+                    // mostly finds the frames copied already. PASSIVE waits on nobody; what it
+                    // cannot copy now it copies next time.
                     if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
                         .execute(&mut *c)
                         .await
@@ -88,11 +88,7 @@ impl SqliteStore {
             // FULL: a committed batch survives power loss; group commit pays for the fsync.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // `serve` checkpoints in the background after commits (`watch_commits`); the
-            // writer checkpoints itself only when the WAL passes 10,000 pages (40 MiB at the
-            // default page size), as it does when `exec` runs alone.
-            .pragma("wal_autocheckpoint", "10000");
+            .foreign_keys(true);
         // One writer at a time (the ledger's batch), and readers beside it: the API and
         // dashboard, the outbox worker, the SLA clock, the commit probe. Eight covers them with
         // room; each connection's page cache is at most 2 MiB (SQLite's default), and one idle
