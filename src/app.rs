@@ -522,13 +522,9 @@ pub async fn verify_audit_upto(
     head_hash: &str,
 ) -> anyhow::Result<(u64, Result<String, crate::domain::audit::ChainError>)> {
     use futures_util::{StreamExt, TryStreamExt};
-    let readers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
-    let ranges = (1..=head_seq.max(0))
-        .step_by(VERIFY_RANGE as usize)
-        .map(|from| (from, (from + VERIFY_RANGE - 1).min(head_seq)));
-    let mut checks = futures_util::stream::iter(ranges)
+    let mut checks = futures_util::stream::iter(audit_ranges(head_seq, VERIFY_RANGE))
         .map(|(from, to)| store.audit_check(from, to))
-        .buffered(readers);
+        .buffered(audit_readers());
     let mut segments = Vec::new();
     while let Some(seg) = checks
         .try_next()
@@ -547,6 +543,19 @@ pub async fn verify_audit_upto(
 
 /// Audit entries per range a verify reads as one query.
 const VERIFY_RANGE: i64 = 100_000;
+
+/// How many ranges of the audit trail are read at once: one reader a core (at least 2, so a
+/// reader waiting on the disk leaves the other working; at most 8 connections).
+pub(crate) fn audit_readers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+/// `1..=head_seq` cut into consecutive ranges of `size` entries, `(from, to)` inclusive.
+pub(crate) fn audit_ranges(head_seq: i64, size: i64) -> impl Iterator<Item = (i64, i64)> {
+    (1..=head_seq.max(0))
+        .step_by(usize::try_from(size.max(1)).unwrap_or(1))
+        .map(move |from| (from, (from + size - 1).min(head_seq)))
+}
 
 /// What `opsledger backup` did.
 #[derive(Debug)]

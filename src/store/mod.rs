@@ -104,6 +104,20 @@ pub struct TimelineRow {
     pub hash: String,
 }
 
+impl From<&crate::domain::audit::EntryRow<'_>> for TimelineRow {
+    fn from(e: &crate::domain::audit::EntryRow<'_>) -> Self {
+        TimelineRow {
+            seq: e.seq,
+            at: e.at.to_string(),
+            actor: e.actor.to_string(),
+            record: e.record.map(str::to_string),
+            action: e.action.to_string(),
+            outcome: e.outcome.to_string(),
+            hash: e.hash.to_string(),
+        }
+    }
+}
+
 /// Which records carry an index term (`Record::index_terms`). Results come newest first
 /// (highest number first), so the first is the latest record the term names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,6 +304,15 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the audit entries with `from <= seq <= to`: each one's hash and the links
     /// between them, reading rows without building entries. `audit::join` joins the ranges.
     async fn audit_check(&self, from: i64, to: i64) -> Result<crate::domain::audit::Segment>;
+    /// `audit_check`, also returning the checked entries whose time is in `[period.0,
+    /// period.1)` as `audit_in_period` would, so an export reads the trail once. The entries
+    /// stop where the check does, at a fault.
+    async fn audit_check_in_period(
+        &self,
+        from: i64,
+        to: i64,
+        period: (&str, &str),
+    ) -> Result<(crate::domain::audit::Segment, Vec<TimelineRow>)>;
     /// The earliest deadline any record is waiting on (RFC 3339, as `format_time` writes it).
     async fn next_due(&self) -> Result<Option<String>>;
     /// The chain head `(seq, hash)` as last committed.

@@ -89,8 +89,16 @@ impl PgStore {
 }
 
 impl PgStore {
-    async fn check_audit_range(&self, from: i64, to: i64) -> Result<crate::domain::audit::Segment> {
-        self.check_audit_range_pooled(from, to).await
+    async fn check_audit_range(
+        &self,
+        from: i64,
+        to: i64,
+        period: Option<(&str, &str)>,
+    ) -> Result<(
+        crate::domain::audit::Segment,
+        Vec<crate::store::TimelineRow>,
+    )> {
+        self.check_audit_range_pooled(from, to, period).await
     }
 
     async fn timeline_page(

@@ -441,7 +441,12 @@ macro_rules! sql_store {
 
             /// `audit_check` through the pool, rows borrowed as they stream.
             #[allow(dead_code)]
-            async fn check_audit_range_pooled(&self, from: i64, to: i64) -> Result<$crate::domain::audit::Segment> {
+            async fn check_audit_range_pooled(
+                &self,
+                from: i64,
+                to: i64,
+                period: Option<(&str, &str)>,
+            ) -> Result<($crate::domain::audit::Segment, Vec<$crate::store::TimelineRow>)> {
                 use futures_util::TryStreamExt;
                 use sqlx::Row;
                 let mut rows = sqlx::query(
@@ -452,6 +457,7 @@ macro_rules! sql_store {
                 .bind(to)
                 .fetch(&self.pool);
                 let mut check = $crate::domain::audit::SegmentCheck::default();
+                let mut timeline = Vec::new();
                 while let Some(row) = rows.try_next().await? {
                     let e = $crate::domain::audit::EntryRow {
                         seq: row.try_get(0)?,
@@ -465,11 +471,14 @@ macro_rules! sql_store {
                         prev_hash: row.try_get(8)?,
                         hash: row.try_get(9)?,
                     };
+                    if period.is_some_and(|(start, end)| e.at >= start && e.at < end) {
+                        timeline.push($crate::store::TimelineRow::from(&e));
+                    }
                     if !check.check(&e) {
                         break;
                     }
                 }
-                Ok(check.finish())
+                Ok((check.finish(), timeline))
             }
         }
 
@@ -885,7 +894,16 @@ macro_rules! sql_store {
             }
 
             async fn audit_check(&self, from: i64, to: i64) -> Result<$crate::domain::audit::Segment> {
-                self.check_audit_range(from, to).await
+                Ok(self.check_audit_range(from, to, None).await?.0)
+            }
+
+            async fn audit_check_in_period(
+                &self,
+                from: i64,
+                to: i64,
+                period: (&str, &str),
+            ) -> Result<($crate::domain::audit::Segment, Vec<$crate::store::TimelineRow>)> {
+                self.check_audit_range(from, to, Some(period)).await
             }
 
             async fn purge_delivered_outbox(&self, before: &str, limit: i64) -> Result<u64> {

@@ -167,7 +167,14 @@ mod bulk {
         Ok(conn)
     }
 
-    pub(super) fn check(path: &Path, from: i64, to: i64) -> Result<Segment, StoreError> {
+    /// Checks `from..=to`; with a period, also returns the entries whose time is in it (the
+    /// export's timeline), so the trail is read once for both.
+    pub(super) fn check(
+        path: &Path,
+        from: i64,
+        to: i64,
+        period: Option<(&str, &str)>,
+    ) -> Result<(Segment, Vec<TimelineRow>), StoreError> {
         let conn = open(path)?;
         let mut stmt = conn
             .prepare(
@@ -177,6 +184,7 @@ mod bulk {
             .map_err(fail)?;
         let mut rows = stmt.query([from, to]).map_err(fail)?;
         let mut check = SegmentCheck::default();
+        let mut timeline = Vec::new();
         while let Some(row) = rows.next().map_err(fail)? {
             let text = |i: usize| -> Result<&str, StoreError> {
                 row.get_ref(i).and_then(|v| Ok(v.as_str()?)).map_err(fail)
@@ -198,11 +206,14 @@ mod bulk {
                 prev_hash: text(8)?,
                 hash: text(9)?,
             };
+            if period.is_some_and(|(start, end)| e.at >= start && e.at < end) {
+                timeline.push(TimelineRow::from(&e));
+            }
             if !check.check(&e) {
                 break;
             }
         }
-        Ok(check.finish())
+        Ok((check.finish(), timeline))
     }
 
     pub(super) fn timeline(
@@ -246,13 +257,29 @@ impl SqliteStore {
         path.is_file().then_some(path)
     }
 
-    async fn check_audit_range(&self, from: i64, to: i64) -> Result<crate::domain::audit::Segment> {
+    async fn check_audit_range(
+        &self,
+        from: i64,
+        to: i64,
+        period: Option<(&str, &str)>,
+    ) -> Result<(
+        crate::domain::audit::Segment,
+        Vec<crate::store::TimelineRow>,
+    )> {
         let Some(path) = self.file() else {
-            return self.check_audit_range_pooled(from, to).await;
+            return self.check_audit_range_pooled(from, to, period).await;
         };
-        tokio::task::spawn_blocking(move || bulk::check(&path, from, to))
-            .await
-            .map_err(|e| StoreError::Invalid(format!("the audit reader stopped: {e}")))?
+        let period = period.map(|(a, b)| (a.to_string(), b.to_string()));
+        tokio::task::spawn_blocking(move || {
+            bulk::check(
+                &path,
+                from,
+                to,
+                period.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+            )
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("the audit reader stopped: {e}")))?
     }
 
     async fn timeline_page(
