@@ -30,6 +30,32 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// CPU time this process has used so far, user and system, in seconds (Linux: `/proc/self/stat`
+/// counts it in USER_HZ ticks, 100 a second on every Linux the project runs on).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// "N core-seconds of CPU, M of the machine's C cores busy on average" over a timed step.
+fn cpu_note(cpu: f64, wall: f64) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "{cpu:.1} core-seconds of CPU, {:.2} of {cores} cores busy on average",
+        cpu / wall.max(f64::EPSILON)
+    )
+}
+
 /// Resident and peak resident memory of this process, in MiB (Linux).
 fn rss() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -234,12 +260,13 @@ fn main() {
         running.stop().await.unwrap();
         let store = db.store().await;
 
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let verified = opsledger::app::verify_audit(&*store).await.unwrap().unwrap();
         println!(
-            "audit verify: {:.1} s ({} entries)",
+            "audit verify: {:.1} s ({} entries); {}",
             t.elapsed().as_secs_f64(),
-            verified.entries
+            verified.entries,
+            cpu_note(cpu_seconds() - cpu, t.elapsed().as_secs_f64())
         );
         // The server's SLA clock may have recorded breaches of the open incidents meanwhile.
         assert!(verified.entries >= audit);
@@ -257,7 +284,7 @@ fn main() {
 
         let out = tempfile::tempdir().unwrap();
         let (before, _) = rss();
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         let summary = opsledger::export::export(
             &*store,
             Some(today - Duration::days(89)),
@@ -269,6 +296,7 @@ fn main() {
         .await
         .unwrap();
         let (after, peak) = rss();
+        let export_cpu = cpu_note(cpu_seconds() - cpu, t.elapsed().as_secs_f64());
         let incidents_exported = summary
             .clause_records
             .iter()
@@ -277,7 +305,7 @@ fn main() {
             .unwrap_or(0);
         println!(
             "export of 90 days: {:.1} s ({incidents_exported} incidents, {} audit entries in the timeline); \
-             resident memory {before} MiB before, {after} MiB after, peak {peak} MiB",
+             resident memory {before} MiB before, {after} MiB after, peak {peak} MiB; {export_cpu}",
             t.elapsed().as_secs_f64(),
             summary.timeline_entries
         );

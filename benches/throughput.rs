@@ -8,6 +8,12 @@
 //! (default 1,000): the cost of finding and failing that command alone (the writer splits its
 //! batch in halves), as a ratio against the clean run.
 //!
+//! The ceiling beside it: the clean run's own rows (records and audit entries, their JSON made
+//! beforehand) written again into a fresh database in batches of the size the writer made, with
+//! nothing else: what the store alone does with these rows on this machine, so the ledger's
+//! figure reads as a share of it. Both run with `serve`'s commit watcher, which on SQLite
+//! checkpoints the WAL off the writer's path.
+//!
 //! `cargo bench --bench throughput` (PostgreSQL when `OPSLEDGER_TEST_POSTGRES_URL` is set).
 //! `BENCH_COMMANDS` and `BENCH_CONCURRENCY` override the defaults.
 
@@ -16,8 +22,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use opsledger::domain::audit::AuditEntry;
+use opsledger::domain::ids::Kind;
 use opsledger::domain::policy::Policy;
 use opsledger::domain::reply::Outcome;
+use opsledger::domain::report::{contribution, Rollups};
+use opsledger::store::{ListQuery, RecordPager, Store, WriteSet};
 use sqlx::Connection;
 
 // The same allocator as the `opsledger` binary, so the figures are the binary's.
@@ -36,6 +48,8 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     raw_inserts_per_sec: f64,
+    /// The store alone with the clean run's rows, commands/s (`store_alone`).
+    store_alone: Option<f64>,
     batches_note: String,
 }
 
@@ -74,6 +88,7 @@ async fn drive(
     poison_every: Option<usize>,
 ) -> Figures {
     let store = db.store().await;
+    let _watcher = watch(&store);
     if poison_every.is_some() {
         poison(db.url()).await;
     }
@@ -125,17 +140,94 @@ async fn drive(
     let metric = |name: &str| common::bench::metric(&ledger, name);
     let batches = metric("opsledger_write_batch_commands_count");
     let writer_busy = (writer_seconds(&ledger) - busy_before) / elapsed.as_secs_f64();
+    let per_commit = (lat.len() + 50) as f64 / batches.max(1.0);
+    let store_alone = match poison_every {
+        Some(_) => None,
+        None => {
+            let fresh = if db.url().starts_with("sqlite") {
+                Some(common::sqlite_db())
+            } else {
+                common::postgres_db().await
+            };
+            match fresh {
+                Some(fresh) => Some(store_alone(&store, &fresh, per_commit.round() as usize).await),
+                None => None,
+            }
+        }
+    };
     Figures {
+        store_alone,
         commands_per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
         raw_inserts_per_sec: common::bench::raw_insert_rate(db.url()).await,
         batches_note: format!(
             "{:.0} commands per commit on average, writer busy {:.0}% of the time",
-            (lat.len() + 50) as f64 / batches.max(1.0),
+            per_commit,
             writer_busy * 100.0
         ),
     }
+}
+
+/// `serve`'s commit watcher on the store (on SQLite it also checkpoints the WAL after commits).
+fn watch(store: &std::sync::Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let _ = store.watch_commits(std::sync::Arc::new(|| {})).await;
+    })
+}
+
+/// What the store alone does with the rows a run wrote: every record and audit entry read back
+/// from `from`, their JSON made, then written into `into` in transactions of `batch` commands
+/// (with the counters and rollups a batch writes), timed. Commands per second.
+async fn store_alone(from: &Arc<dyn Store>, into: &common::TestDb, batch: usize) -> f64 {
+    let mut records = Vec::new();
+    let mut pager = RecordPager::new(&**from, ListQuery::new(Kind::Incident, 1_000));
+    while let Some(page) = pager.next_page().await.expect("read the run's records") {
+        records.extend(page);
+    }
+    let mut audit = Vec::new();
+    loop {
+        let after = audit.last().map_or(0, |e: &AuditEntry| e.seq);
+        let page = from
+            .audit_after(after, 10_000)
+            .await
+            .expect("read the run's audit");
+        if page.is_empty() {
+            break;
+        }
+        audit.extend(page);
+    }
+    let batches = records.len().div_ceil(batch.max(1)).max(1);
+    let per_batch = audit.len().div_ceil(batches).max(1);
+    let mut sets = Vec::with_capacity(batches);
+    let mut entries = audit.chunks(per_batch);
+    for chunk in records.chunks(batch.max(1)) {
+        let mut rollups = Rollups::default();
+        for r in chunk {
+            rollups.replace(None, contribution(r).as_ref());
+        }
+        let last = chunk.iter().filter_map(|r| r.number()).map(|id| id.n).max();
+        sets.push(WriteSet {
+            records: chunk
+                .iter()
+                .map(|r| (r.clone(), r.to_json_string()))
+                .collect(),
+            counters: last.map(|n| (Kind::Incident, n)).into_iter().collect(),
+            audit: entries.next().map(<[_]>::to_vec).unwrap_or_default(),
+            rollups,
+            ..WriteSet::default()
+        });
+    }
+    let store = into.store().await;
+    let _watcher = watch(&store);
+    let started = Instant::now();
+    for w in sets {
+        let mut tx = store.begin().await.expect("begin");
+        tx.write(w).await.expect("write");
+        tx.commit().await.expect("commit");
+    }
+    records.len() as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Seconds the ledger's writer has spent applying and committing batches so far.
@@ -168,6 +260,12 @@ fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target
         f.raw_inserts_per_sec,
         f.commands_per_sec / f.raw_inserts_per_sec,
     );
+    if let Some(ceiling) = f.store_alone {
+        println!(
+            "{backend:<10} store alone, the run's rows written again in batches of the same size: {ceiling:>8.0} commands/s  -> the ledger makes {:.0}% of it",
+            100.0 * f.commands_per_sec / ceiling,
+        );
+    }
 }
 
 fn print_poisoned(backend: &str, clean: &Figures, poisoned: &Figures, every: usize) {

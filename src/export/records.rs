@@ -174,140 +174,244 @@ impl DataFiles {
     }
 }
 
+/// What the reading side hands the writing side: a record type starts, or a page of it.
+enum Part {
+    Kind(Kind),
+    Page(Vec<Record>),
+}
+
 /// Reads every record once and writes the data files; returns the clause rows and the report.
+/// Pages are read (and their stored JSON decoded) here while the page before is written on a
+/// blocking thread, since the two take about as long.
 pub(super) async fn pass(
     store: &dyn Store,
     out: &Path,
     days: Period,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Records> {
-    let mut clauses: Vec<ClauseRows> = CLAUSES.iter().map(|c| ClauseRows::new(*c)).collect();
-    let page = |n: &str| CLAUSES.iter().position(|c| c.number == n).unwrap_or(0);
-    let mut security = DataFiles::new(out, "security-incidents", Kind::Incident, true)?;
-    let mut reviews = DataFiles::new(out, "change-reviews", Kind::Change, false)?;
-    let mut approvals = csv::Writer::from_writer(create(out, "approvals.csv")?);
-    approvals.write_record(["change", "voter", "decision", "comment", "at"])?;
-    let mut pages = csv::Writer::from_writer(create(out, "pages.csv")?);
-    pages.write_record([
-        "incident",
-        "chain",
-        "step",
-        "round",
-        "target",
-        "who",
-        "via",
-        "at",
-        "outside_working_hours",
-        "delivered",
-        "acknowledged_by",
-        "acknowledged_at",
-    ])?;
-    let mut report = ReportBuilder::new(days.from, days.to);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Part>(2);
+    let (dir, progress) = (out.to_path_buf(), bar.clone());
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<Records> {
+        let mut sink = Sink::new(&dir, days)?;
+        while let Some(part) = rx.blocking_recv() {
+            match part {
+                Part::Kind(kind) => sink.start(kind)?,
+                Part::Page(page) => sink.page(&page, &progress)?,
+            }
+        }
+        sink.finish()
+    });
+    let read = async move {
+        for kind in Kind::ALL {
+            // A send fails only when the writer stopped; its error is the one returned.
+            if tx.send(Part::Kind(kind)).await.is_err() {
+                return anyhow::Ok(());
+            }
+            let mut pager = RecordPager::new(store, ListQuery::new(kind, PAGE));
+            while let Some(page) = pager.next_page().await.context("cannot read the records")? {
+                if tx.send(Part::Page(page)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    };
+    let read = read.await;
+    let written = writer.await.context("the record writer stopped")?;
+    read?;
+    written
+}
 
-    for kind in Kind::ALL {
-        let mut files = DataFiles::new(out, kind.collection(), kind, true)?;
+/// The files, clause rows and report the record pass writes into, a page at a time.
+struct Sink {
+    out: std::path::PathBuf,
+    days: Period,
+    clauses: Vec<ClauseRows>,
+    security: DataFiles,
+    reviews: DataFiles,
+    approvals: csv::Writer<BufWriter<File>>,
+    pages: csv::Writer<BufWriter<File>>,
+    report: ReportBuilder,
+    /// The record type being written: its files, its clause page, whether its records are
+    /// listed there, and whether it is current state (all of it) or what the period created.
+    kind: Option<(Kind, DataFiles, usize, bool, bool)>,
+}
+
+fn page_of(number: &str) -> usize {
+    CLAUSES.iter().position(|c| c.number == number).unwrap_or(0)
+}
+
+impl Sink {
+    fn new(out: &Path, days: Period) -> anyhow::Result<Self> {
+        let security = DataFiles::new(out, "security-incidents", Kind::Incident, true)?;
+        let reviews = DataFiles::new(out, "change-reviews", Kind::Change, false)?;
+        let mut approvals = csv::Writer::from_writer(create(out, "approvals.csv")?);
+        approvals.write_record(["change", "voter", "decision", "comment", "at"])?;
+        let mut pages = csv::Writer::from_writer(create(out, "pages.csv")?);
+        pages.write_record([
+            "incident",
+            "chain",
+            "step",
+            "round",
+            "target",
+            "who",
+            "via",
+            "at",
+            "outside_working_hours",
+            "delivered",
+            "acknowledged_by",
+            "acknowledged_at",
+        ])?;
+        Ok(Sink {
+            out: out.to_path_buf(),
+            days,
+            clauses: CLAUSES.iter().map(|c| ClauseRows::new(*c)).collect(),
+            security,
+            reviews,
+            approvals,
+            pages,
+            report: ReportBuilder::new(days.from, days.to),
+            kind: None,
+        })
+    }
+
+    /// Closes the previous type's files and opens this one's.
+    fn start(&mut self, kind: Kind) -> anyhow::Result<()> {
+        if let Some((_, files, ..)) = self.kind.take() {
+            files.finish()?;
+        }
+        let files = DataFiles::new(&self.out, kind.collection(), kind, true)?;
         let clause = match kind {
-            Kind::Service | Kind::Ci => page("8.2.6"),
-            Kind::Change => page("8.5.1.2"),
-            Kind::Release => page("8.5.3"),
-            Kind::Incident => page("8.6.1"),
-            Kind::Request => page("8.6.2"),
-            Kind::Problem => page("8.6.3"),
-            Kind::Nonconformity => page("10.1"),
+            Kind::Service | Kind::Ci => page_of("8.2.6"),
+            Kind::Change => page_of("8.5.1.2"),
+            Kind::Release => page_of("8.5.3"),
+            Kind::Incident => page_of("8.6.1"),
+            Kind::Request => page_of("8.6.2"),
+            Kind::Problem => page_of("8.6.3"),
+            Kind::Nonconformity => page_of("10.1"),
             // Alert groups are 9.1's data files; its page lists the incidents they raised.
-            Kind::Alert => page("9.1"),
+            Kind::Alert => page_of("9.1"),
             // Who was on call, beyond the rules file's rotation: data files of 8.6.1.
-            Kind::Oncall => page("8.6.1"),
+            Kind::Oncall => page_of("8.6.1"),
         };
         let listed = !matches!(kind, Kind::Alert | Kind::Oncall);
         // Configuration information is the current state; the rest is what the period created.
         let current = matches!(kind, Kind::Service | Kind::Ci);
-        let mut pager = RecordPager::new(store, ListQuery::new(kind, PAGE));
-        while let Some(batch) = pager.next_page().await.context("cannot read the records")? {
-            for r in &batch {
-                report.add(r);
-                if !current && !days.contains(r.created_at()) {
-                    continue;
-                }
-                let json = r.to_json();
-                files.add(r, &json)?;
-                if listed {
-                    clauses[clause].add(r);
-                }
-                if let Record::Incident(i) = r {
-                    let time = |t: chrono::DateTime<chrono::Utc>| {
-                        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-                    };
-                    if let Some(e) = &i.escalation {
-                        for p in &e.pages {
-                            pages.write_record([
-                                i.id.to_string(),
-                                e.chain.clone(),
-                                p.step.to_string(),
-                                (p.round + 1).to_string(),
-                                p.target.clone(),
-                                p.who.clone(),
-                                p.via.join("; "),
-                                time(p.at),
-                                p.outside_hours.to_string(),
-                                p.delivered
-                                    .iter()
-                                    .map(|d| format!("{} {}", d.via, time(d.at)))
-                                    .collect::<Vec<_>>()
-                                    .join("; "),
-                                p.acknowledged_by
-                                    .as_ref()
-                                    .map(|a| a.to_string())
-                                    .unwrap_or_default(),
-                                p.acknowledged_at.map(time).unwrap_or_default(),
-                            ])?;
-                        }
+        self.kind = Some((kind, files, clause, listed, current));
+        Ok(())
+    }
+
+    fn page(&mut self, batch: &[Record], bar: &indicatif::ProgressBar) -> anyhow::Result<()> {
+        let Sink {
+            days,
+            clauses,
+            security,
+            reviews,
+            approvals,
+            pages,
+            report,
+            kind,
+            ..
+        } = self;
+        let Some((kind, files, clause, listed, current)) = kind.as_mut() else {
+            anyhow::bail!("a page of records came before its type");
+        };
+        let (kind, clause, listed, current) = (*kind, *clause, *listed, *current);
+        let page = page_of;
+        for r in batch {
+            report.add(r);
+            if !current && !days.contains(r.created_at()) {
+                continue;
+            }
+            let json = r.to_json();
+            files.add(r, &json)?;
+            if listed {
+                clauses[clause].add(r);
+            }
+            if let Record::Incident(i) = r {
+                let time =
+                    |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                if let Some(e) = &i.escalation {
+                    for p in &e.pages {
+                        pages.write_record([
+                            i.id.to_string(),
+                            e.chain.clone(),
+                            p.step.to_string(),
+                            (p.round + 1).to_string(),
+                            p.target.clone(),
+                            p.who.clone(),
+                            p.via.join("; "),
+                            time(p.at),
+                            p.outside_hours.to_string(),
+                            p.delivered
+                                .iter()
+                                .map(|d| format!("{} {}", d.via, time(d.at)))
+                                .collect::<Vec<_>>()
+                                .join("; "),
+                            p.acknowledged_by
+                                .as_ref()
+                                .map(|a| a.to_string())
+                                .unwrap_or_default(),
+                            p.acknowledged_at.map(time).unwrap_or_default(),
+                        ])?;
                     }
                 }
-                match r {
-                    Record::Incident(i) if i.alert.is_some() => {
-                        clauses[page("9.1")].add(r);
-                        if i.security {
-                            security.add(r, &json)?;
-                            clauses[page("8.7.3.3")].add(r);
-                        }
-                    }
-                    Record::Incident(i) if i.security => {
+            }
+            match r {
+                Record::Incident(i) if i.alert.is_some() => {
+                    clauses[page("9.1")].add(r);
+                    if i.security {
                         security.add(r, &json)?;
                         clauses[page("8.7.3.3")].add(r);
                     }
-                    Record::Change(c) => {
-                        for a in &c.approvals {
-                            approvals.write_record([
-                                c.id.to_string(),
-                                a.voter.to_string(),
-                                cell(&serde_json::to_value(a.decision).unwrap_or_default()),
-                                a.comment.clone().unwrap_or_default(),
-                                a.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                            ])?;
-                        }
-                        if c.review.is_some() {
-                            reviews.add(r, &json)?;
-                            clauses[page("10.2")].add(r);
-                        }
-                    }
-                    _ => {}
                 }
-                bar.set_message(format!("{}: {}", kind.collection(), files.rows));
-                bar.tick();
+                Record::Incident(i) if i.security => {
+                    security.add(r, &json)?;
+                    clauses[page("8.7.3.3")].add(r);
+                }
+                Record::Change(c) => {
+                    for a in &c.approvals {
+                        approvals.write_record([
+                            c.id.to_string(),
+                            a.voter.to_string(),
+                            cell(&serde_json::to_value(a.decision).unwrap_or_default()),
+                            a.comment.clone().unwrap_or_default(),
+                            a.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                        ])?;
+                    }
+                    if c.review.is_some() {
+                        reviews.add(r, &json)?;
+                        clauses[page("10.2")].add(r);
+                    }
+                }
+                _ => {}
             }
+            bar.set_message(format!("{}: {}", kind.collection(), files.rows));
+            bar.tick();
         }
-        files.finish()?;
+        Ok(())
     }
-    security.finish()?;
-    reviews.finish()?;
-    approvals.flush()?;
-    pages.flush()?;
 
-    // 9.1: the service report of the period.
-    let report = report.finish();
-    std::fs::write(out.join("report.json"), serde_json::to_vec_pretty(&report)?)
+    fn finish(mut self) -> anyhow::Result<Records> {
+        if let Some((_, files, ..)) = self.kind.take() {
+            files.finish()?;
+        }
+        self.security.finish()?;
+        self.reviews.finish()?;
+        self.approvals.flush()?;
+        self.pages.flush()?;
+        // 9.1: the service report of the period.
+        let report = self.report.finish();
+        std::fs::write(
+            self.out.join("report.json"),
+            serde_json::to_vec_pretty(&report)?,
+        )
         .context("cannot write report.json")?;
-    std::fs::write(out.join("report.txt"), report.to_text()).context("cannot write report.txt")?;
-    Ok(Records { clauses, report })
+        std::fs::write(self.out.join("report.txt"), report.to_text())
+            .context("cannot write report.txt")?;
+        Ok(Records {
+            clauses: self.clauses,
+            report,
+        })
+    }
 }

@@ -176,6 +176,9 @@ pub async fn run(
                 }
             },
         };
+        // Answers are small and written whole: send them at once rather than wait to fill a
+        // segment (Nagle) behind the peer's delayed acknowledgement.
+        let _ = stream.set_nodelay(true);
         let (id, displaced, evicted) = match registry.admit().await {
             Admission::Admitted {
                 id,

@@ -69,16 +69,21 @@ impl PgStore {
     /// Connects to `postgres://...` and applies migrations.
     pub async fn open(url: &str) -> Result<Self> {
         let opts = PgConnectOptions::from_str(url)?;
-        // The writer, the readers (API, dashboard, outbox worker, SLA clock) and `audit verify`'s
-        // parallel ranges; the commit listener has a connection of its own. Each connection is a
-        // server process on the PostgreSQL side, so replicas share the server's
-        // `max_connections` (100 by default) sixteen at a time.
+        // The readers (API, dashboard, outbox worker, SLA clock) and `audit verify`'s parallel
+        // ranges; the write batches and the commit listener have a connection each of their
+        // own. Each connection is a server process on the PostgreSQL side, so replicas share
+        // the server's `max_connections` (100 by default) eighteen at a time.
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
-        let store = PgStore { pool };
+        // The write batches' own connection (`PgStore::writer`), opened at the first batch.
+        let writer = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(opts);
+        let store = PgStore { pool, writer };
         store.migrate().await?;
         Ok(store)
     }

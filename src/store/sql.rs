@@ -227,10 +227,15 @@ macro_rules! sql_store {
             StoreError, StoreTx, TermQuery, WriteSet,
         };
 
-        /// The store on this backend: a connection pool.
+        /// The store on this backend: a connection pool, and one connection of its own for the
+        /// write batches (`begin`).
         #[derive(Debug, Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
+            /// One connection, opened at the first batch and kept: batches taken from the shared
+            /// pool moved from connection to connection, and on SQLite a connection that did not
+            /// make the last commit starts its transaction with its page cache thrown away.
+            writer: sqlx::Pool<$db>,
         }
 
         /// A write transaction holding the chain-head lock.
@@ -552,7 +557,7 @@ macro_rules! sql_store {
 
         impl $store {
             async fn begin_tx(&self) -> Result<$tx> {
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 // The first statement writes, so the lock is taken now and held to commit.
                 let head: (i64, String) =
                     sqlx::query_as($lock_head)
@@ -936,6 +941,7 @@ macro_rules! sql_store {
             }
 
             async fn close(&self) {
+                self.writer.close().await;
                 self.pool.close().await;
             }
         }
