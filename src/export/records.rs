@@ -317,7 +317,6 @@ impl Sink {
             anyhow::bail!("a page of records came before its type");
         };
         let (kind, clause, listed, current) = (*kind, *clause, *listed, *current);
-        let page = page_of;
         for r in batch {
             report.add(r);
             if !current && !days.contains(r.created_at()) {
@@ -359,15 +358,15 @@ impl Sink {
             }
             match r {
                 Record::Incident(i) if i.alert.is_some() => {
-                    clauses[page("9.1")].add(r);
+                    clauses[page_of("9.1")].add(r);
                     if i.security {
                         security.add(r, &json)?;
-                        clauses[page("8.7.3.3")].add(r);
+                        clauses[page_of("8.7.3.3")].add(r);
                     }
                 }
                 Record::Incident(i) if i.security => {
                     security.add(r, &json)?;
-                    clauses[page("8.7.3.3")].add(r);
+                    clauses[page_of("8.7.3.3")].add(r);
                 }
                 Record::Change(c) => {
                     for a in &c.approvals {
@@ -381,7 +380,7 @@ impl Sink {
                     }
                     if c.review.is_some() {
                         reviews.add(r, &json)?;
-                        clauses[page("10.2")].add(r);
+                        clauses[page_of("10.2")].add(r);
                     }
                 }
                 _ => {}

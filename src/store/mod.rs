@@ -104,6 +104,43 @@ pub struct TimelineRow {
     pub hash: String,
 }
 
+/// A checked range of the audit chain with its entries in a period
+/// (`Store::audit_check_in_period`).
+pub type CheckedRange = (crate::domain::audit::Segment, Vec<TimelineRow>);
+
+/// Checks a range's rows in sequence order and keeps those whose time is in the period: what
+/// each backend's reader feeds its rows to.
+pub(crate) struct RangeCheck<'p> {
+    check: crate::domain::audit::SegmentCheck,
+    period: Option<(&'p str, &'p str)>,
+    timeline: Vec<TimelineRow>,
+}
+
+impl<'p> RangeCheck<'p> {
+    pub(crate) fn new(period: Option<(&'p str, &'p str)>) -> Self {
+        RangeCheck {
+            check: Default::default(),
+            period,
+            timeline: Vec::new(),
+        }
+    }
+
+    /// Takes the next row; false once a fault was found (the rows after it are not wanted).
+    pub(crate) fn row(&mut self, e: &crate::domain::audit::EntryRow<'_>) -> bool {
+        if self
+            .period
+            .is_some_and(|(start, end)| e.at >= start && e.at < end)
+        {
+            self.timeline.push(TimelineRow::from(e));
+        }
+        self.check.check(e)
+    }
+
+    pub(crate) fn finish(self) -> CheckedRange {
+        (self.check.finish(), self.timeline)
+    }
+}
+
 impl From<&crate::domain::audit::EntryRow<'_>> for TimelineRow {
     fn from(e: &crate::domain::audit::EntryRow<'_>) -> Self {
         TimelineRow {
@@ -312,7 +349,7 @@ pub trait Store: Send + Sync + 'static {
         from: i64,
         to: i64,
         period: (&str, &str),
-    ) -> Result<(crate::domain::audit::Segment, Vec<TimelineRow>)>;
+    ) -> Result<CheckedRange>;
     /// The earliest deadline any record is waiting on (RFC 3339, as `format_time` writes it).
     async fn next_due(&self) -> Result<Option<String>>;
     /// The chain head `(seq, hash)` as last committed.

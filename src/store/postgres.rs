@@ -99,10 +99,7 @@ impl PgStore {
         from: i64,
         to: i64,
         period: Option<(&str, &str)>,
-    ) -> Result<(
-        crate::domain::audit::Segment,
-        Vec<crate::store::TimelineRow>,
-    )> {
+    ) -> Result<crate::store::CheckedRange> {
         self.check_audit_range_pooled(from, to, period).await
     }
 

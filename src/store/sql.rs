@@ -451,7 +451,7 @@ macro_rules! sql_store {
                 from: i64,
                 to: i64,
                 period: Option<(&str, &str)>,
-            ) -> Result<($crate::domain::audit::Segment, Vec<$crate::store::TimelineRow>)> {
+            ) -> Result<$crate::store::CheckedRange> {
                 use futures_util::TryStreamExt;
                 use sqlx::Row;
                 let mut rows = sqlx::query(
@@ -461,8 +461,7 @@ macro_rules! sql_store {
                 .bind(from)
                 .bind(to)
                 .fetch(&self.pool);
-                let mut check = $crate::domain::audit::SegmentCheck::default();
-                let mut timeline = Vec::new();
+                let mut check = $crate::store::RangeCheck::new(period);
                 while let Some(row) = rows.try_next().await? {
                     let e = $crate::domain::audit::EntryRow {
                         seq: row.try_get(0)?,
@@ -476,14 +475,11 @@ macro_rules! sql_store {
                         prev_hash: row.try_get(8)?,
                         hash: row.try_get(9)?,
                     };
-                    if period.is_some_and(|(start, end)| e.at >= start && e.at < end) {
-                        timeline.push($crate::store::TimelineRow::from(&e));
-                    }
-                    if !check.check(&e) {
+                    if !check.row(&e) {
                         break;
                     }
                 }
-                Ok((check.finish(), timeline))
+                Ok(check.finish())
             }
         }
 
@@ -907,7 +903,7 @@ macro_rules! sql_store {
                 from: i64,
                 to: i64,
                 period: (&str, &str),
-            ) -> Result<($crate::domain::audit::Segment, Vec<$crate::store::TimelineRow>)> {
+            ) -> Result<$crate::store::CheckedRange> {
                 self.check_audit_range(from, to, Some(period)).await
             }
 

@@ -167,8 +167,8 @@ mod bulk {
 
     use rusqlite::{Connection, OpenFlags};
 
-    use crate::domain::audit::{EntryRow, Segment, SegmentCheck};
-    use crate::store::{StoreError, TimelineRow};
+    use crate::domain::audit::EntryRow;
+    use crate::store::{CheckedRange, RangeCheck, StoreError, TimelineRow};
 
     fn fail(e: rusqlite::Error) -> StoreError {
         StoreError::Invalid(format!("cannot read the audit trail: {e}"))
@@ -194,7 +194,7 @@ mod bulk {
         from: i64,
         to: i64,
         period: Option<(&str, &str)>,
-    ) -> Result<(Segment, Vec<TimelineRow>), StoreError> {
+    ) -> Result<CheckedRange, StoreError> {
         let conn = open(path)?;
         let mut stmt = conn
             .prepare(
@@ -203,8 +203,7 @@ mod bulk {
             )
             .map_err(fail)?;
         let mut rows = stmt.query([from, to]).map_err(fail)?;
-        let mut check = SegmentCheck::default();
-        let mut timeline = Vec::new();
+        let mut check = RangeCheck::new(period);
         while let Some(row) = rows.next().map_err(fail)? {
             let text = |i: usize| -> Result<&str, StoreError> {
                 row.get_ref(i).and_then(|v| Ok(v.as_str()?)).map_err(fail)
@@ -226,14 +225,11 @@ mod bulk {
                 prev_hash: text(8)?,
                 hash: text(9)?,
             };
-            if period.is_some_and(|(start, end)| e.at >= start && e.at < end) {
-                timeline.push(TimelineRow::from(&e));
-            }
-            if !check.check(&e) {
+            if !check.row(&e) {
                 break;
             }
         }
-        Ok((check.finish(), timeline))
+        Ok(check.finish())
     }
 
     pub(super) fn timeline(
@@ -282,10 +278,7 @@ impl SqliteStore {
         from: i64,
         to: i64,
         period: Option<(&str, &str)>,
-    ) -> Result<(
-        crate::domain::audit::Segment,
-        Vec<crate::store::TimelineRow>,
-    )> {
+    ) -> Result<crate::store::CheckedRange> {
         let Some(path) = self.file() else {
             return self.check_audit_range_pooled(from, to, period).await;
         };
