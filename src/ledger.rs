@@ -371,6 +371,8 @@ async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, 
     .await?;
     // The rules file's roles plus the grants made at run time, as of this batch.
     let mut policy = with_grants(&cfg.policy, &mut uow).await?;
+    let commands: Vec<&Command> = batch.iter().map(|job| &job.command).collect();
+    usecase::prefetch(&mut uow, &policy, &commands).await?;
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch {
         let ctx = Ctx {

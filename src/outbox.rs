@@ -24,7 +24,7 @@
 //!   scope) marks the item failed, logs it, and lets the channel's next message go.
 //! - **At least once.** An item is marked delivered only after `deliver` returned `Ok`; a crash in
 //!   between delivers it again. Before each attempt the worker claims the item in the store
-//!   (`Store::outbox_claim`) in the name of its instance, so with several replicas on one
+//!   (`Store::outbox_claim_many`, a pass's items at once) in the name of its instance, so with several replicas on one
 //!   database each attempt is made by one of them only; a claim lapses after `LEASE` if its
 //!   worker died, and a restarted instance takes its own claims back at once
 //!   (`Store::outbox_release_claims`), so a crash costs no lease.
@@ -453,64 +453,84 @@ async fn run(worker: Arc<Worker>, wake: Arc<Notify>, mut stopped: watch::Receive
 
 impl Worker {
     /// Delivers what is due, each channel's head concurrently. True when the batch was full.
+    ///
+    /// The pass claims its items in one transaction and marks the delivered ones in another
+    /// once its attempts are done: two commits a pass rather than two an item, each of which
+    /// took the database's write lock (and on SQLite an fsync) away from the ledger's writer.
+    /// The next pass starts only after this one's attempts anyway, so no channel's next
+    /// message waits longer for its predecessor's mark.
     async fn pass(self: &Arc<Self>) -> Result<bool, StoreError> {
-        let now = format_time(self.time.now());
-        let items = self.store.outbox_due(&now, BATCH).await?;
+        let now = self.time.now();
+        let items = self.store.outbox_due(&format_time(now), BATCH).await?;
         let full = i64::try_from(items.len()).unwrap_or(i64::MAX) >= BATCH;
+        let (items, missing): (Vec<_>, Vec<_>) = items
+            .into_iter()
+            .partition(|item| self.deliverers.contains_key(item.platform.as_str()));
+        if !missing.is_empty() {
+            // Left pending (another replica or a later start may have the deliverer), but out
+            // of the way for a while so they are not fetched on every pass.
+            for item in &missing {
+                if lock(&self.missing).insert(item.platform.clone()) {
+                    tracing::warn!(
+                        platform = %item.platform,
+                        "outbox items for a platform this process has no deliverer for; they stay pending"
+                    );
+                }
+            }
+            let ids: Vec<i64> = missing.iter().map(|item| item.id).collect();
+            self.store
+                .outbox_claim_many(
+                    &ids,
+                    &format_time(now),
+                    &later(now, MAX_SLEEP),
+                    &self.settings.instance,
+                )
+                .await?;
+        }
+        let ids: Vec<i64> = items.iter().map(|item| item.id).collect();
+        let claimed: HashSet<i64> = self
+            .store
+            .outbox_claim_many(
+                &ids,
+                &format_time(now),
+                &later(now, LEASE),
+                &self.settings.instance,
+            )
+            .await?
+            .into_iter()
+            .collect();
         let mut attempts = JoinSet::new();
-        for item in items {
+        // The others are another worker's.
+        for item in items.into_iter().filter(|item| claimed.contains(&item.id)) {
             let worker = self.clone();
             attempts.spawn(async move { worker.attempt(item).await });
         }
         let mut failed = None;
+        let mut delivered = Vec::new();
         while let Some(done) = attempts.join_next().await {
             match done {
-                Ok(Ok(())) => {}
+                Ok(Ok(Some(mark))) => delivered.push(mark),
+                Ok(Ok(None)) => {}
                 Ok(Err(e)) => failed = Some(e),
                 // The item stays claimed until its lease ends, then is tried again.
                 Err(e) => tracing::error!(error = %e, "outbox delivery task panicked"),
             }
         }
+        // Unmarked (the store failing now), the items are delivered again when their lease
+        // ends: at least once, as for a worker that dies between delivery and mark.
+        self.store.outbox_delivered_many(&delivered).await?;
         match failed {
             Some(e) => Err(e),
             None => Ok(full),
         }
     }
 
-    /// One attempt at one item: claim, deliver, settle.
-    async fn attempt(&self, item: OutboxItem) -> Result<(), StoreError> {
-        let now = self.time.now();
+    /// One attempt at one claimed item: deliver, and settle a failure. A delivered item is
+    /// returned with its time, for the pass to mark.
+    async fn attempt(&self, item: OutboxItem) -> Result<Option<(i64, String)>, StoreError> {
         let Some(deliverer) = self.deliverers.get(item.platform.as_str()) else {
-            // Leave it pending (another replica or a later start may have the deliverer), but
-            // out of the way for a while so it is not fetched on every pass.
-            if lock(&self.missing).insert(item.platform.clone()) {
-                tracing::warn!(
-                    platform = %item.platform,
-                    "outbox items for a platform this process has no deliverer for; they stay pending"
-                );
-            }
-            self.store
-                .outbox_claim(
-                    item.id,
-                    &format_time(now),
-                    &later(now, MAX_SLEEP),
-                    &self.settings.instance,
-                )
-                .await?;
-            return Ok(());
+            return Ok(None); // `pass` claims only items it has a deliverer for
         };
-        if !self
-            .store
-            .outbox_claim(
-                item.id,
-                &format_time(now),
-                &later(now, LEASE),
-                &self.settings.instance,
-            )
-            .await?
-        {
-            return Ok(()); // another worker has it
-        }
         let result = match tokio::time::timeout(DELIVERY_TIMEOUT, deliverer.deliver(&item)).await {
             Ok(result) => result,
             Err(_) => Err(DeliveryError::Retry {
@@ -519,18 +539,21 @@ impl Worker {
             }),
         };
         let now = self.time.now();
+        let mut mark = None;
         let outcome = match result {
             Ok(()) => {
-                self.store
-                    .outbox_delivered(item.id, &format_time(now))
-                    .await?;
+                mark = Some((item.id, format_time(now)));
                 tracing::debug!(id = item.id, platform = %item.platform, channel = %item.channel, op = %item.op, "outbox item delivered");
                 // The flag stays until a recovery runs, so a success inside the `PROBE` window
                 // is followed up by the next one after it.
                 let failing = lock(&self.failing).contains(&item.platform);
                 if failing && self.may_recover(&item.platform) {
                     lock(&self.failing).remove(&item.platform);
-                    self.recovered(&item.platform, now).await?;
+                    // Not `?`: this item's mark must not be lost with it. The platform's
+                    // waiting items then keep their backoff and are tried when it ends.
+                    if let Err(e) = self.recovered(&item.platform, now).await {
+                        tracing::warn!(error = %e, platform = %item.platform, "outbox cannot make the recovered platform's waiting items due; they keep their backoff");
+                    }
                 }
                 "delivered"
             }
@@ -602,7 +625,7 @@ impl Worker {
         if let Some(m) = &self.metrics {
             m.outbound(&item.platform, outcome);
         }
-        Ok(())
+        Ok(mark)
     }
 
     /// The wait for an item of a failing platform: its backoff, unless no other attempt probes

@@ -383,9 +383,26 @@ pub trait Store: Send + Sync + 'static {
     /// one caller, so with several replicas only one worker delivers it; if that worker dies,
     /// the item is due again at `until`, or at once when `owner` restarts
     /// (`outbox_release_claims`).
-    async fn outbox_claim(&self, id: i64, now: &str, until: &str, owner: &str) -> Result<bool>;
+    async fn outbox_claim(&self, id: i64, now: &str, until: &str, owner: &str) -> Result<bool> {
+        Ok(!self
+            .outbox_claim_many(&[id], now, until, owner)
+            .await?
+            .is_empty())
+    }
+    /// `outbox_claim` for several items in one transaction: the ones this caller claimed.
+    async fn outbox_claim_many(
+        &self,
+        ids: &[i64],
+        now: &str,
+        until: &str,
+        owner: &str,
+    ) -> Result<Vec<i64>>;
     /// Marks an item delivered (and counts the attempt).
-    async fn outbox_delivered(&self, id: i64, now: &str) -> Result<()>;
+    async fn outbox_delivered(&self, id: i64, now: &str) -> Result<()> {
+        self.outbox_delivered_many(&[(id, now.to_string())]).await
+    }
+    /// `outbox_delivered` for several items, each with its own time, in one transaction.
+    async fn outbox_delivered_many(&self, delivered: &[(i64, String)]) -> Result<()>;
     /// Records a failed attempt: `attempts` made so far, when to try again, and why.
     /// `rate_limited` says the wait is the platform's own `Retry-After`, which
     /// `outbox_retry_platform_now` leaves alone. The run of failures starts at `now` if none
@@ -479,6 +496,12 @@ pub trait StoreTx: Send {
     async fn list(&mut self, q: &ListQuery) -> Result<Vec<Record>>;
     /// Records by an index term, as committed before this transaction plus its own writes.
     async fn find(&mut self, q: &TermQuery) -> Result<Vec<Record>>;
+    /// The records of `kind` with these keys that exist, a few statements for them all: a
+    /// batch's reads made ahead (`UnitOfWork::prefetch_records`).
+    async fn get_many(&mut self, kind: Kind, keys: &[String]) -> Result<Vec<Record>>;
+    /// For each of `terms`, the records of `kind` carrying it, as `find` without a bound or a
+    /// limit gives them (in no particular order), as (term, record) pairs.
+    async fn find_many(&mut self, kind: Kind, terms: &[String]) -> Result<Vec<(String, Record)>>;
     async fn audit_for(&mut self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>>;
     async fn grants(&mut self) -> Result<Vec<Grant>>;
     /// `Store::report_rollups`, seeing the transaction's own writes.

@@ -684,30 +684,52 @@ macro_rules! sql_store {
                 Ok(row.0)
             }
 
-            async fn outbox_claim(&self, id: i64, now: &str, until: &str, owner: &str) -> Result<bool> {
-                let sql = format!(
-                    "UPDATE outbox SET next_attempt_at = $3, claimed_by = $4 WHERE id = $1 AND next_attempt_at <= $2 \
-                     AND {OUTBOX_PENDING}"
-                );
-                let done = sqlx::query(&sql)
-                    .bind(id)
-                    .bind(now)
-                    .bind(until)
-                    .bind(owner)
-                    .execute(&self.pool)
-                    .await?;
-                Ok(done.rows_affected() == 1)
+            async fn outbox_claim_many(&self, ids: &[i64], now: &str, until: &str, owner: &str) -> Result<Vec<i64>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // One transaction, so a pass's claims cost one commit (one fsync on SQLite)
+                // and hold the write lock the writer's batches also need once.
+                let mut tx = self.pool.begin().await?;
+                let mut claimed = Vec::with_capacity(ids.len());
+                for chunk in fixed_chunks(ids) {
+                    let mut qb = QueryBuilder::<$db>::new("UPDATE outbox SET next_attempt_at = ");
+                    qb.push_bind(until)
+                        .push(", claimed_by = ")
+                        .push_bind(owner)
+                        .push(" WHERE next_attempt_at <= ")
+                        .push_bind(now)
+                        .push(format!(" AND {OUTBOX_PENDING} AND id IN ("));
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(") RETURNING id");
+                    let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    claimed.extend(rows.into_iter().map(|(id,)| id));
+                }
+                tx.commit().await?;
+                Ok(claimed)
             }
 
-            async fn outbox_delivered(&self, id: i64, now: &str) -> Result<()> {
-                sqlx::query(
-                    "UPDATE outbox SET delivered_at = $2, attempts = attempts + 1, last_error = NULL, claimed_by = NULL \
-                     WHERE id = $1 AND delivered_at IS NULL",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
+            async fn outbox_delivered_many(&self, delivered: &[(i64, String)]) -> Result<()> {
+                if delivered.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for chunk in fixed_chunks(delivered) {
+                    let mut qb = QueryBuilder::<$db>::new("WITH d (id, at) AS (");
+                    qb.push_values(chunk, |mut b, (id, at)| {
+                        b.push_bind(*id).push_bind(at.clone());
+                    });
+                    qb.push(
+                        ") UPDATE outbox SET delivered_at = (SELECT d.at FROM d WHERE d.id = outbox.id), \
+                         attempts = attempts + 1, last_error = NULL, claimed_by = NULL \
+                         WHERE id IN (SELECT id FROM d) AND delivered_at IS NULL",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -962,6 +984,44 @@ macro_rules! sql_store {
 
             async fn audit_for(&mut self, record: &str, after: i64, limit: i64) -> Result<Vec<AuditEntry>> {
                 audit_for_in(&mut *self.tx, record, after, limit).await
+            }
+
+            async fn get_many(&mut self, kind: Kind, keys: &[String]) -> Result<Vec<Record>> {
+                let mut found = Vec::with_capacity(keys.len());
+                for chunk in fixed_chunks(keys) {
+                    let mut qb = QueryBuilder::<$db>::new("SELECT data FROM records WHERE kind = ");
+                    qb.push_bind(kind.as_str().to_string()).push(" AND key IN (");
+                    let mut list = qb.separated(", ");
+                    for k in chunk {
+                        list.push_bind(k.clone());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *self.tx).await?;
+                    for (data,) in rows {
+                        found.push(Record::from_json(kind, &data)?);
+                    }
+                }
+                Ok(found)
+            }
+
+            async fn find_many(&mut self, kind: Kind, terms: &[String]) -> Result<Vec<(String, Record)>> {
+                let mut found = Vec::new();
+                for chunk in fixed_chunks(terms) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT t.term, r.data FROM record_terms t JOIN records r ON r.kind = t.kind AND r.key = t.key WHERE t.kind = ",
+                    );
+                    qb.push_bind(kind.as_str().to_string()).push(" AND t.term IN (");
+                    let mut list = qb.separated(", ");
+                    for t in chunk {
+                        list.push_bind(t.clone());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *self.tx).await?;
+                    for (term, data) in rows {
+                        found.push((term, Record::from_json(kind, &data)?));
+                    }
+                }
+                Ok(found)
             }
 
             async fn grants(&mut self) -> Result<Vec<Grant>> {

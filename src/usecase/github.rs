@@ -58,6 +58,24 @@ fn raise(
     Event::NonconformityRaised { id: id.to_string() }
 }
 
+/// The changes a command will read by key, and the terms it will `find` changes by, for
+/// `usecase::prefetch`: what `pull_request` reads.
+pub(crate) fn reads_ahead(
+    policy: &crate::domain::policy::Policy,
+    cmd: &GithubCmd,
+    changes: &mut Vec<String>,
+    terms: &mut Vec<String>,
+) {
+    if let GithubCmd::PullRequest { pr, .. } = cmd {
+        changes.extend(
+            changes_named(policy, &[&pr.title, &pr.body, &pr.branch])
+                .iter()
+                .map(|id| id.to_string()),
+        );
+        terms.push(pr_term(&pr.repo, pr.number));
+    }
+}
+
 pub(crate) async fn run(
     uow: &mut UnitOfWork,
     ctx: &Ctx<'_>,

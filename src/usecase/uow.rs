@@ -33,6 +33,9 @@ pub struct UnitOfWork {
     /// look up the same record (their service, say) reads it once. A record staged here is
     /// dropped from it, so after a flush it is read back as written.
     read: BTreeMap<(Kind, String), Option<Record>>,
+    /// Stored records by index term, read ahead for the batch (`prefetch_terms`): what an
+    /// unbounded `find` of the transaction would return, until a flush writes to it.
+    terms: HashMap<(Kind, String), Vec<Record>>,
     counters: BTreeMap<Kind, u64>,
     dirty_counters: Vec<Kind>,
     audit: Vec<AuditEntry>,
@@ -66,6 +69,7 @@ impl UnitOfWork {
             tx,
             staged: BTreeMap::new(),
             read: BTreeMap::new(),
+            terms: HashMap::new(),
             counters: BTreeMap::new(),
             dirty_counters: Vec::new(),
             audit: Vec::new(),
@@ -177,6 +181,56 @@ impl UnitOfWork {
 
     /// Looks up a batch's deliveries in one statement, so `first_delivery` need not ask the
     /// store for each.
+    /// Reads these records ahead, in a few statements, for the batch's commands to `get`
+    /// without a round trip each to the database. Records staged or read already are left.
+    pub async fn prefetch_records(&mut self, kind: Kind, keys: Vec<String>) -> Result<()> {
+        let keys: Vec<String> = keys
+            .into_iter()
+            .filter(|k| {
+                let id = (kind, k.clone());
+                !self.staged.contains_key(&id) && !self.read.contains_key(&id)
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let found = self.tx.get_many(kind, &keys).await?;
+        let mut by_key: HashMap<String, Record> = found.into_iter().map(|r| (r.key(), r)).collect();
+        for key in keys {
+            let record = by_key.remove(&key);
+            if rolled_up(kind) {
+                self.remember_stored(kind, key.clone(), record.as_ref());
+            }
+            self.read.insert((kind, key), record);
+        }
+        Ok(())
+    }
+
+    /// Reads ahead the stored records carrying each of these terms, for the batch's unbounded
+    /// `find`s; dropped at the next flush, after which `find` asks the transaction again.
+    pub async fn prefetch_terms(&mut self, kind: Kind, terms: Vec<String>) -> Result<()> {
+        let terms: Vec<String> = terms
+            .into_iter()
+            .filter(|t| !self.terms.contains_key(&(kind, t.clone())))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if terms.is_empty() {
+            return Ok(());
+        }
+        for term in &terms {
+            self.terms.insert((kind, term.clone()), Vec::new());
+        }
+        for (term, record) in self.tx.find_many(kind, &terms).await? {
+            if let Some(records) = self.terms.get_mut(&(kind, term)) {
+                records.push(record);
+            }
+        }
+        Ok(())
+    }
+
     pub async fn prefetch_deliveries(&mut self, keys: Vec<(String, String)>) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
@@ -215,30 +269,39 @@ impl UnitOfWork {
     /// staged writes without flushing them: a staged record counts by its staged terms, its
     /// stored ones no longer.
     pub async fn find(&mut self, q: &TermQuery) -> Result<Vec<Record>> {
-        let staged: Vec<&Record> = self
+        let staged = self
             .staged
-            .iter()
-            .filter(|((kind, _), _)| *kind == q.kind)
-            .map(|(_, (r, _))| r)
-            .collect();
-        // Stored records that are staged are dropped below: ask for as many more.
-        let mut wider = q.clone();
-        wider.limit = q
-            .limit
-            .map(|l| l.saturating_add(i64::try_from(staged.len()).unwrap_or(i64::MAX)));
-        let stored = if staged.is_empty() {
-            self.tx.find(q).await?
-        } else {
-            self.tx.find(&wider).await?
+            .keys()
+            .filter(|(kind, _)| *kind == q.kind)
+            .count();
+        let ahead = match (q.before, q.limit) {
+            (None, None) => self.terms.get(&(q.kind, q.term.clone())).cloned(),
+            _ => None,
+        };
+        let stored = match ahead {
+            Some(records) => records,
+            None if staged == 0 => self.tx.find(q).await?,
+            None => {
+                // Stored records that are staged are dropped below: ask for as many more.
+                let mut wider = q.clone();
+                wider.limit = q
+                    .limit
+                    .map(|l| l.saturating_add(i64::try_from(staged).unwrap_or(i64::MAX)));
+                self.tx.find(&wider).await?
+            }
         };
         let mut found: Vec<Record> = stored
             .into_iter()
             .filter(|r| !self.staged.contains_key(&(r.kind(), r.key())))
             .collect();
+        // As the transaction holds them, so a flush that saves one need not read it again.
+        self.remember_all(&found);
         let number = |r: &Record| r.number().map_or(0, |id| id.n);
         found.extend(
-            staged
-                .into_iter()
+            self.staged
+                .iter()
+                .filter(|((kind, _), _)| *kind == q.kind)
+                .map(|(_, (r, _))| r)
                 .filter(|r| q.before.is_none_or(|b| number(r) < b))
                 .filter(|r| r.index_terms().contains(&q.term))
                 .cloned(),
@@ -287,6 +350,8 @@ impl UnitOfWork {
 
     /// Writes everything staged so far into the transaction (not yet committed).
     pub async fn flush(&mut self) -> Result<()> {
+        // What was read ahead by term may be about to change in the transaction.
+        self.terms.clear();
         let records: Vec<(Record, String)> =
             std::mem::take(&mut self.staged).into_values().collect();
         let mut rollups = Rollups::default();

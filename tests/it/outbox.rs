@@ -26,6 +26,7 @@ conformance!(
     an_inbound_delivery_is_first_only_once_even_across_replicas,
     message_refs_round_trip_and_are_replaced,
     retention_purges_only_old_delivered_items_and_old_delivery_ids_in_batches,
+    a_pass_claims_and_marks_many_items_at_once_each_with_its_own_time,
 );
 
 fn item(platform: &str, channel: &str, n: i64) -> NewOutbox {
@@ -55,27 +56,109 @@ async fn enqueue(store: &Arc<dyn Store>, items: Vec<NewOutbox>, now: DateTime<Ut
     uow.commit().await.expect("commit");
 }
 
-/// (attempts, delivered, failed, last_error) of one row, read with plain SQL.
-async fn row_state(db: &TestDb, id: i64) -> (i64, bool, bool, Option<String>) {
+/// One outbox row's columns, read with plain SQL over a connection of its own.
+async fn outbox_row<T>(db: &TestDb, columns: &str, id: i64) -> T
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
     use sqlx::Connection;
-    let sql = "SELECT attempts, delivered_at, failed_at, last_error FROM outbox WHERE id = $1";
+    let sql = format!("SELECT {columns} FROM outbox WHERE id = $1");
+    if db.url().starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
+        sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
+        sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+}
+
+/// (attempts, delivered, failed, last_error) of one row.
+async fn row_state(db: &TestDb, id: i64) -> (i64, bool, bool, Option<String>) {
     let row: (i64, Option<String>, Option<String>, Option<String>) =
-        if db.url().starts_with("sqlite") {
-            let mut c = sqlx::SqliteConnection::connect(db.url()).await.unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_one(&mut c)
-                .await
-                .unwrap()
-        } else {
-            let mut c = sqlx::PgConnection::connect(db.url()).await.unwrap();
-            sqlx::query_as(sql)
-                .bind(id)
-                .fetch_one(&mut c)
-                .await
-                .unwrap()
-        };
+        outbox_row(db, "attempts, delivered_at, failed_at, last_error", id).await;
     (row.0, row.1.is_some(), row.2.is_some(), row.3)
+}
+
+async fn delivered_at(db: &TestDb, id: i64) -> Option<String> {
+    let row: (Option<String>,) = outbox_row(db, "delivered_at", id).await;
+    row.0
+}
+
+/// The worker's pass claims its items in one call and marks the delivered ones in another:
+/// more items than one statement takes (70 = 64 + 4 + 1 + 1), each claimed once, and each
+/// marked with its own delivery time, once.
+async fn a_pass_claims_and_marks_many_items_at_once_each_with_its_own_time(db: TestDb) {
+    let store = db.store().await;
+    let now = TestTime::default_start();
+    let t = format_time(now);
+    let lease = at(now, 120_000);
+    enqueue(
+        &store,
+        (1..=71)
+            .map(|n| item("slack", &format!("C{n}"), n))
+            .collect(),
+        now,
+    )
+    .await;
+    let due = store.outbox_due(&t, 100).await.unwrap();
+    assert_eq!(due.len(), 71);
+    let ids: Vec<i64> = due.iter().map(|i| i.id).collect();
+    let (first, last) = ids.split_at(70);
+
+    let mut claimed = store
+        .outbox_claim_many(first, &t, &lease, "a")
+        .await
+        .unwrap();
+    claimed.sort_unstable();
+    assert_eq!(claimed, first, "every due item is claimed");
+    assert!(store
+        .outbox_claim_many(first, &t, &lease, "b")
+        .await
+        .unwrap()
+        .is_empty());
+    // A mix of claimed and unclaimed: only the unclaimed one is this caller's.
+    assert_eq!(
+        store
+            .outbox_claim_many(&ids[65..], &t, &lease, "b")
+            .await
+            .unwrap(),
+        last
+    );
+    assert!(store.outbox_due(&t, 100).await.unwrap().is_empty());
+
+    let marks: Vec<(i64, String)> = first
+        .iter()
+        .enumerate()
+        .map(|(k, id)| (*id, at(now, 1000 + i64::try_from(k).unwrap())))
+        .collect();
+    store.outbox_delivered_many(&marks).await.unwrap();
+    for (id, when) in &marks {
+        assert_eq!(delivered_at(&db, *id).await.as_deref(), Some(when.as_str()));
+        assert_eq!(row_state(&db, *id).await, (1, true, false, None));
+    }
+    assert_eq!(delivered_at(&db, last[0]).await, None);
+    // Marked again (a redelivery after a lapsed claim): the first mark stands.
+    store
+        .outbox_delivered_many(&[(first[0], at(now, 9_000))])
+        .await
+        .unwrap();
+    assert_eq!(
+        delivered_at(&db, first[0]).await.as_deref(),
+        Some(marks[0].1.as_str())
+    );
+    assert_eq!(row_state(&db, first[0]).await, (1, true, false, None));
+    assert_eq!(store.outbox_pending().await.unwrap(), 1);
 }
 
 async fn wait_until_nothing_pending(store: &Arc<dyn Store>, within: Duration) {

@@ -16,6 +16,7 @@ conformance!(
     the_index_finds_what_a_scan_finds_as_links_change,
     a_batch_finds_its_own_writes_before_they_are_flushed,
     migrating_builds_the_index_of_records_already_stored,
+    reads_made_ahead_answer_as_reads_one_by_one_before_and_after_a_flush,
 );
 
 fn change(n: u64, prs: &[(&str, u64)]) -> Record {
@@ -230,6 +231,95 @@ async fn a_batch_finds_its_own_writes_before_they_are_flushed(db: TestDb) {
     uow.commit().await.unwrap();
     assert_eq!(keys(&store.find(&pr1).await.unwrap()), ["CHG-3", "CHG-1"]);
     assert_eq!(keys(&store.find(&pr2).await.unwrap()), ["CHG-4"]);
+}
+
+/// A batch's reads made ahead (`get_many`, `find_many`, and the unit of work's prefetch) give
+/// what one read at a time gives, see the batch's own writes, and are not used once a flush
+/// has written to the transaction.
+async fn reads_made_ahead_answer_as_reads_one_by_one_before_and_after_a_flush(db: TestDb) {
+    // Arrange: CHG-1 and CHG-2 link acme/api#1, CHG-3 links #2; CHG-9 does not exist.
+    let store = db.store().await;
+    write(
+        &*store,
+        vec![
+            change(1, &[("acme/api", 1)]),
+            change(2, &[("acme/api", 1), ("acme/api", 2)]),
+            change(3, &[("acme/api", 2)]),
+        ],
+    )
+    .await;
+    let pr1 = pr_term("acme/api", 1);
+    let pr2 = pr_term("acme/api", 2);
+    let none = pr_term("acme/api", 99);
+
+    // The store's own batch reads.
+    let mut tx = store.begin().await.unwrap();
+    let wanted: Vec<String> = ["CHG-3", "CHG-9", "CHG-1"].map(String::from).to_vec();
+    let mut got = keys(&tx.get_many(Kind::Change, &wanted).await.unwrap());
+    got.sort();
+    assert_eq!(got, ["CHG-1", "CHG-3"]);
+    let mut pairs: Vec<(String, String)> = tx
+        .find_many(Kind::Change, &[pr1.clone(), pr2.clone(), none.clone()])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(term, r)| (term, r.key()))
+        .collect();
+    pairs.sort();
+    let pair = |t: &str, k: &str| (t.to_string(), k.to_string());
+    assert_eq!(
+        pairs,
+        [
+            pair(&pr1, "CHG-1"),
+            pair(&pr1, "CHG-2"),
+            pair(&pr2, "CHG-2"),
+            pair(&pr2, "CHG-3"),
+        ]
+    );
+    drop(tx);
+
+    // The unit of work: read ahead, then asked one at a time.
+    let mut uow = UnitOfWork::new(store.begin().await.unwrap());
+    uow.prefetch_records(Kind::Change, wanted.clone())
+        .await
+        .unwrap();
+    uow.prefetch_terms(Kind::Change, vec![pr1.clone(), pr2.clone(), none.clone()])
+        .await
+        .unwrap();
+    for key in &wanted {
+        assert_eq!(
+            uow.get(Kind::Change, key).await.unwrap().map(|r| r.key()),
+            store.get(Kind::Change, key).await.unwrap().map(|r| r.key()),
+            "{key}"
+        );
+    }
+    let find = |term: &str| TermQuery::new(Kind::Change, term.to_string());
+    for term in [&pr1, &pr2, &none] {
+        assert_eq!(
+            keys(&uow.find(&find(term)).await.unwrap()),
+            keys(&store.find(&find(term)).await.unwrap()),
+            "{term}"
+        );
+    }
+    // The batch's own write counts at once: CHG-2 unlinks #1.
+    let unlinked = change(2, &[("acme/api", 2)]);
+    let json = unlinked.to_json_string();
+    uow.put(unlinked, json);
+    assert_eq!(keys(&uow.find(&find(&pr1)).await.unwrap()), ["CHG-1"]);
+    assert_eq!(
+        keys(&uow.find(&find(&pr2)).await.unwrap()),
+        ["CHG-3", "CHG-2"]
+    );
+    // After a flush (a list flushes), the transaction is asked, not the stale read-ahead:
+    // the stored CHG-2 no longer carries #1.
+    uow.list(&ListQuery::new(Kind::Change, 10)).await.unwrap();
+    assert_eq!(keys(&uow.find(&find(&pr1)).await.unwrap()), ["CHG-1"]);
+    assert_eq!(
+        keys(&uow.find(&find(&pr2)).await.unwrap()),
+        ["CHG-3", "CHG-2"]
+    );
+    uow.commit().await.unwrap();
+    assert_eq!(keys(&store.find(&find(&pr1)).await.unwrap()), ["CHG-1"]);
 }
 
 async fn migrating_builds_the_index_of_records_already_stored(db: TestDb) {
