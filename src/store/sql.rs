@@ -274,12 +274,8 @@ macro_rules! sql_store {
                 }
             }
             if !q.statuses.is_empty() {
-                qb.push(" AND status IN (");
-                let mut sep = qb.separated(", ");
-                for s in &q.statuses {
-                    sep.push_bind(s.clone());
-                }
-                sep.push_unseparated(")");
+                qb.push(" AND status IN ");
+                push_in(&mut qb, &q.statuses);
             }
             if let Some(a) = &q.involving {
                 qb.push(" AND (assignee = ").push_bind(a.clone());
@@ -295,10 +291,24 @@ macro_rules! sql_store {
                 .collect()
         }
 
+        /// Pushes `(v1, v2, ...)`, each value bound: the list of an `IN`.
+        fn push_in<'args, T>(qb: &mut QueryBuilder<'args, $db>, values: &[T])
+        where
+            T: Clone + 'args + sqlx::Encode<'args, $db> + sqlx::Type<$db>,
+        {
+            qb.push("(");
+            let mut list = qb.separated(", ");
+            for v in values {
+                list.push_bind(v.clone());
+            }
+            qb.push(")");
+        }
+
+        /// The records carrying index terms, joined: `t` the term rows, `r` their records.
+        const TERMS_JOIN: &str = "FROM record_terms t JOIN records r ON r.kind = t.kind AND r.key = t.key";
+
         async fn find_in<'e, E: Executor<'e, Database = $db>>(e: E, q: &TermQuery) -> Result<Vec<Record>> {
-            let mut qb = QueryBuilder::<$db>::new(
-                "SELECT r.data FROM record_terms t JOIN records r ON r.kind = t.kind AND r.key = t.key WHERE t.kind = ",
-            );
+            let mut qb = QueryBuilder::<$db>::new(format!("SELECT r.data {TERMS_JOIN} WHERE t.kind = "));
             qb.push_bind(q.kind.as_str().to_string());
             qb.push(" AND t.term = ").push_bind(q.term.clone());
             if let Some(before) = q.before {
@@ -330,12 +340,8 @@ macro_rules! sql_store {
             for (kind, keys) in keys {
                 for chunk in fixed_chunks(&keys) {
                     let mut qb = QueryBuilder::<$db>::new("DELETE FROM record_terms WHERE kind = ");
-                    qb.push_bind(kind.as_str().to_string()).push(" AND key IN (");
-                    let mut sep = qb.separated(", ");
-                    for k in chunk {
-                        sep.push_bind(k.clone());
-                    }
-                    sep.push_unseparated(")");
+                    qb.push_bind(kind.as_str().to_string()).push(" AND key IN ");
+                    push_in(&mut qb, chunk);
                     qb.build().execute(&mut *conn).await?;
                 }
             }
@@ -699,12 +705,9 @@ macro_rules! sql_store {
                         .push_bind(owner)
                         .push(" WHERE next_attempt_at <= ")
                         .push_bind(now)
-                        .push(format!(" AND {OUTBOX_PENDING} AND id IN ("));
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(") RETURNING id");
+                        .push(format!(" AND {OUTBOX_PENDING} AND id IN "));
+                    push_in(&mut qb, chunk);
+                    qb.push(" RETURNING id");
                     let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
                     claimed.extend(rows.into_iter().map(|(id,)| id));
                 }
@@ -990,12 +993,8 @@ macro_rules! sql_store {
                 let mut found = Vec::with_capacity(keys.len());
                 for chunk in fixed_chunks(keys) {
                     let mut qb = QueryBuilder::<$db>::new("SELECT data FROM records WHERE kind = ");
-                    qb.push_bind(kind.as_str().to_string()).push(" AND key IN (");
-                    let mut list = qb.separated(", ");
-                    for k in chunk {
-                        list.push_bind(k.clone());
-                    }
-                    qb.push(")");
+                    qb.push_bind(kind.as_str().to_string()).push(" AND key IN ");
+                    push_in(&mut qb, chunk);
                     let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *self.tx).await?;
                     for (data,) in rows {
                         found.push(Record::from_json(kind, &data)?);
@@ -1007,15 +1006,9 @@ macro_rules! sql_store {
             async fn find_many(&mut self, kind: Kind, terms: &[String]) -> Result<Vec<(String, Record)>> {
                 let mut found = Vec::new();
                 for chunk in fixed_chunks(terms) {
-                    let mut qb = QueryBuilder::<$db>::new(
-                        "SELECT t.term, r.data FROM record_terms t JOIN records r ON r.kind = t.kind AND r.key = t.key WHERE t.kind = ",
-                    );
-                    qb.push_bind(kind.as_str().to_string()).push(" AND t.term IN (");
-                    let mut list = qb.separated(", ");
-                    for t in chunk {
-                        list.push_bind(t.clone());
-                    }
-                    qb.push(")");
+                    let mut qb = QueryBuilder::<$db>::new(format!("SELECT t.term, r.data {TERMS_JOIN} WHERE t.kind = "));
+                    qb.push_bind(kind.as_str().to_string()).push(" AND t.term IN ");
+                    push_in(&mut qb, chunk);
                     let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut *self.tx).await?;
                     for (term, data) in rows {
                         found.push((term, Record::from_json(kind, &data)?));
