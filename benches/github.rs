@@ -5,6 +5,12 @@
 //! change links without naming it. Prints deliveries/s, p50 and p99, and the raw single-row
 //! insert rate of the same database measured in the same run, to read the figure as a ratio.
 //!
+//! The ceiling beside it: what the run wrote (each delivery's change in its final state, the
+//! audit entries, the outbox rows and the delivery IDs) written again, in transactions of the
+//! size the writer made, into a fresh database seeded the same way, each transaction first
+//! reading the changes it rewrites. That is the store alone with these rows at this size, with
+//! nothing parsed, checked or rendered, so the deliveries/s read as a share of it.
+//!
 //! `cargo bench --bench github` (PostgreSQL too when `OPSLEDGER_TEST_POSTGRES_URL` is set).
 //! `BENCH_CHANGES`, `BENCH_RELEASES`, `BENCH_DELIVERIES` and `BENCH_CONCURRENCY` override the
 //! defaults. `cargo test --all-targets` runs it as a small smoke test.
@@ -17,13 +23,15 @@ use std::time::{Duration, Instant};
 use axum::{http::StatusCode, response::IntoResponse, Json, Router};
 use chrono::Utc;
 use opsledger::config::{Integrations, ServeArgs};
+use opsledger::domain::audit::AuditEntry;
 use opsledger::domain::command::ChangeType;
 use opsledger::domain::ids::{Actor, Kind, RecordId};
 use opsledger::domain::lifecycle::NewChange;
 use opsledger::domain::policy::Policy;
 use opsledger::domain::records::{Change, Link, LinkKind, Record, Release};
-use opsledger::store::{Store, WriteSet};
+use opsledger::store::{NewOutbox, Store, WriteSet};
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -157,7 +165,111 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     raw_inserts_per_sec: f64,
+    /// The run's writes again through the store alone, deliveries/s (`store_alone`).
+    store_alone: Option<f64>,
     note: String,
+}
+
+/// The outbox rows a run queued, in order, as they were enqueued.
+async fn outbox_rows(url: &str) -> Vec<(NewOutbox, String)> {
+    type Row = (String, String, String, Option<String>, String, String);
+    const SQL: &str =
+        "SELECT platform, channel, op, record, payload, created_at FROM outbox ORDER BY id";
+    let rows: Vec<Row> = if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(SQL).fetch_all(&mut c).await.unwrap()
+    };
+    rows.into_iter()
+        .map(|(platform, channel, op, record, payload, at)| {
+            let payload = serde_json::from_str(&payload).unwrap();
+            let item = NewOutbox {
+                platform,
+                channel,
+                op,
+                record,
+                payload,
+            };
+            (item, at)
+        })
+        .collect()
+}
+
+/// What the run wrote into `from`, as transactions of `batch` deliveries to write again: the
+/// changes each rewrites (read first, then written) and its write set.
+type Replay = Vec<(Vec<String>, WriteSet)>;
+
+async fn replay_of(from: &dyn Store, from_url: &str, batch: usize) -> (Replay, usize) {
+    let mut audit: Vec<AuditEntry> = Vec::new();
+    loop {
+        let after = audit.last().map_or(0, |e| e.seq);
+        let page = from.audit_after(after, 10_000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        audit.extend(page);
+    }
+    let outbox = outbox_rows(from_url).await;
+    let batches = audit.len().div_ceil(batch.max(1)).max(1);
+    let mut outbox = outbox.chunks(outbox.len().div_ceil(batches).max(1));
+    let mut sets = Vec::with_capacity(batches);
+    for entries in audit.chunks(batch.max(1)) {
+        let mut keys: Vec<String> = entries.iter().filter_map(|e| e.record.clone()).collect();
+        // Deliveries here change changes only; any other record an entry names is not rewritten.
+        keys.retain(|k| k.starts_with("CHG-"));
+        keys.sort();
+        keys.dedup();
+        let mut w = WriteSet::default();
+        for key in &keys {
+            let record = from.get(Kind::Change, key).await.unwrap().unwrap();
+            let json = record.to_json_string();
+            w.records.push((record, json));
+        }
+        w.audit = entries.to_vec();
+        w.outbox = outbox.next().map(<[_]>::to_vec).unwrap_or_default();
+        w.deliveries = entries
+            .iter()
+            .map(|e| {
+                (
+                    "github".to_string(),
+                    format!("replay-{}", e.seq),
+                    e.at.clone(),
+                )
+            })
+            .collect();
+        sets.push((keys, w));
+    }
+    (sets, audit.len())
+}
+
+/// What the store alone does with a run's writes (see the top of the file): deliveries per
+/// second, written into `into` seeded as the run's database was.
+async fn store_alone(
+    (sets, deliveries): (Replay, usize),
+    into: &common::TestDb,
+    (changes, releases): (u64, u64),
+) -> f64 {
+    let store = into.store().await;
+    seed(&*store, changes, releases).await;
+    let watcher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let _ = store.watch_commits(std::sync::Arc::new(|| {})).await;
+        })
+    };
+    let started = Instant::now();
+    for (keys, w) in sets {
+        let mut tx = store.begin().await.unwrap();
+        let read = tx.get_many(Kind::Change, &keys).await.unwrap();
+        assert_eq!(read.len(), keys.len(), "the replay's changes are seeded");
+        tx.write(w).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let rate = deliveries as f64 / started.elapsed().as_secs_f64();
+    watcher.abort();
+    rate
 }
 
 async fn drive(
@@ -240,9 +352,11 @@ async fn drive(
         lat.extend(t.await.unwrap());
     }
     let elapsed = started.elapsed();
+    let per_commit =
+        lat.len() as f64 / (metric("opsledger_write_batch_commands_count") - batches).max(1.0);
     let note = format!(
         "{:.1} commands per commit, writer busy {:.0}% of the time, GitHub API {}, {} outbox items pending at the end",
-        lat.len() as f64 / (metric("opsledger_write_batch_commands_count") - batches).max(1.0),
+        per_commit,
         100.0 * (metric("opsledger_write_batch_seconds_sum") - busy) / elapsed.as_secs_f64(),
         if api { "on" } else { "off" },
         metric("opsledger_outbox_pending"),
@@ -257,8 +371,19 @@ async fn drive(
         .links
         .iter()
         .any(|l| l.kind == LinkKind::PullRequest && l.number == Some(10)));
+    let replay = replay_of(&*store, db.url(), per_commit.round() as usize).await;
     running.stop().await.unwrap();
+    let fresh = if db.url().starts_with("sqlite") {
+        Some(common::sqlite_db())
+    } else {
+        common::postgres_db().await
+    };
+    let store_alone = match fresh {
+        Some(fresh) => Some(store_alone(replay, &fresh, (changes, releases)).await),
+        None => None,
+    };
     Figures {
+        store_alone,
         per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
@@ -293,6 +418,12 @@ fn print(
         f.raw_inserts_per_sec,
         f.per_sec / f.raw_inserts_per_sec,
     );
+    if let Some(ceiling) = f.store_alone {
+        println!(
+            "{backend:<10} store alone, the run's writes again in transactions of the same size: {ceiling:>8.0} deliveries/s  -> the server makes {:.0}% of it",
+            100.0 * f.per_sec / ceiling,
+        );
+    }
 }
 
 fn main() {

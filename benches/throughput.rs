@@ -14,6 +14,13 @@
 //! figure reads as a share of it. Both run with `serve`'s commit watcher, which on SQLite
 //! checkpoints the WAL off the writer's path.
 //!
+//! The store alone is also timed as a group commit with the same number of concurrent callers
+//! as the ledger had: each caller hands one command's rows (its record and audit entries, JSON
+//! made beforehand) to a writer that commits whatever is queued, and waits for that commit. Its
+//! p50 and p99 are the least latency any writer could give these rows at that concurrency on
+//! this machine, so the ledger's p99 reads against it. A third clean run with 16 callers
+//! (`BENCH_LATENCY_CALLERS`), as in the Slack target's "p99 at 16 clients", prints the same pair.
+//!
 //! `cargo bench --bench throughput` (PostgreSQL when `OPSLEDGER_TEST_POSTGRES_URL` is set).
 //! `BENCH_COMMANDS` and `BENCH_CONCURRENCY` override the defaults.
 
@@ -22,14 +29,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use opsledger::domain::audit::AuditEntry;
 use opsledger::domain::ids::Kind;
 use opsledger::domain::policy::Policy;
 use opsledger::domain::reply::Outcome;
 use opsledger::domain::report::{contribution, Rollups};
-use opsledger::store::{ListQuery, RecordPager, Store, WriteSet};
+use opsledger::store::WriteSet;
 use sqlx::Connection;
 
 // The same allocator as the `opsledger` binary, so the figures are the binary's.
@@ -50,6 +54,8 @@ struct Figures {
     raw_inserts_per_sec: f64,
     /// The store alone with the clean run's rows, commands/s (`store_alone`).
     store_alone: Option<f64>,
+    /// The store alone as a group commit at the same concurrency (`store_alone_latency`).
+    store_latency: Option<common::bench::GroupCommit>,
     batches_note: String,
 }
 
@@ -88,7 +94,7 @@ async fn drive(
     poison_every: Option<usize>,
 ) -> Figures {
     let store = db.store().await;
-    let _watcher = watch(&store);
+    let _watcher = common::bench::watch(&store);
     if poison_every.is_some() {
         poison(db.url()).await;
     }
@@ -141,22 +147,20 @@ async fn drive(
     let batches = metric("opsledger_write_batch_commands_count");
     let writer_busy = (writer_seconds(&ledger) - busy_before) / elapsed.as_secs_f64();
     let per_commit = (lat.len() + 50) as f64 / batches.max(1.0);
-    let store_alone = match poison_every {
-        Some(_) => None,
-        None => {
-            let fresh = if db.url().starts_with("sqlite") {
-                Some(common::sqlite_db())
-            } else {
-                common::postgres_db().await
-            };
-            match fresh {
-                Some(fresh) => Some(store_alone(&store, &fresh, per_commit.round() as usize).await),
-                None => None,
-            }
+    let (mut store_alone_rate, mut store_latency) = (None, None);
+    if poison_every.is_none() {
+        let rows = common::bench::run_rows(&store).await;
+        if let Some(fresh) = fresh_like(db).await {
+            store_alone_rate = Some(store_alone(&rows, &fresh, per_commit.round() as usize).await);
         }
-    };
+        if let Some(fresh) = fresh_like(db).await {
+            store_latency =
+                Some(common::bench::store_alone_latency(rows, &fresh, concurrency, None).await);
+        }
+    }
     Figures {
-        store_alone,
+        store_alone: store_alone_rate,
+        store_latency,
         commands_per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
@@ -169,35 +173,20 @@ async fn drive(
     }
 }
 
-/// `serve`'s commit watcher on the store (on SQLite it also checkpoints the WAL after commits).
-fn watch(store: &std::sync::Arc<dyn Store>) -> tokio::task::JoinHandle<()> {
-    let store = store.clone();
-    tokio::spawn(async move {
-        let _ = store.watch_commits(std::sync::Arc::new(|| {})).await;
-    })
+/// A fresh, empty database on the same backend as `db`.
+async fn fresh_like(db: &common::TestDb) -> Option<common::TestDb> {
+    if db.url().starts_with("sqlite") {
+        Some(common::sqlite_db())
+    } else {
+        common::postgres_db().await
+    }
 }
 
-/// What the store alone does with the rows a run wrote: every record and audit entry read back
-/// from `from`, their JSON made, then written into `into` in transactions of `batch` commands
-/// (with the counters and rollups a batch writes), timed. Commands per second.
-async fn store_alone(from: &Arc<dyn Store>, into: &common::TestDb, batch: usize) -> f64 {
-    let mut records = Vec::new();
-    let mut pager = RecordPager::new(&**from, ListQuery::new(Kind::Incident, 1_000));
-    while let Some(page) = pager.next_page().await.expect("read the run's records") {
-        records.extend(page);
-    }
-    let mut audit = Vec::new();
-    loop {
-        let after = audit.last().map_or(0, |e: &AuditEntry| e.seq);
-        let page = from
-            .audit_after(after, 10_000)
-            .await
-            .expect("read the run's audit");
-        if page.is_empty() {
-            break;
-        }
-        audit.extend(page);
-    }
+/// What the store alone does with the rows a run wrote: every record and audit entry, their
+/// JSON made, written into `into` in transactions of `batch` commands (with the counters and
+/// rollups a batch writes), timed. Commands per second.
+async fn store_alone(rows: &common::bench::RunRows, into: &common::TestDb, batch: usize) -> f64 {
+    let common::bench::RunRows { records, audit } = rows;
     let batches = records.len().div_ceil(batch.max(1)).max(1);
     let per_batch = audit.len().div_ceil(batches).max(1);
     let mut sets = Vec::with_capacity(batches);
@@ -220,7 +209,7 @@ async fn store_alone(from: &Arc<dyn Store>, into: &common::TestDb, batch: usize)
         });
     }
     let store = into.store().await;
-    let _watcher = watch(&store);
+    let _watcher = common::bench::watch(&store);
     let started = Instant::now();
     for w in sets {
         let mut tx = store.begin().await.expect("begin");
@@ -242,7 +231,17 @@ fn writer_seconds(ledger: &opsledger::ledger::Ledger) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target: Option<f64>) {
+/// What a printed run is read against.
+enum Target {
+    /// Commands per second.
+    Rate(f64),
+    /// p99 latency, in milliseconds.
+    P99(f64),
+    /// A smoke run in a test build.
+    None,
+}
+
+fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target: Target) {
     println!(
         "{backend:<10} {commands} incident raise, {concurrency} concurrent: {:>8.0} commands/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({})",
         f.commands_per_sec,
@@ -250,10 +249,13 @@ fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target
         f.p99.as_secs_f64() * 1e3,
         f.batches_note
     );
+    let p99_ms = f.p99.as_secs_f64() * 1e3;
     let verdict = match target {
-        Some(t) if f.commands_per_sec >= t => format!("target {t:.0}/s: met"),
-        Some(t) => format!("target {t:.0}/s: NOT met"),
-        None => "smoke run in a test build; `cargo bench` gives the figures".to_string(),
+        Target::Rate(t) if f.commands_per_sec >= t => format!("target {t:.0}/s: met"),
+        Target::Rate(t) => format!("target {t:.0}/s: NOT met"),
+        Target::P99(t) if p99_ms < t => format!("target p99 < {t} ms: met"),
+        Target::P99(t) => format!("target p99 < {t} ms: NOT met"),
+        Target::None => "smoke run in a test build; `cargo bench` gives the figures".to_string(),
     };
     println!(
         "{backend:<10} raw single-row inserts (one commit each): {:>8.0} rows/s  -> group commit is {:.1}x the raw insert rate; {verdict}",
@@ -264,6 +266,15 @@ fn print(backend: &str, f: &Figures, commands: usize, concurrency: usize, target
         println!(
             "{backend:<10} store alone, the run's rows written again in batches of the same size: {ceiling:>8.0} commands/s  -> the ledger makes {:.0}% of it",
             100.0 * f.commands_per_sec / ceiling,
+        );
+    }
+    if let Some(g) = &f.store_latency {
+        println!(
+            "{backend:<10} store alone as a group commit, {concurrency} concurrent callers: p50 {:>7.2} ms  p99 {:>7.2} ms  ({:.0} commands per commit)  -> the ledger's p99 is {:.1}x it",
+            g.p50.as_secs_f64() * 1e3,
+            g.p99.as_secs_f64() * 1e3,
+            g.per_commit,
+            f.p99.as_secs_f64() / g.p99.as_secs_f64(),
         );
     }
 }
@@ -284,6 +295,8 @@ fn main() {
     let commands = env_usize("BENCH_COMMANDS", if full { 20_000 } else { 512 });
     let concurrency = env_usize("BENCH_CONCURRENCY", if full { 256 } else { 32 }).max(1);
     let every = env_usize("BENCH_POISON_EVERY", if full { 1_000 } else { 100 }).max(2);
+    let callers = env_usize("BENCH_LATENCY_CALLERS", 16).max(1);
+    let latency_commands = env_usize("BENCH_LATENCY_COMMANDS", if full { 8_000 } else { 128 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -291,28 +304,32 @@ fn main() {
     rt.block_on(async {
         let sqlite = common::sqlite_db();
         let f = drive(&sqlite, commands, concurrency, None).await;
-        print(
-            "sqlite",
-            &f,
-            commands,
-            concurrency,
-            full.then_some(10_000.0),
-        );
+        let (rate, p99) = if full {
+            (Target::Rate(25_000.0), Target::P99(5.0))
+        } else {
+            (Target::None, Target::None)
+        };
+        print("sqlite", &f, commands, concurrency, rate);
         let p = drive(&common::sqlite_db(), commands, concurrency, Some(every)).await;
         print_poisoned("sqlite", &f, &p, every);
+        let l = drive(&common::sqlite_db(), latency_commands, callers, None).await;
+        print("sqlite", &l, latency_commands, callers, p99);
         match common::postgres_db().await {
             Some(pg) => {
                 let f = drive(&pg, commands, concurrency, None).await;
-                print(
-                    "postgres",
-                    &f,
-                    commands,
-                    concurrency,
-                    full.then_some(3_000.0),
-                );
+                let (rate, p99) = if full {
+                    (Target::Rate(15_000.0), Target::P99(5.0))
+                } else {
+                    (Target::None, Target::None)
+                };
+                print("postgres", &f, commands, concurrency, rate);
                 if let Some(pg2) = common::postgres_db().await {
                     let p = drive(&pg2, commands, concurrency, Some(every)).await;
                     print_poisoned("postgres", &f, &p, every);
+                }
+                if let Some(pg3) = common::postgres_db().await {
+                    let l = drive(&pg3, latency_commands, callers, None).await;
+                    print("postgres", &l, latency_commands, callers, p99);
                 }
             }
             None => println!("postgres   skipped: set {} to measure it", common::PG_ENV),
