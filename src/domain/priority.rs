@@ -118,6 +118,50 @@ pub fn countdown(now: DateTime<Utc>, due: DateTime<Utc>) -> String {
     }
 }
 
+/// How close an SLA clock is to its deadline, as the dashboard shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    /// A missed target is recorded.
+    Breached,
+    /// Past the deadline, the breach not recorded yet.
+    Overdue,
+    /// A quarter or less of the target's time is left.
+    Soon,
+    Ok,
+}
+
+impl Urgency {
+    /// The clock counting from `started` to `due`, read at `now`.
+    pub fn of(
+        now: DateTime<Utc>,
+        started: DateTime<Utc>,
+        due: DateTime<Utc>,
+        breached: bool,
+    ) -> Self {
+        let span = (due - started).num_seconds().max(1);
+        let left = (due - now).num_seconds();
+        if breached {
+            Urgency::Breached
+        } else if left < 0 {
+            Urgency::Overdue
+        } else if left * 4 <= span {
+            Urgency::Soon
+        } else {
+            Urgency::Ok
+        }
+    }
+
+    /// Its CSS class and its word, so colour is never the only signal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Breached => "breached",
+            Urgency::Overdue => "overdue",
+            Urgency::Soon => "soon",
+            Urgency::Ok => "ok",
+        }
+    }
+}
+
 fn human(secs: u64) -> String {
     let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
     match (d, h, m) {
@@ -130,6 +174,22 @@ fn human(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn urgency_turns_soon_at_a_quarter_left_then_overdue_and_breached_wins() {
+        use super::Urgency;
+        let t = |m: i64| chrono::DateTime::UNIX_EPOCH + chrono::Duration::minutes(m);
+        // A 60-minute target started at 0.
+        assert_eq!(Urgency::of(t(0), t(0), t(60), false), Urgency::Ok);
+        assert_eq!(Urgency::of(t(44), t(0), t(60), false), Urgency::Ok);
+        assert_eq!(Urgency::of(t(45), t(0), t(60), false), Urgency::Soon);
+        assert_eq!(Urgency::of(t(60), t(0), t(60), false), Urgency::Soon);
+        assert_eq!(Urgency::of(t(61), t(0), t(60), false), Urgency::Overdue);
+        assert_eq!(Urgency::of(t(10), t(0), t(60), true), Urgency::Breached);
+        // A deadline at its start (a zero target) is soon, not a division by zero.
+        assert_eq!(Urgency::of(t(0), t(0), t(0), false), Urgency::Soon);
+        assert!(Urgency::Breached < Urgency::Overdue && Urgency::Soon < Urgency::Ok);
+    }
+
     use super::*;
     use chrono::TimeZone;
 

@@ -22,7 +22,7 @@ use chrono::{DateTime, Datelike, Duration, Utc};
 
 use crate::domain::audit::AuditEntry;
 use crate::domain::ids::{Kind, RecordId};
-use crate::domain::priority::countdown;
+use crate::domain::priority::{countdown, Urgency};
 use crate::domain::records::{Change, Record, Release};
 use crate::domain::report::ServiceReport;
 use crate::domain::status::{ChangeStatus, IncidentStatus};
@@ -46,6 +46,22 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/report", get(report))
         .route("/records/{id}", get(record))
         .route_layer(axum::middleware::from_fn_with_state(state, require_viewer))
+        // Added after the layer, so open to all: it holds nothing private.
+        .route("/assets/dashboard.css", get(stylesheet))
+}
+
+/// The dashboard's one stylesheet, compiled into the binary so no page needs a CDN.
+pub const STYLESHEET: &str = include_str!("../../assets/dashboard.css");
+
+async fn stylesheet() -> impl IntoResponse {
+    use axum::http::header;
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        STYLESHEET,
+    )
 }
 
 /// The bearer token, or a request from this machine, when a token is configured.
@@ -124,10 +140,13 @@ struct IncidentRow {
     status: String,
     service: String,
     assignee: String,
+    /// `p1` to `p4`: the priority's CSS class.
+    priority_class: String,
     /// `respond` or `resolve`: the deadline the clock counts to.
     target: &'static str,
     clock: String,
-    overdue: bool,
+    /// `breached`, `overdue`, `soon` or `ok` (`Urgency::as_str`): the row's CSS class.
+    urgency: &'static str,
     breached: bool,
 }
 
@@ -178,6 +197,7 @@ async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError>
             IncidentRow {
                 id: i.id.to_string(),
                 priority: i.priority.to_string(),
+                priority_class: i.priority.to_string().to_lowercase(),
                 title: i.title.clone(),
                 status: i.status.to_string(),
                 service: i.service.clone().unwrap_or_default(),
@@ -188,7 +208,7 @@ async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError>
                     .unwrap_or_default(),
                 target,
                 clock: countdown(now, due),
-                overdue: due < now,
+                urgency: Urgency::of(now, i.created_at, due, i.breached).as_str(),
                 breached: i.breached,
             }
         })
@@ -784,4 +804,84 @@ async fn report(
         sections,
         r,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STYLESHEET;
+
+    /// The `--name: #rrggbb` variables of the first block after `marker`.
+    fn palette(marker: &str) -> std::collections::HashMap<String, [f64; 3]> {
+        let from = STYLESHEET
+            .find(marker)
+            .expect("the stylesheet has the block");
+        let block = &STYLESHEET[from..];
+        let block = &block[block.find(":root").expect(":root")..];
+        let block = &block[block.find('{').expect("the block opens") + 1..];
+        let block = &block[..block.find('}').expect("the block ends")];
+        block
+            .split(';')
+            .filter_map(|decl| {
+                let (name, value) = decl.split_once(':')?;
+                let hex = value.trim().strip_prefix('#')?;
+                let c = |i: usize| f64::from(u8::from_str_radix(&hex[i..i + 2], 16).unwrap());
+                Some((name.trim().to_string(), [c(0), c(2), c(4)]))
+            })
+            .collect()
+    }
+
+    /// WCAG 2.x contrast ratio of two sRGB colours.
+    fn contrast(a: [f64; 3], b: [f64; 3]) -> f64 {
+        let lum = |c: [f64; 3]| {
+            let lin = |v: f64| {
+                let v = v / 255.0;
+                if v <= 0.039_28 {
+                    v / 12.92
+                } else {
+                    ((v + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+        };
+        let (x, y) = (lum(a), lum(b));
+        (x.max(y) + 0.05) / (x.min(y) + 0.05)
+    }
+
+    #[test]
+    fn every_text_colour_meets_wcag_aa_on_its_background_in_both_schemes() {
+        // (text, background) as the rules pair them.
+        const PAIRS: &[(&str, &str)] = &[
+            ("--fg", "--bg"),
+            ("--fg", "--head"),
+            ("--muted", "--bg"),
+            ("--link", "--bg"),
+            ("--p1-fg", "--p1-bg"),
+            ("--p2-fg", "--p2-bg"),
+            ("--p3-fg", "--p3-bg"),
+            ("--p4-fg", "--p4-bg"),
+            ("--fg", "--breached-row"),
+            ("--breached-fg", "--breached-row"),
+            ("--link", "--breached-row"),
+            ("--muted", "--breached-row"),
+            ("--overdue-fg", "--bg"),
+            ("--overdue-fg", "--breached-row"),
+            ("--fg", "--soon-row"),
+            ("--soon-fg", "--soon-row"),
+            ("--soon-fg", "--bg"),
+            ("--link", "--soon-row"),
+            ("--muted", "--soon-row"),
+            ("--badge-fg", "--badge-bg"),
+        ];
+        for (scheme, marker) in [("light", ":root"), ("dark", "prefers-color-scheme: dark")] {
+            let p = palette(marker);
+            assert!(p.len() >= 20, "{scheme}: {} colours read", p.len());
+            for (fg, bg) in PAIRS {
+                let (Some(f), Some(b)) = (p.get(*fg), p.get(*bg)) else {
+                    panic!("{scheme}: {fg} or {bg} is not among {:?}", p.keys());
+                };
+                let ratio = contrast(*f, *b);
+                assert!(ratio >= 4.5, "{scheme}: {fg} on {bg} is {ratio:.2}:1");
+            }
+        }
+    }
 }

@@ -112,6 +112,18 @@ end = "2026-12-06T00:00:00Z"
 allow = ["emergency"]
 "#;
 
+/// Runs the SLA clock once and checks that it recorded `id`'s breach.
+async fn tick_breaches(l: &opsledger::ledger::Ledger, id: &str) {
+    let tick = l
+        .handle(
+            opsledger::domain::ids::Actor::system(),
+            opsledger::domain::command::Command::Tick,
+        )
+        .await;
+    let said = &tick.reply.text;
+    assert!(said.contains(&format!("{id} breached")), "{said}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
     // Arrange: a breached P1, an open P3, a change waiting for votes, an approved change with a
@@ -155,17 +167,7 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
     )
     .await;
     clock.advance(Duration::minutes(20));
-    let tick = l
-        .handle(
-            opsledger::domain::ids::Actor::system(),
-            opsledger::domain::command::Command::Tick,
-        )
-        .await;
-    assert!(
-        tick.reply.text.contains("INC-2 breached"),
-        "{}",
-        tick.reply.text
-    );
+    tick_breaches(&l, "INC-2").await;
     run(
         "console:bob",
         "change request \"Upgrade DB\" type:normal window:2026-12-01T22:00Z..2026-12-01T23:00Z"
@@ -391,4 +393,110 @@ async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
     assert_eq!(without.status(), 401);
     assert_eq!(wrong.status(), 401);
     assert_eq!(with.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fits_a_phone() {
+    // Arrange: a P2 with a quarter of its 30 minutes left, a P1 past its 15 and breached, a P3
+    // with hours to go.
+    let db = common::sqlite_db();
+    let clock = TestTime::at(TestTime::default_start());
+    let running = app::serve(
+        &common::serve_args(None),
+        db.store().await,
+        Policy::default(),
+        clock.clone(),
+    )
+    .await
+    .unwrap();
+    let l = running.ledger.clone();
+    let raise = |text: &'static str| {
+        let l = l.clone();
+        async move { common::ok(&l, "console:bob", text).await }
+    };
+    raise("incident raise \"Disk filling\" impact:high urgency:medium service:shop").await;
+    clock.advance(Duration::minutes(4));
+    raise("incident raise \"Checkout down\" impact:high urgency:high service:shop").await;
+    raise("incident raise \"Slow search\" impact:medium urgency:medium service:search").await;
+    clock.advance(Duration::minutes(20));
+    tick_breaches(&l, "INC-2").await;
+    let base = format!("http://{}", running.addr);
+    let css = reqwest::get(format!("{base}/assets/dashboard.css"))
+        .await
+        .unwrap();
+    assert_eq!(css.status(), 200);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+
+    // Act
+    let browser = common::webdriver::Browser::start().await;
+    browser.open(&format!("{base}/")).await;
+    const ROWS: &str = "return [...document.querySelectorAll('tbody tr')]
+        .filter(r => r.querySelector('.prio'))
+        .map(r => ({
+            title: r.cells[2].textContent,
+            class: r.className,
+            background: getComputedStyle(r).backgroundColor,
+            chip: r.querySelector('.prio').textContent,
+            chipBackground: getComputedStyle(r.querySelector('.prio')).backgroundColor,
+            sla: r.cells[6].textContent,
+        }));";
+    let light = browser.eval(ROWS).await;
+    browser.color_scheme("dark").await;
+    let dark = browser.eval(ROWS).await;
+    let dark_body = browser
+        .eval("return getComputedStyle(document.body).backgroundColor")
+        .await;
+    browser.color_scheme("light").await;
+    browser.window(375, 800).await;
+    let phone = browser
+        .eval("return [document.documentElement.scrollWidth, window.innerWidth, document.querySelector('table').scrollWidth > document.querySelector('table').clientWidth]")
+        .await;
+    browser.quit().await;
+
+    // Assert
+    let row = |rows: &serde_json::Value, title: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["title"] == title)
+            .unwrap_or_else(|| panic!("no row {title} in {rows}"))
+            .clone()
+    };
+    let breached = row(&light, "Checkout down");
+    assert_eq!(breached["class"], "urgency-breached", "{breached}");
+    assert_eq!(breached["background"], "rgb(253, 232, 232)", "{breached}");
+    assert_eq!(breached["chip"], "P1");
+    assert_eq!(breached["chipBackground"], "rgb(179, 38, 30)", "{breached}");
+    let sla = breached["sla"].as_str().unwrap();
+    assert!(
+        sla.contains("5m overdue") && sla.contains("breached"),
+        "{sla}"
+    );
+    let soon = row(&light, "Disk filling");
+    assert_eq!(soon["class"], "urgency-soon", "{soon}");
+    assert_eq!(soon["background"], "rgb(255, 244, 214)", "{soon}");
+    assert_eq!(soon["chip"], "P2");
+    assert_eq!(soon["sla"], "respond in 6m due soon", "{soon}");
+    let ok = row(&light, "Slow search");
+    assert_eq!(ok["class"], "urgency-ok", "{ok}");
+    assert_eq!(ok["background"], "rgba(0, 0, 0, 0)", "{ok}");
+    assert_eq!(ok["sla"], "respond in 3h 40m", "{ok}");
+    // The reader's dark setting: the same words, darker colours.
+    assert_eq!(dark_body, "rgb(17, 20, 24)");
+    let breached = row(&dark, "Checkout down");
+    assert_eq!(breached["background"], "rgb(58, 21, 24)", "{breached}");
+    assert_eq!(
+        breached["chipBackground"], "rgb(255, 138, 128)",
+        "{breached}"
+    );
+    // A phone: the page is no wider than the screen; the incidents table scrolls in its box.
+    let (page, screen, table_scrolls) = (&phone[0], &phone[1], &phone[2]);
+    assert!(
+        page.as_u64().unwrap() <= screen.as_u64().unwrap(),
+        "page {page} px wide on a {screen} px screen"
+    );
+    assert_eq!(table_scrolls, true, "{phone}");
+    // The ledger's writer ends when its last handle does.
+    drop(l);
+    running.stop().await.unwrap();
 }

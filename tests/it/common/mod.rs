@@ -18,6 +18,7 @@ pub mod alertmanager;
 pub mod bench;
 pub mod fake;
 pub mod scratch;
+pub mod webdriver;
 
 /// The variable naming the PostgreSQL server the conformance tests use.
 pub const PG_ENV: &str = "OPSLEDGER_TEST_POSTGRES_URL";
