@@ -236,6 +236,16 @@ impl Incident {
 
     /// The next SLA target the deadline timer must watch: response until acknowledged,
     /// resolution until resolved; each only until its breach is recorded.
+    /// The deadline its SLA countdown shows: respond-by while new, resolve-by while
+    /// acknowledged, none once resolved. The dashboard orders open incidents by it.
+    pub fn sla_due(&self) -> Option<DateTime<Utc>> {
+        match self.status {
+            IncidentStatus::New => Some(self.response_due),
+            s if s.is_open() => Some(self.resolve_due),
+            _ => None,
+        }
+    }
+
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         let respond = (self.acknowledged_at.is_none()
             && self.response_breached_at.is_none()

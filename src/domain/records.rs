@@ -504,6 +504,14 @@ impl Record {
 
     /// The next time the deadline timer must look at this record (an SLA target or a review
     /// due), if any.
+    /// An open incident's SLA deadline (`Incident::sla_due`); none for other records.
+    pub fn sla_due(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Record::Incident(i) => i.sla_due(),
+            _ => None,
+        }
+    }
+
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         match self {
             Record::Incident(i) => i.next_deadline(),

@@ -177,17 +177,17 @@ struct Overview {
 async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
     let store = &**app.ledger.store();
     let now = app.ledger.time().now();
-    let incidents = listed(store, Kind::Incident, &["new", "acknowledged"], ROWS).await?;
-    let mut open: Vec<_> = incidents
+    // Most urgent first, in the query itself: breached, then least time left, then priority.
+    let mut q = ListQuery::new(Kind::Incident, ROWS);
+    q.statuses = vec!["new".into(), "acknowledged".into()];
+    q.urgent_first = true;
+    let incidents = store.list(&q).await?;
+    let incidents = incidents
         .iter()
         .filter_map(|r| match r {
             Record::Incident(i) => Some(i),
             _ => None,
         })
-        .collect();
-    open.sort_by_key(|i| (i.priority, i.created_at));
-    let incidents = open
-        .into_iter()
         .map(|i| {
             let (target, due) = if i.status == IncidentStatus::New {
                 ("respond", i.response_due)

@@ -77,6 +77,10 @@ pub struct ListQuery {
     /// Only records this actor reported or is assigned.
     pub involving: Option<String>,
     pub breached: Option<bool>,
+    /// Most urgent first instead of in ID order: records with an SLA deadline only (open
+    /// incidents), breached first, then the least time left, then priority, then ID
+    /// (`records_by_urgency`). Lists the first `limit`; `after` is not applied in this order.
+    pub urgent_first: bool,
 }
 
 impl ListQuery {
@@ -88,6 +92,7 @@ impl ListQuery {
             statuses: Vec::new(),
             involving: None,
             breached: None,
+            urgent_first: false,
         }
     }
 }

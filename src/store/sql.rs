@@ -262,7 +262,7 @@ macro_rules! sql_store {
         async fn list_in<'e, E: Executor<'e, Database = $db>>(e: E, q: &ListQuery) -> Result<Vec<Record>> {
             let mut qb = QueryBuilder::<$db>::new("SELECT data FROM records WHERE kind = ");
             qb.push_bind(q.kind.as_str().to_string());
-            if let Some(after) = &q.after {
+            if let Some(after) = q.after.as_ref().filter(|_| !q.urgent_first) {
                 let num = key_number(after);
                 if num > 0 {
                     // Numbered kinds have one key per number: a plain range the index serves,
@@ -284,7 +284,12 @@ macro_rules! sql_store {
             if let Some(b) = q.breached {
                 qb.push(" AND breached = ").push_bind(i64::from(b));
             }
-            qb.push(" ORDER BY num, key LIMIT ").push_bind(q.limit.max(0));
+            if q.urgent_first {
+                qb.push(" AND sla_due IS NOT NULL ORDER BY breached DESC, sla_due, priority, num, key LIMIT ");
+            } else {
+                qb.push(" ORDER BY num, key LIMIT ");
+            }
+            qb.push_bind(q.limit.max(0));
             let rows: Vec<(String,)> = qb.build_query_as().fetch_all(e).await?;
             rows.into_iter()
                 .map(|(d,)| Record::from_json(q.kind, &d).map_err(StoreError::from))
@@ -356,18 +361,25 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        /// Takes a one-time backfill's marker row (`table`, left by its migration): the
+        /// transaction to do the backfill in, or `None` when there is none to do or another
+        /// process took it first.
+        async fn take_backfill(pool: &sqlx::Pool<$db>, table: &str) -> Result<Option<sqlx::Transaction<'static, $db>>> {
+            let (pending,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(pool).await?;
+            if pending == 0 {
+                return Ok(None);
+            }
+            let mut tx = pool.begin_with($begin).await?;
+            let taken = sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await?;
+            Ok((taken.rows_affected() > 0).then_some(tx))
+        }
+
         /// Builds the index terms of the records stored before migration 0008 added the index,
         /// once: the first process to take the marker row does it, in one transaction.
         async fn backfill_terms(pool: &sqlx::Pool<$db>) -> Result<()> {
-            let (pending,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM record_terms_backfill").fetch_one(pool).await?;
-            if pending == 0 {
+            let Some(mut tx) = take_backfill(pool, "record_terms_backfill").await? else {
                 return Ok(());
-            }
-            let mut tx = pool.begin_with($begin).await?;
-            let taken = sqlx::query("DELETE FROM record_terms_backfill").execute(&mut *tx).await?;
-            if taken.rows_affected() == 0 {
-                return Ok(());
-            }
+            };
             for kind in Kind::ALL.into_iter().filter(|k| has_index_terms(*k)) {
                 let mut q = ListQuery::new(kind, 1000);
                 loop {
@@ -375,6 +387,30 @@ macro_rules! sql_store {
                     let Some(last) = page.last() else { break };
                     q.after = Some(last.key());
                     replace_terms(&mut *tx, &page.iter().collect::<Vec<_>>()).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// Fills `sla_due` once for the open incidents a database held before migration 0010.
+        async fn backfill_sla_due(pool: &sqlx::Pool<$db>) -> Result<()> {
+            let Some(mut tx) = take_backfill(pool, "sla_due_backfill").await? else {
+                return Ok(());
+            };
+            let mut q = ListQuery::new(Kind::Incident, 1000);
+            q.statuses = vec!["new".into(), "acknowledged".into()];
+            loop {
+                let page = list_in(&mut *tx, &q).await?;
+                let Some(last) = page.last() else { break };
+                q.after = Some(last.key());
+                for r in &page {
+                    sqlx::query("UPDATE records SET sla_due = $1 WHERE kind = $2 AND key = $3")
+                        .bind(r.sla_due().map($crate::domain::audit::format_time))
+                        .bind(r.kind().as_str())
+                        .bind(r.key())
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             tx.commit().await?;
@@ -610,6 +646,7 @@ macro_rules! sql_store {
             async fn migrate(&self) -> Result<()> {
                 MIGRATOR.run(&self.pool).await?;
                 backfill_terms(&self.pool).await?;
+                backfill_sla_due(&self.pool).await?;
                 self.build_rollups().await
             }
 
@@ -1086,7 +1123,7 @@ macro_rules! sql_store {
                 replace_terms(&mut *self.tx, &records.iter().map(|(r, _)| r).collect::<Vec<_>>()).await?;
                 for chunk in fixed_chunks_owned(records) {
                     let mut qb = QueryBuilder::<$db>::new(
-                        "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data, due_at) ",
+                        "INSERT INTO records (kind, key, num, title, status, service, priority, assignee, reporter, breached, created_at, updated_at, data, due_at, sla_due) ",
                     );
                     qb.push_values(chunk, |mut b, (r, json)| {
                         let key = r.key();
@@ -1112,13 +1149,15 @@ macro_rules! sql_store {
                             .push_bind($crate::domain::audit::format_time(r.created_at()))
                             .push_bind($crate::domain::audit::format_time(r.updated_at()))
                             .push_bind(json)
-                            .push_bind(r.next_deadline().map($crate::domain::audit::format_time));
+                            .push_bind(r.next_deadline().map($crate::domain::audit::format_time))
+                            .push_bind(r.sla_due().map($crate::domain::audit::format_time));
                     });
                     qb.push(
                         " ON CONFLICT (kind, key) DO UPDATE SET num = excluded.num, title = excluded.title, \
                          status = excluded.status, service = excluded.service, priority = excluded.priority, \
                          assignee = excluded.assignee, reporter = excluded.reporter, breached = excluded.breached, \
-                         updated_at = excluded.updated_at, data = excluded.data, due_at = excluded.due_at",
+                         updated_at = excluded.updated_at, data = excluded.data, due_at = excluded.due_at, \
+                         sla_due = excluded.sla_due",
                     );
                     qb.build().execute(&mut *self.tx).await?;
                 }

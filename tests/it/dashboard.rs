@@ -397,8 +397,8 @@ async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fits_a_phone() {
-    // Arrange: a P2 with a quarter of its 30 minutes left, a P1 past its 15 and breached, a P3
-    // with hours to go.
+    // Arrange: a P1 past its 15 minutes and breached, a P3 with 5 of its 4 hours left (amber),
+    // a P2 with 10 of its 30 minutes left: so time left, not priority, orders the last two.
     let db = common::sqlite_db();
     let clock = TestTime::at(TestTime::default_start());
     let running = app::serve(
@@ -414,12 +414,12 @@ async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fit
         let l = l.clone();
         async move { common::ok(&l, "console:bob", text).await }
     };
+    raise("incident raise \"Printer jam\" impact:medium urgency:medium service:office").await;
+    clock.advance(Duration::minutes(215));
     raise("incident raise \"Disk filling\" impact:high urgency:medium service:shop").await;
-    clock.advance(Duration::minutes(4));
     raise("incident raise \"Checkout down\" impact:high urgency:high service:shop").await;
-    raise("incident raise \"Slow search\" impact:medium urgency:medium service:search").await;
     clock.advance(Duration::minutes(20));
-    tick_breaches(&l, "INC-2").await;
+    tick_breaches(&l, "INC-3").await;
     let base = format!("http://{}", running.addr);
     let css = reqwest::get(format!("{base}/assets/dashboard.css"))
         .await
@@ -462,6 +462,14 @@ async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fit
             .unwrap_or_else(|| panic!("no row {title} in {rows}"))
             .clone()
     };
+    // Most urgent first: the breach, then the least time left, whatever the priority.
+    let order: Vec<&str> = light
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["Checkout down", "Printer jam", "Disk filling"]);
     let breached = row(&light, "Checkout down");
     assert_eq!(breached["class"], "urgency-breached", "{breached}");
     assert_eq!(breached["background"], "rgb(253, 232, 232)", "{breached}");
@@ -472,15 +480,16 @@ async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fit
         sla.contains("5m overdue") && sla.contains("breached"),
         "{sla}"
     );
-    let soon = row(&light, "Disk filling");
+    let soon = row(&light, "Printer jam");
     assert_eq!(soon["class"], "urgency-soon", "{soon}");
     assert_eq!(soon["background"], "rgb(255, 244, 214)", "{soon}");
-    assert_eq!(soon["chip"], "P2");
-    assert_eq!(soon["sla"], "respond in 6m due soon", "{soon}");
-    let ok = row(&light, "Slow search");
+    assert_eq!(soon["chip"], "P3");
+    assert_eq!(soon["sla"], "respond in 5m due soon", "{soon}");
+    let ok = row(&light, "Disk filling");
     assert_eq!(ok["class"], "urgency-ok", "{ok}");
     assert_eq!(ok["background"], "rgba(0, 0, 0, 0)", "{ok}");
-    assert_eq!(ok["sla"], "respond in 3h 40m", "{ok}");
+    assert_eq!(ok["chip"], "P2");
+    assert_eq!(ok["sla"], "respond in 10m", "{ok}");
     // The reader's dark setting: the same words, darker colours.
     assert_eq!(dark_body, "rgb(17, 20, 24)");
     let breached = row(&dark, "Checkout down");

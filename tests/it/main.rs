@@ -31,3 +31,4 @@ mod rooms;
 mod slack;
 mod smoke;
 mod sqlite_store;
+mod urgency;

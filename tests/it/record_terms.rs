@@ -1,7 +1,7 @@
 //! The index GitHub's events find records by (`record_terms`): on both stores it finds exactly
 //! what a scan of every record finds, after links change, within one batch, and after the
 //! migration that added it to a database already holding records.
-use crate::common::{actor, TestDb, TestTime};
+use crate::common::{actor, write_records as write, TestDb, TestTime};
 
 use opsledger::domain::command::ChangeType;
 use opsledger::domain::ids::{Kind, RecordId};
@@ -9,7 +9,7 @@ use opsledger::domain::lifecycle::NewChange;
 use opsledger::domain::records::{
     pr_term, repo_term, sha_term, tag_term, Change, Link, Record, Release,
 };
-use opsledger::store::{ListQuery, RecordPager, Store, TermQuery, WriteSet};
+use opsledger::store::{ListQuery, RecordPager, Store, TermQuery};
 use opsledger::usecase::UnitOfWork;
 
 conformance!(
@@ -52,22 +52,6 @@ fn release(n: u64, repo: Option<&str>, version: &str, commits: &[String]) -> Rec
     );
     r.commits = commits.to_vec();
     Record::Release(r)
-}
-
-async fn write(store: &dyn Store, records: Vec<Record>) {
-    let mut tx = store.begin().await.unwrap();
-    let w = WriteSet {
-        records: records
-            .into_iter()
-            .map(|r| {
-                let json = r.to_json_string();
-                (r, json)
-            })
-            .collect(),
-        ..WriteSet::default()
-    };
-    tx.write(w).await.unwrap();
-    tx.commit().await.unwrap();
 }
 
 fn keys(records: &[Record]) -> Vec<String> {

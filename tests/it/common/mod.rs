@@ -146,6 +146,23 @@ pub fn actor(s: &str) -> Actor {
     Actor::parse(s).expect("test actor")
 }
 
+/// Writes records straight through the store, in one transaction, as a batch would.
+pub async fn write_records(store: &dyn Store, records: Vec<opsledger::domain::records::Record>) {
+    let mut tx = store.begin().await.expect("begin");
+    let w = opsledger::store::WriteSet {
+        records: records
+            .into_iter()
+            .map(|r| {
+                let json = r.to_json_string();
+                (r, json)
+            })
+            .collect(),
+        ..opsledger::store::WriteSet::default()
+    };
+    tx.write(w).await.expect("write");
+    tx.commit().await.expect("commit");
+}
+
 /// Snapshot filters for what varies between runs: wall-clock times, Slack message timestamps
 /// and countdowns.
 pub const SNAPSHOT_FILTERS: &[(&str, &str)] = &[
