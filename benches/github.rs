@@ -373,12 +373,7 @@ async fn drive(
         .any(|l| l.kind == LinkKind::PullRequest && l.number == Some(10)));
     let replay = replay_of(&*store, db.url(), per_commit.round() as usize).await;
     running.stop().await.unwrap();
-    let fresh = if db.url().starts_with("sqlite") {
-        Some(common::sqlite_db())
-    } else {
-        common::postgres_db().await
-    };
-    let store_alone = match fresh {
+    let store_alone = match db.fresh_like().await {
         Some(fresh) => Some(store_alone(replay, &fresh, (changes, releases)).await),
         None => None,
     };

@@ -286,11 +286,7 @@ async fn drive(backend: &str, db: &common::TestDb, commands: usize) {
     store.close().await;
     rows.records
         .retain(|r| r.number().is_some_and(|id| id.n as usize <= commands));
-    let fresh = match backend {
-        "sqlite" => Some(common::sqlite_db()),
-        _ => common::postgres_db().await,
-    };
-    if let Some(fresh) = fresh {
+    if let Some(fresh) = db.fresh_like().await {
         let g = common::bench::store_alone_latency(rows, &fresh, 16, Some("slack")).await;
         println!(
             "{backend:<10} store alone, the 16-connection run's rows through a bare group commit with 16 callers: \

@@ -150,10 +150,10 @@ async fn drive(
     let (mut store_alone_rate, mut store_latency) = (None, None);
     if poison_every.is_none() {
         let rows = common::bench::run_rows(&store).await;
-        if let Some(fresh) = fresh_like(db).await {
+        if let Some(fresh) = db.fresh_like().await {
             store_alone_rate = Some(store_alone(&rows, &fresh, per_commit.round() as usize).await);
         }
-        if let Some(fresh) = fresh_like(db).await {
+        if let Some(fresh) = db.fresh_like().await {
             store_latency =
                 Some(common::bench::store_alone_latency(rows, &fresh, concurrency, None).await);
         }
@@ -170,15 +170,6 @@ async fn drive(
             per_commit,
             writer_busy * 100.0
         ),
-    }
-}
-
-/// A fresh, empty database on the same backend as `db`.
-async fn fresh_like(db: &common::TestDb) -> Option<common::TestDb> {
-    if db.url().starts_with("sqlite") {
-        Some(common::sqlite_db())
-    } else {
-        common::postgres_db().await
     }
 }
 

@@ -34,6 +34,15 @@ impl TestDb {
         &self.url
     }
 
+    /// A fresh, empty database on the same backend (`None` when PostgreSQL is not configured).
+    pub async fn fresh_like(&self) -> Option<TestDb> {
+        if self.url.starts_with("sqlite") {
+            Some(sqlite_db())
+        } else {
+            postgres_db().await
+        }
+    }
+
     /// Opens the store (running migrations).
     pub async fn store(&self) -> Arc<dyn Store> {
         app::open_store(&self.url).await.expect("open test store")
