@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Integrations, ServeArgs};
@@ -208,7 +208,7 @@ pub async fn outbox_worker_alive(store: &dyn Store) -> anyhow::Result<bool> {
 pub struct Running {
     pub addr: SocketAddr,
     pub ledger: Ledger,
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     writer: JoinHandle<()>,
     /// The deadline timer, so tests can wake it after moving their time.
@@ -243,7 +243,7 @@ impl Running {
         for task in platform_tasks {
             task.stop().await;
         }
-        let _ = stop.send(());
+        let _ = stop.send(true);
         server.await.context("server task panicked")?;
         deadline_timer.stop().await;
         outbox_waker.abort();
@@ -405,6 +405,12 @@ pub async fn serve(
         platform_tasks.extend(started.task);
     }
     let github = github.map(|c| Handlers::new(ledger.clone(), c, waker));
+    // Stopping ends the server and every open page's event stream, which would otherwise keep
+    // its connection busy and the graceful shutdown waiting.
+    let (stop, stopping) = watch::channel(false);
+    let (live, feed) = http::live::start(ledger.clone(), stopping.clone());
+    let mut background = background;
+    background.push(feed);
     let state = AppState {
         ledger: ledger.clone(),
         api_token: args.api_token.clone().map(Arc::new),
@@ -415,8 +421,9 @@ pub async fn serve(
                 token: Arc::new(token),
             }
         }),
+        live,
     };
-    let (stop, stopped) = oneshot::channel::<()>();
+    let mut stopped = stopping;
     let app = http::router(state);
     let server = tokio::spawn(http::server::run(
         listener,
@@ -424,7 +431,7 @@ pub async fn serve(
         limits,
         ledger.metrics().clone(),
         async move {
-            let _ = stopped.await;
+            let _ = stopped.wait_for(|s| *s).await;
         },
     ));
     Ok(Running {

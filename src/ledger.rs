@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{broadcast, mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::domain::command::Command;
@@ -83,6 +83,9 @@ struct Bus {
     events: broadcast::Sender<Event>,
     /// Signalled after every commit: deadlines may have moved.
     committed: Notify,
+    /// Counts the commits the store reported from any connection (`committed_elsewhere`):
+    /// watchers that have no events for those (an open dashboard page) look again.
+    elsewhere: watch::Sender<u64>,
 }
 
 /// Settings for the writer.
@@ -112,6 +115,7 @@ impl Ledger {
         let bus = Arc::new(Bus {
             events: broadcast::channel(4096).0,
             committed: Notify::new(),
+            elsewhere: watch::channel(0).0,
         });
         let ledger = Ledger {
             jobs: tx,
@@ -159,6 +163,14 @@ impl Ledger {
     /// commit.
     pub fn committed_elsewhere(&self) {
         self.bus.committed.notify_waiters();
+        self.bus.elsewhere.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever the store reports a commit of any process, this one's included (it
+    /// cannot tell them apart): for readers that must see other replicas' and `exec`'s commits,
+    /// whose events this process never has.
+    pub fn commits_seen(&self) -> watch::Receiver<u64> {
+        self.bus.elsewhere.subscribe()
     }
 
     /// Parses chat text and runs it. Usage errors and help are answered here: they touch no record.

@@ -430,7 +430,120 @@ pub struct BadStoredRecord {
     pub source: serde_json::Error,
 }
 
+/// A record's link to another record or to a page elsewhere, as its page lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordLink {
+    /// What the other end is to this record: `problem`, `pull request`, `suspected change`...
+    pub relation: &'static str,
+    /// The other record's key, or the text of an outside link.
+    pub label: String,
+    /// An outside page's web address, when it has one that is safe to link.
+    pub url: Option<String>,
+    /// Whether the other end is a record (its page is `/records/{label}`).
+    pub is_record: bool,
+}
+
+impl RecordLink {
+    /// A page elsewhere. Only an `http(s)` address becomes a link: an address from a payload
+    /// (an alert's `generatorURL`) could otherwise be `javascript:`; any other stays text.
+    fn outside(relation: &'static str, label: impl ToString, url: &str) -> RecordLink {
+        let web = ["https://", "http://"].iter().any(|p| {
+            url.get(..p.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(p))
+        });
+        RecordLink {
+            relation,
+            label: label.to_string(),
+            url: web.then(|| url.to_string()),
+            is_record: false,
+        }
+    }
+
+    fn record(relation: &'static str, key: impl ToString) -> RecordLink {
+        RecordLink {
+            relation,
+            label: key.to_string(),
+            url: None,
+            is_record: true,
+        }
+    }
+}
+
 impl Record {
+    /// Everything this record links to: records (problems, changes, incidents, releases'
+    /// changes, the alert group, the service and configuration item) and pull requests and
+    /// commits on GitHub, in the order a reader wants them.
+    pub fn links(&self) -> Vec<RecordLink> {
+        let mut out = Vec::new();
+        let service = |out: &mut Vec<RecordLink>, s: &Option<String>| {
+            if let Some(s) = s {
+                out.push(RecordLink::record("service", s));
+            }
+        };
+        match self {
+            Record::Incident(i) => {
+                out.extend(i.problems.iter().map(|p| RecordLink::record("problem", p)));
+                out.extend(
+                    i.suspected_changes
+                        .iter()
+                        .map(|c| RecordLink::record("suspected change", c)),
+                );
+                if let Some(a) = &i.alert {
+                    out.push(RecordLink::record("alert group", &a.group));
+                    out.extend(
+                        a.links
+                            .iter()
+                            .map(|u| RecordLink::outside("alert source", u, u)),
+                    );
+                }
+                service(&mut out, &i.service);
+                if let Some(ci) = &i.ci {
+                    out.push(RecordLink::record("configuration item", ci));
+                }
+            }
+            Record::Problem(p) => {
+                out.extend(
+                    p.incidents
+                        .iter()
+                        .map(|i| RecordLink::record("incident", i)),
+                );
+                if let Some(m) = &p.major_incident {
+                    out.push(RecordLink::record("major incident", m));
+                }
+            }
+            Record::Change(c) => {
+                for l in &c.links {
+                    let label = match (&l.kind, l.number, &l.sha) {
+                        (LinkKind::PullRequest, Some(n), _) => format!("{}#{n}", l.repo),
+                        (_, _, Some(sha)) => format!("{}@{}", l.repo, &sha[..sha.len().min(7)]),
+                        _ => l.repo.clone(),
+                    };
+                    let relation = match l.kind {
+                        LinkKind::PullRequest => "pull request",
+                        LinkKind::Commit => "commit",
+                    };
+                    out.push(RecordLink::outside(relation, label, &l.url));
+                }
+                out.extend(
+                    c.suspected_incidents
+                        .iter()
+                        .map(|s| RecordLink::record("suspected by incident", s.incident)),
+                );
+                service(&mut out, &c.service);
+            }
+            Record::Release(r) => {
+                out.extend(r.changes.iter().map(|c| RecordLink::record("change", c)));
+            }
+            Record::Nonconformity(n) => {
+                if let Some(r) = &n.record {
+                    out.push(RecordLink::record("about", r));
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Record::Incident(_) => Kind::Incident,
@@ -664,6 +777,31 @@ mod tests {
         );
         assert_eq!(pr_term("acme/api", 7), "pr:acme/api#7");
         assert!(change(Vec::new()).index_terms().is_empty());
+    }
+
+    #[test]
+    fn a_change_page_links_its_pull_requests_and_commits_and_only_web_addresses_are_links() {
+        let commit = Link {
+            kind: LinkKind::Commit,
+            number: None,
+            sha: Some("abc1234def".into()),
+            url: "javascript:alert(1)".into(),
+            ..Link::pull_request("acme/api", 0)
+        };
+        let rec = change(vec![Link::pull_request("acme/web", 12), commit]);
+        let links = rec.links();
+        assert_eq!(links.len(), 2, "{links:?}");
+        assert_eq!(links[0].relation, "pull request");
+        assert_eq!(links[0].label, "acme/web#12");
+        assert_eq!(
+            links[0].url.as_deref(),
+            Some("https://github.com/acme/web/pull/12")
+        );
+        assert_eq!(links[1].relation, "commit");
+        assert_eq!(links[1].label, "acme/api@abc1234");
+        assert_eq!(links[1].url, None, "not a web address: shown as text");
+        let rel = release(Some("acme/api"), &[]);
+        assert!(rel.links().is_empty());
     }
 
     #[test]

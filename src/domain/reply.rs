@@ -268,3 +268,64 @@ pub enum Event {
         installation: Option<u64>,
     },
 }
+
+impl Event {
+    /// The records this event says changed, by ID: what an open dashboard page showing one of
+    /// them reloads for. Empty for events about something outside the records (a GitHub call).
+    pub fn records(&self) -> Vec<&str> {
+        match self {
+            Event::IncidentRaised { id, .. }
+            | Event::IncidentUpdated { id, .. }
+            | Event::ChangeSubmitted { id }
+            | Event::ChangeVoted { id }
+            | Event::ChangeDecided { id, .. }
+            | Event::ChangeUpdated { id, .. }
+            | Event::ReleaseCreated { id }
+            | Event::ReleaseDeployed { id, .. }
+            | Event::NonconformityRaised { id }
+            | Event::RecordUpdated { id }
+            | Event::ReleaseNeedsCommits { id, .. } => vec![id.as_str()],
+            Event::SlaBreached {
+                id, nonconformity, ..
+            }
+            | Event::ChangeReviewOverdue {
+                id, nonconformity, ..
+            } => vec![id.as_str(), nonconformity.as_str()],
+            Event::PullRequestLinked { changes, .. } => {
+                changes.iter().map(String::as_str).collect()
+            }
+            Event::Paged { incident, .. }
+            | Event::PagedChannel { incident, .. }
+            | Event::RoomNotice { incident, .. }
+            | Event::PageWebhook { incident, .. } => vec![incident.as_str()],
+            Event::DeploymentGateDecided { .. } => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    #[test]
+    fn an_event_names_the_records_it_changed() {
+        let voted = Event::ChangeVoted { id: "CHG-7".into() };
+        let breach = Event::SlaBreached {
+            id: "INC-2".into(),
+            target: "respond".into(),
+            priority: "P1".into(),
+            nonconformity: "NC-1".into(),
+        };
+        let linked = Event::PullRequestLinked {
+            repo: "acme/shop".into(),
+            number: 4,
+            sha: "abc".into(),
+            changes: vec!["CHG-1".into(), "CHG-2".into()],
+            protected: true,
+            installation: None,
+        };
+        assert_eq!(voted.records(), ["CHG-7"]);
+        assert_eq!(breach.records(), ["INC-2", "NC-1"]);
+        assert_eq!(linked.records(), ["CHG-1", "CHG-2"]);
+    }
+}

@@ -118,6 +118,24 @@ statuses!(NcStatus {
     Closed = "closed" => [],
 });
 
+/// Every status a kind's records can have, in the order of its state machine (what the
+/// dashboard's status filter offers). Empty for kinds without a state machine.
+pub fn names(kind: crate::domain::ids::Kind) -> Vec<&'static str> {
+    use crate::domain::ids::Kind;
+    fn all<S: Copy>(all: &[S], name: fn(S) -> &'static str) -> Vec<&'static str> {
+        all.iter().map(|s| name(*s)).collect()
+    }
+    match kind {
+        Kind::Incident => all(IncidentStatus::ALL, IncidentStatus::as_str),
+        Kind::Request => all(RequestStatus::ALL, RequestStatus::as_str),
+        Kind::Problem => all(ProblemStatus::ALL, ProblemStatus::as_str),
+        Kind::Change => all(ChangeStatus::ALL, ChangeStatus::as_str),
+        Kind::Release => all(ReleaseStatus::ALL, ReleaseStatus::as_str),
+        Kind::Nonconformity => all(NcStatus::ALL, NcStatus::as_str),
+        Kind::Service | Kind::Ci | Kind::Alert | Kind::Oncall => Vec::new(),
+    }
+}
+
 impl IncidentStatus {
     pub fn is_open(self) -> bool {
         !matches!(self, IncidentStatus::Resolved | IncidentStatus::Closed)

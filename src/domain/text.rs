@@ -88,8 +88,55 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, String> {
     })
 }
 
+/// The most words a search uses, and the longest word: a search box is not a place for essays.
+pub const SEARCH_WORDS: usize = 8;
+const SEARCH_WORD_CHARS: usize = 64;
+
+/// The words a search box's text asks for: runs of letters and digits, lowercased, at most
+/// `SEARCH_WORDS` of at most 64 characters each. Punctuation separates words, as both backends'
+/// full-text tokenizers split titles (SQLite FTS5 `unicode61`, PostgreSQL's `simple`), so
+/// nothing the user types reaches a query as syntax.
+pub fn search_words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() {
+            continue;
+        }
+        let word: String = word
+            .chars()
+            .take(SEARCH_WORD_CHARS)
+            .collect::<String>()
+            .to_lowercase();
+        if !words.contains(&word) {
+            words.push(word);
+        }
+        if words.len() == SEARCH_WORDS {
+            break;
+        }
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn search_words_are_lowercased_runs_of_letters_and_digits_and_never_syntax() {
+        use super::search_words;
+        assert_eq!(search_words("Checkout  DOWN"), ["checkout", "down"]);
+        assert_eq!(
+            search_words("db-01: \"disk\"* OR x"),
+            ["db", "01", "disk", "or", "x"]
+        );
+        assert_eq!(search_words("Zürich café"), ["zürich", "café"]);
+        assert_eq!(search_words(" -*:()^ "), Vec::<String>::new());
+        assert_eq!(
+            search_words("a b c d e f g h i j").len(),
+            super::SEARCH_WORDS
+        );
+        assert_eq!(search_words("a A a"), ["a"]);
+        assert_eq!(search_words(&"x".repeat(500))[0].len(), 64);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

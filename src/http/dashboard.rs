@@ -29,10 +29,14 @@ use crate::domain::status::{ChangeStatus, IncidentStatus};
 use crate::store::{ListQuery, OutboxEntry, OutboxState, RecordPager, Store, StoreError};
 
 use super::error::ApiError;
+use super::lists::{Filters, ListParams};
 use super::AppState;
 
-/// The most rows a table shows; the API has the rest.
+/// The most rows the overview's small tables show (the CAB queue, parked messages); the lists
+/// page through the rest.
 const ROWS: i64 = 200;
+/// Open incidents a page of the overview shows; its next-page link has the rest.
+const OVERVIEW_ROWS: i64 = super::lists::PAGE_ROWS;
 const PAGE: i64 = 1000;
 const WEEKS: i64 = 12;
 
@@ -45,9 +49,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/charts", get(charts))
         .route("/report", get(report))
         .route("/records/{id}", get(record))
+        .route("/list/{collection}", get(super::lists::list))
+        .route("/search", get(super::lists::search))
+        .route("/events", get(super::live::events))
         .route_layer(axum::middleware::from_fn_with_state(state, require_viewer))
-        // Added after the layer, so open to all: it holds nothing private.
+        // Added after the layer, so open to all: they hold nothing private.
         .route("/assets/dashboard.css", get(stylesheet))
+        .route("/assets/live.js", get(super::live::script))
 }
 
 /// The dashboard's one stylesheet, compiled into the binary so no page needs a CDN.
@@ -90,7 +98,7 @@ async fn require_viewer(
 }
 
 /// A page rendered from its template (which extends `dashboard/base.html`).
-fn html(page: &impl Template) -> Result<Html<String>, ApiError> {
+pub(super) fn html(page: &impl Template) -> Result<Html<String>, ApiError> {
     page.render()
         .map(Html)
         .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("cannot render the page")))
@@ -167,6 +175,9 @@ struct QueueRow {
 #[template(path = "dashboard/overview.html")]
 struct Overview {
     title: &'static str,
+    filters: Filters,
+    /// The next page of open incidents, when there is one.
+    next: Option<String>,
     incidents: Vec<IncidentRow>,
     queue: Vec<QueueRow>,
     /// Outgoing messages parked after failing past the bounds: what an operator should look
@@ -174,14 +185,39 @@ struct Overview {
     parked: Vec<OutboxEntry>,
 }
 
-async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
+async fn overview(
+    State(app): State<AppState>,
+    p: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Html<String>, ApiError> {
+    let p = super::lists::params(p)?;
     let store = &**app.ledger.store();
     let now = app.ledger.time().now();
-    // Most urgent first, in the query itself: breached, then least time left, then priority.
-    let mut q = ListQuery::new(Kind::Incident, ROWS);
-    q.statuses = vec!["new".into(), "acknowledged".into()];
+    // Most urgent first, in the query itself: breached, then least time left, then priority;
+    // a page at a time, the next one after the last row's place in that order.
+    const OPEN: [&str; 2] = ["new", "acknowledged"];
+    let mut q = ListQuery::new(Kind::Incident, OVERVIEW_ROWS + 1);
+    q.statuses = OPEN.iter().map(|s| s.to_string()).collect();
     q.urgent_first = true;
-    let incidents = store.list(&q).await?;
+    p.apply(&mut q, &OPEN);
+    if let Some(after) = p.after.as_deref().filter(|a| !a.is_empty()) {
+        if crate::store::parse_urgency_cursor(after).is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "`{after}` is not a page of the open incidents: start again from /"
+            )));
+        }
+        q.after = Some(after.to_string());
+    }
+    let mut incidents = store.list(&q).await?;
+    let next = if incidents.len() as i64 > OVERVIEW_ROWS {
+        incidents.truncate(OVERVIEW_ROWS as usize);
+        incidents
+            .last()
+            .and_then(crate::store::urgency_cursor)
+            .map(|c| p.next_page("/", &c))
+    } else {
+        None
+    };
+    let filters = p.form("/", &OPEN, true);
     let incidents = incidents
         .iter()
         .filter_map(|r| match r {
@@ -250,6 +286,8 @@ async fn overview(State(app): State<AppState>) -> Result<Html<String>, ApiError>
         .collect();
     html(&Overview {
         title: "Overview",
+        filters,
+        next,
         incidents,
         queue,
         parked,
@@ -667,9 +705,57 @@ async fn charts(State(app): State<AppState>) -> Result<Html<String>, ApiError> {
 #[template(path = "dashboard/record.html")]
 struct RecordPage {
     title: String,
+    /// The record's ID: the page reloads when it changes.
+    id: String,
+    links: Vec<crate::domain::records::RecordLink>,
+    /// A change's CAB votes.
+    tally: Option<Tally>,
     /// The record's JSON fields, each value as text.
     fields: Vec<(String, String)>,
     entries: Vec<AuditEntry>,
+}
+
+/// A change's approval tally: the votes against the quorum, and who voted what.
+struct Tally {
+    approved: usize,
+    rejected: usize,
+    required: u32,
+    votes: Vec<VoteRow>,
+}
+
+struct VoteRow {
+    voter: String,
+    decision: &'static str,
+    comment: String,
+    at: String,
+}
+
+impl Tally {
+    fn of(c: &Change) -> Tally {
+        use crate::domain::records::Decision;
+        Tally {
+            approved: c.approval_count(),
+            rejected: c
+                .approvals
+                .iter()
+                .filter(|a| a.decision == Decision::Reject)
+                .count(),
+            required: c.required_approvals,
+            votes: c
+                .approvals
+                .iter()
+                .map(|a| VoteRow {
+                    voter: a.voter.to_string(),
+                    decision: match a.decision {
+                        Decision::Approve => "approve",
+                        Decision::Reject => "reject",
+                    },
+                    comment: a.comment.clone().unwrap_or_default(),
+                    at: a.at.format("%Y-%m-%d %H:%M").to_string(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Template)]
@@ -719,6 +805,12 @@ async fn record(State(app): State<AppState>, Path(id): Path<String>) -> Result<R
     let entries = store.audit_for(&rec.key(), 0, 500).await?;
     let page = html(&RecordPage {
         title: format!("{} {}", rec.key(), rec.title()),
+        id: rec.key(),
+        links: rec.links(),
+        tally: match &rec {
+            Record::Change(c) => Some(Tally::of(c)),
+            _ => None,
+        },
         fields,
         entries,
     })?;

@@ -26,6 +26,8 @@ mod api;
 mod dashboard;
 pub mod error;
 mod github;
+mod lists;
+pub mod live;
 pub mod server;
 
 use error::ApiError;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub github: Option<crate::integrations::github::GithubHandlers>,
     /// The alert endpoints' settings when `OPSLEDGER_ALERTS_TOKEN` is set.
     pub alerts: Option<crate::integrations::alerts::AlertsConfig>,
+    /// What open dashboard pages are told as records change (`GET /events`).
+    pub live: live::Live,
 }
 
 impl AppState {

@@ -77,10 +77,54 @@ pub struct ListQuery {
     /// Only records this actor reported or is assigned.
     pub involving: Option<String>,
     pub breached: Option<bool>,
+    /// Only this priority (`P1` to `P4`).
+    pub priority: Option<String>,
+    /// Only records of this service.
+    pub service: Option<String>,
+    /// Only records assigned to this actor.
+    pub assignee: Option<String>,
+    /// Only records whose title has every one of these words, each as a word or the start of
+    /// one, ignoring case (`text::search_words`), through the full-text index: SQLite FTS5,
+    /// PostgreSQL `tsvector`. Numbered kinds only.
+    pub words: Vec<String>,
     /// Most urgent first instead of in ID order: records with an SLA deadline only (open
     /// incidents), breached first, then the least time left, then priority, then ID
-    /// (`records_by_urgency`). Lists the first `limit`; `after` is not applied in this order.
+    /// (`records_by_urgency`). `after` is then an `urgency_cursor`.
     pub urgent_first: bool,
+    /// Newest first (descending IDs) instead of oldest first; `after` is then the last key of
+    /// the previous page as in ID order.
+    pub newest_first: bool,
+}
+
+/// Where a page in urgency order ends, as `ListQuery::after`: the last record's place in that
+/// order (`breached|sla_due|priority|number`). None for a record without an SLA deadline.
+pub fn urgency_cursor(r: &Record) -> Option<String> {
+    let Record::Incident(i) = r else { return None };
+    let due = i.sla_due()?;
+    Some(format!(
+        "{}|{}|{}|{}",
+        u8::from(i.breached),
+        crate::domain::audit::format_time(due),
+        i.priority.as_str(),
+        i.id.n
+    ))
+}
+
+/// An `urgency_cursor` read back: `(breached, sla_due, priority, number)`; None if malformed.
+pub(crate) fn parse_urgency_cursor(cursor: &str) -> Option<(i64, String, String, i64)> {
+    let mut parts = cursor.split('|');
+    let breached = parts
+        .next()?
+        .parse::<i64>()
+        .ok()
+        .filter(|b| *b == 0 || *b == 1)?;
+    let due = parts.next()?.to_string();
+    let priority = parts.next()?.to_string();
+    let num = parts.next()?.parse::<i64>().ok()?;
+    parts
+        .next()
+        .is_none()
+        .then_some((breached, due, priority, num))
 }
 
 impl ListQuery {
@@ -92,7 +136,12 @@ impl ListQuery {
             statuses: Vec::new(),
             involving: None,
             breached: None,
+            priority: None,
+            service: None,
+            assignee: None,
+            words: Vec::new(),
             urgent_first: false,
+            newest_first: false,
         }
     }
 }

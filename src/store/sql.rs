@@ -124,6 +124,43 @@ pub(crate) fn outbox_from_row(
 }
 
 /// The sort number of a key: the `n` of `INC-n`, 0 for named records.
+/// The rowids of a kind's rows in SQLite's full-text index (migration 0011 computes the same):
+/// the kind's code times 2^40 plus the record's number.
+pub(crate) fn search_rowids(kind: crate::domain::ids::Kind) -> (i64, i64) {
+    use crate::domain::ids::Kind;
+    let code: i64 = match kind {
+        Kind::Incident => 1,
+        Kind::Request => 2,
+        Kind::Problem => 3,
+        Kind::Change => 4,
+        Kind::Release => 5,
+        Kind::Nonconformity => 6,
+        // No rows: these kinds are not indexed.
+        _ => 0,
+    };
+    (code << 40, (code << 40) + (1 << 40) - 1)
+}
+
+/// An FTS5 query for every one of `words` as a word or a word's start: each quoted, so it is a
+/// string to FTS5 and never syntax (`text::search_words` leaves only letters and digits anyway).
+pub(crate) fn fts5_query(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// A PostgreSQL `tsquery` for every one of `words` as a word or a word's start. `to_tsquery`
+/// reads operators, so each word is quoted as a lexeme (quotes doubled, backslashes escaped).
+pub(crate) fn tsquery(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| format!("'{}':*", w.replace('\\', "\\\\").replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(" & ")
+}
+
 pub(crate) fn key_number(key: &str) -> i64 {
     key.parse::<crate::domain::ids::RecordId>()
         .map(|id| i64::try_from(id.n).unwrap_or(i64::MAX))
@@ -262,15 +299,51 @@ macro_rules! sql_store {
         async fn list_in<'e, E: Executor<'e, Database = $db>>(e: E, q: &ListQuery) -> Result<Vec<Record>> {
             let mut qb = QueryBuilder::<$db>::new("SELECT data FROM records WHERE kind = ");
             qb.push_bind(q.kind.as_str().to_string());
-            if let Some(after) = q.after.as_ref().filter(|_| !q.urgent_first) {
-                let num = key_number(after);
-                if num > 0 {
-                    // Numbered kinds have one key per number: a plain range the index serves,
-                    // so paging through a million records costs a seek per page, not a scan.
-                    qb.push(" AND num > ").push_bind(num);
-                } else {
-                    qb.push(" AND (num > ").push_bind(num);
-                    qb.push(" OR (num = ").push_bind(num).push(" AND key > ").push_bind(after.clone()).push("))");
+            match q.after.as_ref() {
+                Some(after) if q.urgent_first => {
+                    // After the cursor's place in the order `breached DESC, sla_due, priority,
+                    // num`; a malformed cursor lists from the start.
+                    if let Some((breached, due, priority, num)) = $crate::store::parse_urgency_cursor(after) {
+                        qb.push(" AND (breached < ").push_bind(breached);
+                        qb.push(" OR (breached = ").push_bind(breached);
+                        qb.push(" AND (sla_due > ").push_bind(due.clone());
+                        qb.push(" OR (sla_due = ").push_bind(due);
+                        qb.push(" AND (priority > ").push_bind(priority.clone());
+                        qb.push(" OR (priority = ").push_bind(priority);
+                        qb.push(" AND num > ").push_bind(num).push("))))))");
+                    }
+                }
+                Some(after) => {
+                    let num = key_number(after);
+                    let (cmp, eq) = if q.newest_first { (" < ", " AND key < ") } else { (" > ", " AND key > ") };
+                    if num > 0 {
+                        // Numbered kinds have one key per number: a plain range the index serves,
+                        // so paging through a million records costs a seek per page, not a scan.
+                        qb.push(" AND num").push(cmp).push_bind(num);
+                    } else {
+                        qb.push(" AND (num").push(cmp).push_bind(num);
+                        qb.push(" OR (num = ").push_bind(num).push(eq).push_bind(after.clone()).push("))");
+                    }
+                }
+                None => {}
+            }
+            for (column, value) in [("priority", &q.priority), ("service", &q.service), ("assignee", &q.assignee)] {
+                if let Some(v) = value {
+                    qb.push(format!(" AND {column} = ")).push_bind(v.clone());
+                }
+            }
+            if !q.words.is_empty() {
+                match $backend {
+                    Backend::Sqlite => {
+                        // The FTS5 rows of this kind are a rowid range (migration 0011).
+                        let (from, to) = $crate::store::sql::search_rowids(q.kind);
+                        qb.push(" AND num IN (SELECT rowid - ").push_bind(from);
+                        qb.push(" FROM records_fts WHERE records_fts MATCH ").push_bind($crate::store::sql::fts5_query(&q.words));
+                        qb.push(" AND rowid BETWEEN ").push_bind(from).push(" AND ").push_bind(to).push(")");
+                    }
+                    Backend::Postgres => {
+                        qb.push(" AND title_words @@ to_tsquery('simple', ").push_bind($crate::store::sql::tsquery(&q.words)).push(")");
+                    }
                 }
             }
             if !q.statuses.is_empty() {
@@ -286,6 +359,8 @@ macro_rules! sql_store {
             }
             if q.urgent_first {
                 qb.push(" AND sla_due IS NOT NULL ORDER BY breached DESC, sla_due, priority, num, key LIMIT ");
+            } else if q.newest_first {
+                qb.push(" ORDER BY num DESC, key DESC LIMIT ");
             } else {
                 qb.push(" ORDER BY num, key LIMIT ");
             }

@@ -16,6 +16,7 @@ use opsledger::store::{ListQuery, Store};
 conformance!(
     open_incidents_list_by_breach_then_time_left_then_priority,
     migrating_fills_the_deadline_of_incidents_already_stored,
+    paging_by_cursor_in_urgency_order_walks_every_open_incident_once_in_order,
 );
 
 /// 60 incidents with mixed priorities, statuses, breaches and deadlines (some tied).
@@ -145,5 +146,33 @@ async fn migrating_fills_the_deadline_of_incidents_already_stored(db: TestDb) {
         "no incident had its deadline before the migration"
     );
     assert_eq!(filled, expected(&records));
+    store.close().await;
+}
+
+async fn paging_by_cursor_in_urgency_order_walks_every_open_incident_once_in_order(db: TestDb) {
+    // Arrange
+    let store = db.store().await;
+    let records = incidents();
+    write(&*store, records.clone()).await;
+
+    // Act: pages of 7, each after the last row's place in the order.
+    let mut walked = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut q = ListQuery::new(Kind::Incident, 7);
+        q.statuses = vec!["new".into(), "acknowledged".into()];
+        q.urgent_first = true;
+        q.after = after.clone();
+        let page = store.list(&q).await.unwrap();
+        walked.extend(page.iter().map(Record::key));
+        if page.len() < 7 {
+            break;
+        }
+        after = page.last().and_then(opsledger::store::urgency_cursor);
+        assert!(after.is_some(), "an open incident has a place in the order");
+    }
+
+    // Assert: the same order as one query, each incident once, none left out.
+    assert_eq!(walked, expected(&records));
     store.close().await;
 }

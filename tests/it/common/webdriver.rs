@@ -116,6 +116,42 @@ impl Browser {
             .await
     }
 
+    /// Runs `script` until it returns true, and says how long that took; fails the test after
+    /// `within`. Polled every 20 ms, so the time is at most that late.
+    pub async fn until(&self, what: &str, script: &str, within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if self.eval(script).await == Value::Bool(true) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{what}: not seen within {within:?}; the page says {}",
+                self.eval("return document.querySelector('main') ? document.querySelector('main').innerText : document.body.innerText").await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Saves a PNG of the window to `path` (kept as a CI artifact under the target directory).
+    pub async fn screenshot(&self, path: &Path) {
+        use base64::Engine;
+        let answer: Value = self
+            .http
+            .get(format!("{}/screenshot", self.session))
+            .send()
+            .await
+            .expect("screenshot")
+            .json()
+            .await
+            .expect("screenshot answer");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(answer["value"].as_str().expect("a base64 PNG"))
+            .expect("base64");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
+
     /// `prefers-color-scheme` as the page sees it: `light` or `dark`.
     pub async fn color_scheme(&self, scheme: &str) {
         let features = json!([{ "name": "prefers-color-scheme", "value": scheme }]);
