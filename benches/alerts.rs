@@ -290,6 +290,7 @@ async fn drive(db: &common::TestDb, groups: usize, alerts: usize, concurrency: u
         outbox: Default::default(),
         connections: Default::default(),
         retention: Default::default(),
+        sessions: Default::default(),
         discord_defer_after: None,
     };
     let running = app::serve(

@@ -258,6 +258,7 @@ fn main() {
             ("all incidents, newest first", "/list/incidents".into(), "Seeded incident"),
             ("incidents of one service, resolved", "/list/incidents?service=svc-7&status=resolved".into(), "Seeded incident"),
             ("search for one title word of one record", format!("/search?q={rare}"), "Seeded incident"),
+            ("incidents with a title word every record has", "/list/incidents?q=seeded".into(), "Seeded incident"),
         ] {
             let path = if path.is_empty() {
                 // The overview's own next-page link.

@@ -313,8 +313,13 @@ pub async fn serve(
         w.ledger = ledger_cell.clone();
         deliverers.push(Arc::new(w));
     }
-    let (ledger, writer) =
-        start_ledger_with(store.clone(), policy, time.clone(), public_url, routers);
+    let (ledger, writer) = start_ledger_with(
+        store.clone(),
+        policy,
+        time.clone(),
+        public_url.clone(),
+        routers,
+    );
     let _ = ledger_cell.set(ledger.clone());
     // GitHub's deliverer runs commands (a release's commits, a synced pull request), so it
     // needs the ledger, which needs the routers first.
@@ -409,6 +414,28 @@ pub async fn serve(
     // its connection busy and the graceful shutdown waiting.
     let (stop, stopping) = watch::channel(false);
     let (live, feed) = http::live::start(ledger.clone(), stopping.clone());
+    let sessions = http::session::Sessions::new(
+        &args.sessions,
+        &public_url,
+        args.api_token.clone().map(Arc::new),
+        crate::integrations::slack::sign_in(&args.integrations.slack),
+    )?;
+    tracing::info!(
+        "dashboard sign-in: {}{}",
+        if sessions.slack_on() {
+            "Sign in with Slack, and "
+        } else {
+            ""
+        },
+        if args.api_token.is_some() {
+            "the API token"
+        } else {
+            "naming an account (loopback only, no token)"
+        }
+    );
+    if args.sessions.session_secret.is_none() {
+        tracing::info!("OPSLEDGER_SESSION_SECRET is not set: dashboard sessions end when this process does and hold on this replica only");
+    }
     let mut background = background;
     background.push(feed);
     let state = AppState {
@@ -422,6 +449,7 @@ pub async fn serve(
             }
         }),
         live,
+        sessions,
     };
     let mut stopped = stopping;
     let app = http::router(state);

@@ -213,9 +213,38 @@ pub struct ServeArgs {
     pub connections: ConnectionLimits,
     #[command(flatten)]
     pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub sessions: SessionArgs,
     /// How long a Discord command may run before its answer is deferred; tests shorten it.
     #[arg(skip)]
     pub discord_defer_after: Option<std::time::Duration>,
+}
+
+/// Dashboard sign-in sessions: signed cookies naming the person.
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Key that signs session cookies (at least 32 characters). Set it, the same on every
+    /// replica, for sessions that last across restarts and replicas; unset, each start picks a
+    /// random one.
+    #[arg(long, env = "OPSLEDGER_SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<SecretString>,
+    /// How long a dashboard sign-in lasts (e.g. 12h, 7d).
+    #[arg(
+        long,
+        env = "OPSLEDGER_SESSION_LIFETIME",
+        default_value = "12h",
+        value_parser = humantime::parse_duration
+    )]
+    pub session_lifetime: std::time::Duration,
+}
+
+impl Default for SessionArgs {
+    fn default() -> Self {
+        SessionArgs {
+            session_secret: None,
+            session_lifetime: std::time::Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// How the outbox bounds a message that keeps failing, and who this process is when it claims one.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::command::{ChangeType, Level, Window};
+use super::command::{ChangeType, Level, Role, Window};
 use super::ids::{Actor, RecordId};
 use super::policy::{ApprovalRule, Freeze, Policy};
 use super::records::{
@@ -820,6 +820,17 @@ impl Change {
         }
     }
 
+    /// Whether `voter` may vote on this change now and has not: what "waiting for my vote"
+    /// lists. `roles` are those `change approve` needs (the role table's; empty: anyone).
+    pub fn awaits_vote_of(&self, voter: &Actor, roles: &[Role], policy: &Policy) -> bool {
+        (roles.is_empty() || policy.has_any_role(voter, roles))
+            && self.may_vote(voter, policy).is_ok()
+            && !self
+                .approvals
+                .iter()
+                .any(|a| policy.same_person(&a.voter, voter))
+    }
+
     pub fn approval_count(&self) -> usize {
         self.approvals
             .iter()
@@ -1359,6 +1370,28 @@ mod tests {
         assert!(inc
             .record_breaches(now() + chrono::Duration::hours(5))
             .is_empty());
+    }
+
+    #[test]
+    fn a_change_awaits_the_vote_of_a_cab_member_who_has_not_voted_and_did_not_request_it() {
+        let p = cab_policy();
+        let cab = [Role::Cab];
+        let mut c = change(ChangeType::Normal);
+        let (cab1, cab2) = (actor("console:cab1"), actor("console:cab2"));
+        assert!(!c.awaits_vote_of(&cab1, &cab, &p), "a draft awaits no vote");
+        c.submit(now(), &p).unwrap();
+        assert!(c.awaits_vote_of(&cab1, &cab, &p) && c.awaits_vote_of(&cab2, &cab, &p));
+        assert!(
+            !c.awaits_vote_of(&c.requester.clone(), &cab, &p),
+            "not its requester's"
+        );
+        assert!(
+            !c.awaits_vote_of(&actor("console:bob"), &cab, &p),
+            "not a non-member's"
+        );
+        c.vote(&cab1, Decision::Approve, None, now(), &p).unwrap();
+        assert!(!c.awaits_vote_of(&cab1, &cab, &p), "voted already");
+        assert!(c.awaits_vote_of(&cab2, &cab, &p));
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/records/{id}", get(record))
         .route("/list/{collection}", get(super::lists::list))
         .route("/search", get(super::lists::search))
+        .route("/mine", get(super::lists::mine))
         .route("/events", get(super::live::events))
         .route_layer(axum::middleware::from_fn_with_state(state, require_viewer))
         // Added after the layer, so open to all: they hold nothing private.
@@ -72,7 +73,8 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// The bearer token, or a request from this machine, when a token is configured.
+/// The bearer token, a signed-in session, or a request from this machine, when a token is
+/// configured.
 async fn require_viewer(
     State(app): State<AppState>,
     req: Request,
@@ -89,7 +91,7 @@ async fn require_viewer(
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .is_some_and(|c| c.0.ip().is_loopback());
-        let ok = super::has_bearer(&req, token);
+        let ok = super::has_bearer(&req, token) || app.sessions.viewer(req.headers()).is_some();
         if !local && !ok {
             return Err(ApiError::Unauthorized);
         }
@@ -141,21 +143,50 @@ fn window(c: &Change) -> Option<String> {
     })
 }
 
-struct IncidentRow {
-    id: String,
-    priority: String,
-    title: String,
-    status: String,
-    service: String,
-    assignee: String,
+pub(super) struct IncidentRow {
+    pub(super) id: String,
+    pub(super) priority: String,
+    pub(super) title: String,
+    pub(super) status: String,
+    pub(super) service: String,
+    pub(super) assignee: String,
     /// `p1` to `p4`: the priority's CSS class.
-    priority_class: String,
+    pub(super) priority_class: String,
     /// `respond` or `resolve`: the deadline the clock counts to.
-    target: &'static str,
-    clock: String,
+    pub(super) target: &'static str,
+    pub(super) clock: String,
     /// `breached`, `overdue`, `soon` or `ok` (`Urgency::as_str`): the row's CSS class.
-    urgency: &'static str,
-    breached: bool,
+    pub(super) urgency: &'static str,
+    pub(super) breached: bool,
+}
+
+/// An open incident's row, with its SLA countdown and urgency, as of `now`.
+pub(super) fn incident_row(
+    now: DateTime<Utc>,
+    i: &crate::domain::records::Incident,
+) -> IncidentRow {
+    let (target, due) = if i.status == IncidentStatus::New {
+        ("respond", i.response_due)
+    } else {
+        ("resolve", i.resolve_due)
+    };
+    IncidentRow {
+        id: i.id.to_string(),
+        priority: i.priority.to_string(),
+        priority_class: i.priority.to_string().to_lowercase(),
+        title: i.title.clone(),
+        status: i.status.to_string(),
+        service: i.service.clone().unwrap_or_default(),
+        assignee: i
+            .assignee
+            .as_ref()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default(),
+        target,
+        clock: countdown(now, due),
+        urgency: Urgency::of(now, i.created_at, due, i.breached).as_str(),
+        breached: i.breached,
+    }
 }
 
 struct QueueRow {
@@ -221,32 +252,8 @@ async fn overview(
     let incidents = incidents
         .iter()
         .filter_map(|r| match r {
-            Record::Incident(i) => Some(i),
+            Record::Incident(i) => Some(incident_row(now, i)),
             _ => None,
-        })
-        .map(|i| {
-            let (target, due) = if i.status == IncidentStatus::New {
-                ("respond", i.response_due)
-            } else {
-                ("resolve", i.resolve_due)
-            };
-            IncidentRow {
-                id: i.id.to_string(),
-                priority: i.priority.to_string(),
-                priority_class: i.priority.to_string().to_lowercase(),
-                title: i.title.clone(),
-                status: i.status.to_string(),
-                service: i.service.clone().unwrap_or_default(),
-                assignee: i
-                    .assignee
-                    .as_ref()
-                    .map(|a| a.as_str().to_string())
-                    .unwrap_or_default(),
-                target,
-                clock: countdown(now, due),
-                urgency: Urgency::of(now, i.created_at, due, i.breached).as_str(),
-                breached: i.breached,
-            }
         })
         .collect();
     let queue = listed(store, Kind::Change, &["submitted"], ROWS)

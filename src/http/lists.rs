@@ -342,3 +342,89 @@ mod tests {
         );
     }
 }
+
+#[derive(Template)]
+#[template(path = "dashboard/mine.html")]
+struct MinePage {
+    title: &'static str,
+    /// The signed-in account; None: the page asks to sign in.
+    who: Option<String>,
+    /// The person's other accounts (`[people]`), comma-separated.
+    accounts: String,
+    incidents: Vec<super::dashboard::IncidentRow>,
+    votes: Vec<ListRow>,
+}
+
+/// `/mine`: the signed-in person's open incidents (assigned to or raised by any of their
+/// accounts, most urgent first) and the changes waiting for their vote.
+pub async fn mine(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(me) = app.sessions.viewer(&headers) else {
+        let page = MinePage {
+            title: "My work",
+            who: None,
+            accounts: String::new(),
+            incidents: Vec::new(),
+            votes: Vec::new(),
+        };
+        return Ok(super::dashboard::html(&page)?.into_response());
+    };
+    let store = &**app.ledger.store();
+    let now = app.ledger.time().now();
+    // The rules in force: the rules file and the roles granted at run time.
+    let grants = store.grants().await?;
+    let policy = app
+        .ledger
+        .policy()
+        .with_grants(grants.iter().map(|g| (&g.actor, g.role)));
+    let accounts = match policy.person_of(&me) {
+        Some(person) => policy.accounts_of(person),
+        None => vec![me.clone()],
+    };
+    let mut mine: Vec<crate::domain::records::Incident> = Vec::new();
+    for account in &accounts {
+        let mut q = ListQuery::new(Kind::Incident, PAGE_ROWS);
+        q.statuses = vec!["new".into(), "acknowledged".into()];
+        q.involving = Some(account.to_string());
+        q.urgent_first = true;
+        for r in store.list(&q).await? {
+            if let Record::Incident(i) = r {
+                if !mine.iter().any(|m| m.id == i.id) {
+                    mine.push(i);
+                }
+            }
+        }
+    }
+    mine.sort_by_key(|i| (!i.breached, i.sla_due(), i.priority, i.id.n));
+    let roles = crate::domain::parser::roles_of("change approve").unwrap_or(&[]);
+    let mut votes = Vec::new();
+    let mut q = ListQuery::new(Kind::Change, 500);
+    q.statuses = vec!["submitted".into()];
+    RecordPager::new(store, q)
+        .for_each(|r| {
+            if let Record::Change(c) = r {
+                if c.awaits_vote_of(&me, roles, &policy) {
+                    votes.push(ListRow::of(r));
+                }
+            }
+        })
+        .await?;
+    let page = MinePage {
+        title: "My work",
+        who: Some(me.to_string()),
+        accounts: accounts
+            .iter()
+            .filter(|a| **a != me)
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        incidents: mine
+            .iter()
+            .map(|i| super::dashboard::incident_row(now, i))
+            .collect(),
+        votes,
+    };
+    Ok(super::dashboard::html(&page)?.into_response())
+}

@@ -29,6 +29,7 @@ mod github;
 mod lists;
 pub mod live;
 pub mod server;
+pub mod session;
 
 use error::ApiError;
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub alerts: Option<crate::integrations::alerts::AlertsConfig>,
     /// What open dashboard pages are told as records change (`GET /events`).
     pub live: live::Live,
+    /// Dashboard sign-in: session cookies, and how people sign in.
+    pub sessions: session::Sessions,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api)
         .merge(dashboard::routes(state.clone()))
+        .merge(session::routes())
         .merge(platforms.route_layer(middleware::from_fn_with_state(state.clone(), count_inbound)))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(plain_text_uri))

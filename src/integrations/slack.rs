@@ -304,7 +304,29 @@ chat_settings! {
         pub slack_bot_token: Option<SecretString>,
         #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true)]
         pub slack_app_token: Option<SecretString>,
+        /// The Slack app's OAuth client ID and secret: with both, the dashboard offers "Sign in
+        /// with Slack" (OpenID Connect).
+        #[arg(long, env = "SLACK_CLIENT_ID")]
+        pub slack_client_id: Option<String>,
+        #[arg(long, env = "SLACK_CLIENT_SECRET", hide_env_values = true)]
+        pub slack_client_secret: Option<SecretString>,
+        /// Slack's authorize page for Sign in with Slack (tests point it at a fake).
+        #[arg(long, env = "SLACK_OIDC_AUTHORIZE_URL")]
+        pub slack_oidc_authorize_url: Option<String>,
     }
+}
+
+/// "Sign in with Slack" for the dashboard, when the app's OAuth client ID and secret are set.
+pub fn sign_in(s: &SlackSettings) -> Option<crate::http::session::SlackSignIn> {
+    Some(crate::http::session::SlackSignIn {
+        client_id: s.slack_client_id.clone().filter(|c| !c.is_empty())?,
+        client_secret: std::sync::Arc::new(s.slack_client_secret.clone()?),
+        api_url: s.slack_api_url.trim_end_matches('/').to_string(),
+        authorize_url: s
+            .slack_oidc_authorize_url
+            .clone()
+            .unwrap_or_else(|| opsledger_slack::oidc::AUTHORIZE_URL.to_string()),
+    })
 }
 
 impl ChatGlue for SlackConfig {

@@ -218,6 +218,13 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
     // Assert
     let dom = |name: &str| pages.iter().find(|(n, _)| *n == name).unwrap().1.clone();
     let overview = dom("overview");
+    // Without JavaScript a page is still whole, with a link that loads it again.
+    for (name, page) in &pages {
+        assert!(
+            page.contains(r#"<a href="" class="refresh">Refresh</a>"#),
+            "{name} has a refresh link"
+        );
+    }
     let open = &tables(&overview)[0];
     assert_eq!(open.len(), 2, "two open incidents: {open:?}");
     assert!(overview.contains("Checkout down") && overview.contains("Slow search"));
@@ -369,6 +376,7 @@ async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
         github: None,
         alerts: None,
         live: opsledger::http::live::Live::off(),
+        sessions: opsledger::http::session::Sessions::off(),
     };
     let router = opsledger::http::router(state);
     let request = |auth: Option<&str>| {
@@ -397,16 +405,18 @@ async fn with_a_token_the_dashboard_wants_it_from_other_machines() {
     assert_eq!(with.status(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fits_a_phone() {
+conformance!(urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fits_a_phone);
+
+async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fits_a_phone(
+    db: common::TestDb,
+) {
     // Arrange: a P1 past its 15 minutes and breached, a P3 with 5 of its 4 hours left (amber),
     // a P2 with 10 of its 30 minutes left: so time left, not priority, orders the last two.
-    let db = common::sqlite_db();
     let clock = TestTime::at(TestTime::default_start());
     let running = app::serve(
         &common::serve_args(None),
         db.store().await,
-        Policy::default(),
+        Policy::from_toml(RULES).unwrap(),
         clock.clone(),
     )
     .await
@@ -422,6 +432,10 @@ async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fit
     raise("incident raise \"Checkout down\" impact:high urgency:high service:shop").await;
     clock.advance(Duration::minutes(20));
     tick_breaches(&l, "INC-3").await;
+    // And a change before the CAB, one vote in, for the README's picture.
+    raise("change request \"Upgrade the payments database\" type:normal").await;
+    raise("change submit CHG-1").await;
+    common::ok(&l, "console:cab1", "change approve CHG-1 after the backup").await;
     let base = format!("http://{}", running.addr);
     let css = reqwest::get(format!("{base}/assets/dashboard.css"))
         .await
@@ -443,6 +457,19 @@ async fn urgency_shows_in_colour_and_in_words_in_light_and_dark_and_the_page_fit
             sla: r.cells[6].textContent,
         }));";
     let light = browser.eval(ROWS).await;
+    // The README's screenshot of the overview and the CAB queue (docs/img/overview.png is a
+    // copy of this file).
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    browser.window(1200, 780).await;
+    browser
+        .screenshot(&shots.join(if db.url().starts_with("sqlite") {
+            "overview-urgency.png".to_string()
+        } else {
+            "overview-urgency-postgres.png".to_string()
+        }))
+        .await;
+    browser.window(1280, 900).await;
     browser.color_scheme("dark").await;
     let dark = browser.eval(ROWS).await;
     let dark_body = browser

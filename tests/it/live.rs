@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use axum::response::IntoResponse;
 use axum::Router;
-use opsledger::app::{self, Running};
+use opsledger::app::Running;
 use opsledger::config::{Integrations, ServeArgs};
-use opsledger::domain::policy::Policy;
 use opsledger::integrations::slack::SlackSettings;
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -59,15 +58,7 @@ async fn serve(db: &TestDb, token: Option<&str>) -> (Running, String, String) {
         },
         ..common::serve_args(token)
     };
-    let running = app::serve(
-        &args,
-        db.store().await,
-        Policy::from_toml(RULES).unwrap(),
-        app::system_time_source(),
-    )
-    .await
-    .unwrap();
-    let base = format!("http://{}", running.addr);
+    let (running, base) = common::serve_on(db, &args, RULES).await;
     (running, base, slack)
 }
 

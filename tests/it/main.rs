@@ -30,6 +30,7 @@ mod report;
 mod report_rollups;
 mod rooms;
 mod search;
+mod signin;
 mod slack;
 mod smoke;
 mod sqlite_store;

@@ -307,7 +307,26 @@ async fn the_list_and_search_pages_find_a_record_by_a_title_word(db: TestDb) {
         }
     };
 
-    // Act
+    // Act: the search box in a browser, then the pages over HTTP.
+    let browser = common::webdriver::Browser::start().await;
+    browser.open(&app.url("/")).await;
+    browser
+        .eval(
+            "const box = document.querySelector('form.search input[name=q]');
+               box.value = 'slow check'; box.form.submit(); return true",
+        )
+        .await;
+    browser
+        .until(
+            "the search results",
+            "return location.pathname === '/search' && document.querySelector('main') !== null",
+            std::time::Duration::from_secs(5),
+        )
+        .await;
+    let in_browser = browser
+        .eval("return [...document.querySelectorAll('main tbody tr')].map(r => r.cells[0].textContent + ' ' + r.cells[1].textContent)")
+        .await;
+    browser.quit().await;
     let (s1, _, found) = get("/search?q=checkout").await;
     let (s2, to, _) = get("/search?q=INC-4").await;
     let (s3, _, none) = get("/search?q=INC-99").await;
@@ -315,7 +334,8 @@ async fn the_list_and_search_pages_find_a_record_by_a_title_word(db: TestDb) {
     let (s5, _, bad) = get("/list/incidents?after=CHG-1").await;
     let (s6, _, missing) = get("/list/services").await;
 
-    // Assert
+    // Assert: every word, as a word's start, any case.
+    assert_eq!(in_browser, serde_json::json!(["INC-3 Checkout slow"]));
     assert_eq!((s1, s2, s3, s4, s5, s6), (200, 303, 200, 200, 400, 404));
     assert!(
         found.contains("Checkout down in EU") && found.contains("Checkout slow"),

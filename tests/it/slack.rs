@@ -821,6 +821,7 @@ async fn socket_mode_takes_a_slash_command_over_a_websocket_with_no_public_url()
         outbox: Default::default(),
         connections: Default::default(),
         retention: Default::default(),
+        sessions: Default::default(),
         discord_defer_after: None,
     };
 

@@ -7,6 +7,7 @@
 mod api;
 mod blocks;
 mod inbound;
+pub mod oidc;
 mod socket;
 mod verify;
 

@@ -224,22 +224,28 @@ pub async fn serve_platforms(
     discord_defer_after: Option<std::time::Duration>,
 ) -> (Running, String, TestDb) {
     let db = sqlite_db();
-    let store = db.store().await;
     let args = ServeArgs {
         integrations,
         discord_defer_after,
         ..serve_args(None)
     };
+    let (running, base) = serve_on(&db, &args, rules).await;
+    (running, base, db)
+}
+
+/// Serves on `db` with these settings and rules, and the system clock (platform signatures
+/// carry real time); returns the server and its base URL.
+pub async fn serve_on(db: &TestDb, args: &ServeArgs, rules: &str) -> (Running, String) {
     let running = app::serve(
-        &args,
-        store,
+        args,
+        db.store().await,
         Policy::from_toml(rules).expect("test rules"),
         app::system_time_source(),
     )
     .await
     .expect("serve");
     let base = format!("http://{}", running.addr);
-    (running, base, db)
+    (running, base)
 }
 
 /// A fresh Slack `trigger_id`: Slack gives every invocation and interaction its own, and
@@ -318,6 +324,7 @@ pub fn serve_args(token: Option<&str>) -> ServeArgs {
         outbox: Default::default(),
         connections: Default::default(),
         retention: Default::default(),
+        sessions: Default::default(),
         discord_defer_after: None,
     }
 }
