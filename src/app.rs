@@ -413,7 +413,7 @@ pub async fn serve(
     // Stopping ends the server and every open page's event stream, which would otherwise keep
     // its connection busy and the graceful shutdown waiting.
     let (stop, stopping) = watch::channel(false);
-    let (live, feed) = http::live::start(ledger.clone(), stopping.clone());
+    let (live, feed) = http::live::start(ledger.clone(), stopping.clone()).await;
     let sessions = http::session::Sessions::new(
         &args.sessions,
         &public_url,

@@ -85,14 +85,22 @@ impl Live {
     }
 }
 
-/// Starts the feed: it runs until `stopping` turns true (as `serve`'s stop does).
-pub fn start(ledger: Ledger, stopping: watch::Receiver<bool>) -> (Live, JoinHandle<()>) {
+/// Starts the feed: it runs until `stopping` turns true (as `serve`'s stop does). The audit
+/// trail's head is read before it returns, so every commit after that is told to open pages.
+pub async fn start(ledger: Ledger, stopping: watch::Receiver<bool>) -> (Live, JoinHandle<()>) {
     let (tx, _) = broadcast::channel(BEHIND);
     let live = Live {
         updates: tx.clone(),
         stopping: stopping.clone(),
     };
-    let task = tokio::spawn(follow(ledger, tx, stopping));
+    let last = match ledger.store().chain_head().await {
+        Ok((head, _)) => Some(head),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the audit trail's head for the open dashboard pages");
+            None
+        }
+    };
+    let task = tokio::spawn(follow(ledger, tx, stopping, last));
     (live, task)
 }
 
@@ -101,10 +109,10 @@ async fn follow(
     ledger: Ledger,
     tx: broadcast::Sender<Update>,
     mut stopping: watch::Receiver<bool>,
+    mut last: Option<i64>,
 ) {
     let store = ledger.store().clone();
     let mut seen = ledger.commits_seen();
-    let mut last: Option<i64> = None;
     loop {
         // Armed before the store is read, so a commit in between wakes the next wait.
         let local = ledger.committed();
