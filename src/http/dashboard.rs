@@ -1,10 +1,13 @@
-//! The dashboard at `/`: server-rendered HTML pages with inline SVG charts and no JavaScript,
-//! from the templates under `templates/dashboard/`; this module gathers what they show.
-//! Open incidents with their SLA countdowns, the CAB queue, the change calendar, recent
-//! releases, record pages with their timeline, and charts of the last twelve weeks.
+//! The dashboard at `/`: server-rendered HTML pages with inline SVG charts, from the templates
+//! under `templates/dashboard/`; this module gathers what they show. Open incidents most urgent
+//! first with their SLA countdowns, the CAB queue, the change calendar, recent releases, record
+//! pages with their links, votes and timeline, and charts of the last twelve weeks. The lists
+//! and search are in `lists.rs`, live updates (`/events`, `assets/live.js`) in `live.rs`,
+//! sign-in in `session.rs`; every page works without JavaScript.
 //!
 //! It follows the API's auth: with `OPSLEDGER_API_TOKEN` set, a request needs the bearer token
-//! unless it comes from the machine itself (loopback, and not forwarded by a proxy).
+//! or a signed-in session unless it comes from the machine itself (loopback, and not forwarded
+//! by a proxy).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

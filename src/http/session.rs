@@ -48,6 +48,8 @@ pub struct SlackSignIn {
     pub api_url: String,
     /// Slack's authorize page.
     pub authorize_url: String,
+    /// Only members of this workspace may sign in (`SLACK_TEAM_ID`).
+    pub team_id: Option<String>,
 }
 
 /// Issues and reads session cookies; knows how people sign in.
@@ -318,6 +320,7 @@ async fn slack_start(State(app): State<AppState>) -> Result<Response, ApiError> 
         &s.redirect_uri(),
         &state,
         &nonce,
+        slack.team_id.as_deref(),
     );
     let mut resp = Redirect::to(&url).into_response();
     let (name, v) = s.set_cookie(STATE_COOKIE, &state, STATE_SECONDS);
@@ -374,6 +377,15 @@ async fn slack_callback(
     )
     .await;
     let who = match found {
+        Ok(id) if slack.team_id.is_some() && id.team_id != slack.team_id => {
+            tracing::warn!(user = %id.user_id, team = ?id.team_id, "refused a Slack sign-in from another workspace");
+            return page(
+                &app,
+                None,
+                Some("You signed in to another Slack workspace than this dashboard's.".into()),
+                StatusCode::FORBIDDEN,
+            );
+        }
         Ok(id) => Actor::parse_person(&format!("slack:{}", id.user_id)),
         Err(e @ opsledger_slack::oidc::OidcError::Refused(_)) => {
             return page(

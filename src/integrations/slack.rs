@@ -313,6 +313,10 @@ chat_settings! {
         /// Slack's authorize page for Sign in with Slack (tests point it at a fake).
         #[arg(long, env = "SLACK_OIDC_AUTHORIZE_URL")]
         pub slack_oidc_authorize_url: Option<String>,
+        /// The workspace whose members may sign in to the dashboard with Slack (`T0123...`);
+        /// unset, any workspace the app can be installed in.
+        #[arg(long, env = "SLACK_TEAM_ID")]
+        pub slack_team_id: Option<String>,
     }
 }
 
@@ -326,6 +330,7 @@ pub fn sign_in(s: &SlackSettings) -> Option<crate::http::session::SlackSignIn> {
             .slack_oidc_authorize_url
             .clone()
             .unwrap_or_else(|| opsledger_slack::oidc::AUTHORIZE_URL.to_string()),
+        team_id: s.slack_team_id.clone().filter(|t| !t.is_empty()),
     })
 }
 

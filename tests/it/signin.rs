@@ -98,7 +98,9 @@ fn urlencode(s: &str) -> String {
     serde_urlencoded::to_string([("x", s)]).unwrap()[2..].to_string()
 }
 
-async fn serve(db: &TestDb) -> (Running, String, Seen) {
+/// Serves with Sign in with Slack for members of workspace `team` (the fake's member is in
+/// T0R7GR).
+async fn serve_for(db: &TestDb, team: &str) -> (Running, String, Seen) {
     let seen = Seen::default();
     let slack = fake::serve(
         Router::new()
@@ -115,6 +117,7 @@ async fn serve(db: &TestDb) -> (Running, String, Seen) {
                 slack_client_secret: Some("client-secret".to_string().into()),
                 slack_api_url: format!("{slack}/api"),
                 slack_oidc_authorize_url: Some(format!("{slack}/openid/connect/authorize")),
+                slack_team_id: Some(team.to_string()),
                 ..Default::default()
             },
             ..Integrations::default()
@@ -123,6 +126,10 @@ async fn serve(db: &TestDb) -> (Running, String, Seen) {
     };
     let (running, base) = common::serve_on(db, &args, RULES).await;
     (running, base, seen)
+}
+
+async fn serve(db: &TestDb) -> (Running, String, Seen) {
+    serve_for(db, "T0R7GR").await
 }
 
 /// Dana's work (she is `slack:UDANA` and `console:dana`), and others'.
@@ -332,6 +339,28 @@ async fn the_api_token_signs_in_an_account_and_forged_sign_ins_are_refused(db: T
     .send()
     .await
     .unwrap();
+    // A member of another workspace than the dashboard's.
+    let (other, other_base, _) = serve_for(&db, "TOTHER").await;
+    let start = remote(http.get(format!("{other_base}/signin/slack")))
+        .send()
+        .await
+        .unwrap();
+    let other_state = start
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .unwrap();
+    let asked = start.headers()["location"].to_str().unwrap().to_string();
+    let elsewhere = remote(http.get(format!(
+        "{other_base}/signin/slack/callback?code=good-code&state={}",
+        urlencode(other_state.trim_start_matches("opsledger_signin="))
+    )))
+    .header("cookie", &other_state)
+    .send()
+    .await
+    .unwrap();
+    other.stop().await.unwrap();
     let out = remote(http.post(format!("{base}/signout")))
         .header("cookie", &cookie)
         .send()
@@ -376,6 +405,9 @@ async fn the_api_token_signs_in_an_account_and_forged_sign_ins_are_refused(db: T
     assert_eq!(forged_state.status(), 400);
     assert_eq!(bad_code.status(), 401);
     assert!(bad_code.text().await.unwrap().contains("invalid_code"));
+    assert!(asked.contains("team=TOTHER"), "{asked}");
+    assert_eq!(elsewhere.status(), 403);
+    assert!(session_of(&elsewhere).is_none());
     assert_eq!(out.status(), 303);
     assert!(out.headers()["set-cookie"]
         .to_str()

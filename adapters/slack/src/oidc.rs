@@ -32,23 +32,27 @@ pub enum OidcError {
 }
 
 /// The link that starts a sign-in: scopes `openid profile`, the `state` to check on return,
-/// and a `nonce`.
+/// a `nonce`, and the workspace to sign in to when there is one.
 pub fn authorize_url(
     authorize: &str,
     client_id: &str,
     redirect_uri: &str,
     state: &str,
     nonce: &str,
+    team: Option<&str>,
 ) -> String {
-    let query = serde_urlencoded::to_string([
+    let mut params = vec![
         ("response_type", "code"),
         ("scope", "openid profile"),
         ("client_id", client_id),
         ("redirect_uri", redirect_uri),
         ("state", state),
         ("nonce", nonce),
-    ])
-    .unwrap_or_default();
+    ];
+    if let Some(team) = team {
+        params.push(("team", team));
+    }
+    let query = serde_urlencoded::to_string(params).unwrap_or_default();
     format!("{authorize}?{query}")
 }
 
@@ -156,12 +160,13 @@ mod tests {
             "https://ops.example.com/signin/slack/callback",
             "st&ate",
             "n1",
+            Some("T0R7GR"),
         );
         assert_eq!(
             url,
             "https://slack.com/openid/connect/authorize?response_type=code&scope=openid+profile\
              &client_id=123.456&redirect_uri=https%3A%2F%2Fops.example.com%2Fsignin%2Fslack%2Fcallback\
-             &state=st%26ate&nonce=n1"
+             &state=st%26ate&nonce=n1&team=T0R7GR"
         );
     }
 }
