@@ -297,7 +297,21 @@ macro_rules! sql_store {
         }
 
         async fn list_in<'e, E: Executor<'e, Database = $db>>(e: E, q: &ListQuery) -> Result<Vec<Record>> {
-            let mut qb = QueryBuilder::<$db>::new("SELECT data FROM records WHERE kind = ");
+            // On SQLite a search in ID order walks the full-text index in rowid order (the ID
+            // order) and joins each match to its record, stopping at the limit: a word in every
+            // title costs a page, not a million-row list (`IN (...)` built the whole list first).
+            let fts_first = matches!($backend, Backend::Sqlite) && !q.words.is_empty() && !q.urgent_first;
+            let mut qb = if fts_first {
+                let (from, to) = $crate::store::sql::search_rowids(q.kind);
+                let mut qb = QueryBuilder::<$db>::new("SELECT r.data FROM records_fts f JOIN records r ON r.num = f.rowid - ");
+                qb.push_bind(from);
+                qb.push(" WHERE records_fts MATCH ").push_bind($crate::store::sql::fts5_query(&q.words));
+                qb.push(" AND f.rowid BETWEEN ").push_bind(from).push(" AND ").push_bind(to);
+                qb.push(" AND r.kind = ");
+                qb
+            } else {
+                QueryBuilder::<$db>::new("SELECT data FROM records WHERE kind = ")
+            };
             qb.push_bind(q.kind.as_str().to_string());
             match q.after.as_ref() {
                 Some(after) if q.urgent_first => {
@@ -332,7 +346,7 @@ macro_rules! sql_store {
                     qb.push(format!(" AND {column} = ")).push_bind(v.clone());
                 }
             }
-            if !q.words.is_empty() {
+            if !q.words.is_empty() && !fts_first {
                 match $backend {
                     Backend::Sqlite => {
                         // The FTS5 rows of this kind are a rowid range (migration 0011).
@@ -359,6 +373,9 @@ macro_rules! sql_store {
             }
             if q.urgent_first {
                 qb.push(" AND sla_due IS NOT NULL ORDER BY breached DESC, sla_due, priority, num, key LIMIT ");
+            } else if fts_first {
+                // Numbered kinds only (the index holds no others): one record a number.
+                qb.push(if q.newest_first { " ORDER BY f.rowid DESC LIMIT " } else { " ORDER BY f.rowid LIMIT " });
             } else if q.newest_first {
                 qb.push(" ORDER BY num DESC, key DESC LIMIT ");
             } else {
