@@ -253,7 +253,9 @@ fn main() {
         let rare = incidents.saturating_sub(7).max(1);
         for (what, path, shows) in [
             ("open incidents, most urgent first (target <= 50 ms)", "/".to_string(), "Open incidents"),
-            ("open incidents of one service and priority", "/?service=svc-3&priority=P3".into(), "Open incidents"),
+            ("open incidents of one service", "/?service=svc-10".into(), "Open incidents"),
+            ("open incidents of a service that has none", "/?service=svc-3".into(), "No open incidents"),
+            ("open incidents of one priority", "/?priority=P3".into(), "Open incidents"),
             ("open incidents, page 2", String::new(), "Open incidents"),
             ("all incidents, newest first", "/list/incidents".into(), "Seeded incident"),
             ("incidents of one service, resolved", "/list/incidents?service=svc-7&status=resolved".into(), "Seeded incident"),
