@@ -44,6 +44,8 @@
       });
   }
   var source = new EventSource("/events");
+  // The page's stream, for scripts of one's own (and the browser tests) to listen to.
+  window.opsledgerLive = source;
   // On every (re)connection: whatever changed while the stream was not open is fetched now.
   source.addEventListener("open", function () { root.classList.add("live"); refresh(); });
   source.addEventListener("error", function () { root.classList.remove("live"); });

@@ -459,7 +459,8 @@ impl RecordLink {
         }
     }
 
-    fn record(relation: &'static str, key: impl ToString) -> RecordLink {
+    /// A link to another record.
+    pub fn record(relation: &'static str, key: impl ToString) -> RecordLink {
         RecordLink {
             relation,
             label: key.to_string(),
@@ -644,13 +645,18 @@ impl Record {
                 .filter(|l| l.kind == LinkKind::PullRequest)
                 .filter_map(|l| l.number.map(|n| pr_term(&l.repo, n)))
                 .collect(),
-            Record::Release(r) => match &r.repo {
-                Some(repo) => [repo_term(repo), tag_term(repo, &r.version)]
-                    .into_iter()
-                    .chain(r.commits.iter().map(|sha| sha_term(repo, sha)))
-                    .collect(),
-                None => Vec::new(),
-            },
+            Record::Release(r) => {
+                let mut terms: Vec<String> = match &r.repo {
+                    Some(repo) => [repo_term(repo), tag_term(repo, &r.version)]
+                        .into_iter()
+                        .chain(r.commits.iter().map(|sha| sha_term(repo, sha)))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                // A change's page lists the releases that ship it.
+                terms.extend(r.changes.iter().map(|c| change_term(&c.to_string())));
+                terms
+            }
             _ => Vec::new(),
         };
         terms.sort();
@@ -697,6 +703,11 @@ pub fn pr_term(repo: &str, number: u64) -> String {
 }
 
 /// The index term of a repository, carried by its releases.
+/// The term a release carries for each change it ships: `change:CHG-7`.
+pub fn change_term(change: &str) -> String {
+    format!("change:{change}")
+}
+
 pub fn repo_term(repo: &str) -> String {
     format!("repo:{repo}")
 }

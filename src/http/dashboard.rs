@@ -813,10 +813,24 @@ async fn record(State(app): State<AppState>, Path(id): Path<String>) -> Result<R
         _ => Vec::new(),
     };
     let entries = store.audit_for(&rec.key(), 0, 500).await?;
+    let mut links = rec.links();
+    if let Record::Change(c) = &rec {
+        // The releases that ship this change, through the term index (no scan).
+        let q = crate::store::TermQuery::new(
+            Kind::Release,
+            crate::domain::records::change_term(&c.id.to_string()),
+        );
+        for r in store.find(&q).await?.iter().rev() {
+            links.push(crate::domain::records::RecordLink::record(
+                "release",
+                r.key(),
+            ));
+        }
+    }
     let page = html(&RecordPage {
         title: format!("{} {}", rec.key(), rec.title()),
         id: rec.key(),
-        links: rec.links(),
+        links,
         tally: match &rec {
             Record::Change(c) => Some(Tally::of(c)),
             _ => None,

@@ -200,6 +200,7 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
                 ("releases", "/releases"),
                 ("charts", "/charts"),
                 ("record", "/records/CHG-2"),
+                ("shipped", "/records/CHG-1"),
                 ("report", "/report?from=2026-11-01&to=2026-11-30"),
             ]
             .into_iter()
@@ -259,6 +260,12 @@ async fn every_dashboard_page_renders_its_records_in_a_real_browser() {
     assert!(
         record.contains("Rotate keys") && record.contains("change approve"),
         "{record}"
+    );
+    // A change's page links the release that ships it.
+    let shipped = dom("shipped");
+    assert!(
+        shipped.contains(r#"<tr><th>release</th><td><a href="/records/REL-1">REL-1</a></td></tr>"#),
+        "{shipped}"
     );
     let report = dom("report");
     assert!(

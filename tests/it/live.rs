@@ -277,11 +277,22 @@ async fn an_open_page_shows_a_slack_vote_and_another_process_s_command_by_itself
     ] {
         assert!(timeline.contains(who_did), "{who_did} in {timeline}");
     }
-    // Not reloaded whole: the page swapped its content in place.
+    // Not reloaded whole by a change: the page swapped its content in place.
     let swapped = browser
         .eval("return document.documentElement.hasAttribute('data-updated') && performance.getEntriesByType('navigation').length === 1")
         .await;
     assert_eq!(swapped, true);
+    // Told it fell behind, the page reloads whole (a new navigation), then follows again.
+    browser
+        .eval("window.beforeReload = true; window.opsledgerLive.dispatchEvent(new MessageEvent('reload', {data: 'behind'})); return true")
+        .await;
+    browser
+        .until(
+            "the page reloads whole",
+            "return window.beforeReload === undefined && document.documentElement.classList.contains('live')",
+            Duration::from_secs(5),
+        )
+        .await;
     browser
         .screenshot(&shots.join(format!("live-record-{backend}.png")))
         .await;

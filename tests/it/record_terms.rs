@@ -7,7 +7,7 @@ use opsledger::domain::command::ChangeType;
 use opsledger::domain::ids::{Kind, RecordId};
 use opsledger::domain::lifecycle::NewChange;
 use opsledger::domain::records::{
-    pr_term, repo_term, sha_term, tag_term, Change, Link, Record, Release,
+    change_term, pr_term, repo_term, sha_term, tag_term, Change, Link, Record, Release,
 };
 use opsledger::store::{ListQuery, RecordPager, Store, TermQuery};
 use opsledger::usecase::UnitOfWork;
@@ -51,6 +51,10 @@ fn release(n: u64, repo: Option<&str>, version: &str, commits: &[String]) -> Rec
         TestTime::default_start(),
     );
     r.commits = commits.to_vec();
+    // Each ships one or two of the first changes.
+    r.changes = (1..=1 + n % 2)
+        .map(|c| RecordId::new(Kind::Change, (n + c) % 5 + 1))
+        .collect();
     Record::Release(r)
 }
 
@@ -95,6 +99,9 @@ fn queries() -> Vec<TermQuery> {
         for n in 0..15 {
             terms.push((Kind::Release, sha_term(repo, &sha(n))));
         }
+    }
+    for n in 1..=6 {
+        terms.push((Kind::Release, change_term(&format!("CHG-{n}"))));
     }
     let mut out = Vec::new();
     for (kind, term) in terms {
