@@ -389,6 +389,8 @@ pub struct Integrations {
     pub slack: crate::integrations::slack::SlackSettings,
     #[command(flatten)]
     pub discord: crate::integrations::discord::DiscordSettings,
+    #[command(flatten)]
+    pub mattermost: crate::integrations::mattermost::MattermostSettings,
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
     pub github_webhook_secret: Option<SecretString>,
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
@@ -557,7 +559,11 @@ mod tests {
             lines[1],
             "discord: off (DISCORD_PUBLIC_KEY and DISCORD_BOT_TOKEN and DISCORD_APPLICATION_ID unset)"
         );
-        assert_eq!(lines[2], "github: off (GITHUB_WEBHOOK_SECRET unset)");
+        assert_eq!(
+            lines[2],
+            "mattermost: off (MATTERMOST_URL and MATTERMOST_BOT_TOKEN and MATTERMOST_COMMAND_TOKEN and MATTERMOST_ACTION_SECRET unset)"
+        );
+        assert_eq!(lines[3], "github: off (GITHUB_WEBHOOK_SECRET unset)");
     }
 
     #[test]

@@ -186,7 +186,15 @@ pub struct Actor(String);
 /// The platforms an actor can come from: the chat platforms (each registered in
 /// `integrations::platform::CHAT_PLATFORMS`, whose test checks that its name is here too),
 /// GitHub, the terminal, and opsledger itself and its alert receivers (`alerts:<receiver>`).
-pub const PLATFORMS: [&str; 6] = ["slack", "discord", "github", "console", "system", "alerts"];
+pub const PLATFORMS: [&str; 7] = [
+    "slack",
+    "discord",
+    "mattermost",
+    "github",
+    "console",
+    "system",
+    "alerts",
+];
 
 /// The platforms whose actors are opsledger's own, never a person's.
 const SYSTEM_PLATFORMS: [&str; 2] = ["system", "alerts"];

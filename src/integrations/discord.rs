@@ -28,7 +28,7 @@ use crate::http::AppState;
 use crate::ledger::{Delivery, Ledger};
 use crate::outbox::{DeliveryError, OutboxWaker};
 use crate::store::ListQuery;
-use crate::usecase::{render, Handled};
+use crate::usecase::Handled;
 
 use super::chat::{field, item, Channels, ChatApi, ChatOp, NewRoom, Platform, RoomStyle, To};
 use super::discord_commands;
@@ -306,29 +306,6 @@ impl Handlers<DiscordConfig> {
                     opsledger_discord::deferred(slow)
                 }
             }
-        }
-    }
-
-    /// After a successful change, the reply shows the record's card as it now is, so the
-    /// message a button sat on carries the current state and the right buttons.
-    async fn refreshed(&self, handled: Handled) -> Handled {
-        if handled.reply.outcome != Outcome::Ok || handled.events.is_empty() {
-            return handled;
-        }
-        let Some(id) = handled.reply.record.clone() else {
-            return handled;
-        };
-        match super::load(&**self.ledger.store(), &id).await {
-            Ok(record) => {
-                let now = self.ledger.time().now();
-                let mut card = render::record(&record, now, <DiscordConfig as ChatApi>::CHAT.bold);
-                card.text = format!("{}\n{}", handled.reply.text, card.text);
-                Handled {
-                    reply: card,
-                    events: handled.events,
-                }
-            }
-            Err(_) => handled,
         }
     }
 

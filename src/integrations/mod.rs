@@ -32,6 +32,7 @@ pub mod discord;
 pub mod discord_commands;
 pub mod forms;
 pub mod github;
+pub mod mattermost;
 pub mod pages;
 pub mod platform;
 pub mod slack;
@@ -198,6 +199,34 @@ impl<C> Handlers<C> {
     /// Queues one message outside a command (a reply to a mention, an answer to one person).
     pub(crate) async fn enqueue(&self, item: NewOutbox) {
         enqueue(self.ledger.store(), self.outbox.as_ref(), item).await;
+    }
+}
+
+impl<C: chat::ChatApi> Handlers<C> {
+    /// After a successful change, the reply shows the record's card as it now is, so the
+    /// message a button sat on carries the current state and the right buttons.
+    pub(crate) async fn refreshed(
+        &self,
+        handled: crate::usecase::Handled,
+    ) -> crate::usecase::Handled {
+        if handled.reply.outcome != crate::domain::reply::Outcome::Ok || handled.events.is_empty() {
+            return handled;
+        }
+        let Some(id) = handled.reply.record.clone() else {
+            return handled;
+        };
+        match load(&**self.ledger.store(), &id).await {
+            Ok(record) => {
+                let now = self.ledger.time().now();
+                let mut card = crate::usecase::render::record(&record, now, C::CHAT.bold);
+                card.text = format!("{}\n{}", handled.reply.text, card.text);
+                crate::usecase::Handled {
+                    reply: card,
+                    events: handled.events,
+                }
+            }
+            Err(_) => handled,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use crate::store::Store;
 pub const CHAT_PLATFORMS: &[&dyn ChatPlatform] = &[
     &Registered::<super::slack::SlackConfig>::NEW,
     &Registered::<super::discord::DiscordConfig>::NEW,
+    &Registered::<super::mattermost::MattermostConfig>::NEW,
 ];
 
 /// What a chat platform's glue file implements on its config, besides `ChatApi` and `ChatOn`,
@@ -142,11 +143,24 @@ macro_rules! chat_settings {
         $api:ident = $default:literal, $incident:ident, $cab:ident,
         { $($own:tt)* }
     ) => {
+        $crate::integrations::platform::chat_settings! {
+            $(#[$meta])*
+            $name, $prefix, $api = $default, env concat!($prefix, "_API_URL"), $incident, $cab,
+            { $($own)* }
+        }
+    };
+    // A platform whose API address is named otherwise (Mattermost's server: `MATTERMOST_URL`).
+    (
+        $(#[$meta:meta])*
+        $name:ident, $prefix:literal,
+        $api:ident = $default:literal, env $env:expr, $incident:ident, $cab:ident,
+        { $($own:tt)* }
+    ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Default, clap::Args)]
         pub struct $name {
             $($own)*
-            #[arg(long, env = concat!($prefix, "_API_URL"), default_value = $default)]
+            #[arg(long, env = $env, default_value = $default)]
             pub $api: String,
             #[arg(long, env = concat!($prefix, "_INCIDENT_CHANNEL"))]
             pub $incident: Option<String>,

@@ -20,6 +20,7 @@ mod help;
 mod http_api;
 mod isolation;
 mod live;
+mod mattermost;
 mod oncall;
 mod outbox;
 mod outbox_faults;

@@ -190,6 +190,25 @@ impl MattermostApi {
         .await
     }
 
+    /// Shows a card to one person in a channel (`POST /posts/ephemeral`).
+    pub async fn ephemeral_post(
+        &self,
+        user_id: &str,
+        channel_id: &str,
+        attachments: Value,
+    ) -> Result<(), MattermostApiError> {
+        self.call(
+            reqwest::Method::POST,
+            "/posts/ephemeral",
+            Some(json!({
+                "user_id": user_id,
+                "post": { "channel_id": channel_id, "message": "", "props": { "attachments": attachments } },
+            })),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Updates a card in place (`PUT /posts/{id}/patch`).
     pub async fn patch_post(
         &self,

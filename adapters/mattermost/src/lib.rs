@@ -16,4 +16,6 @@ pub use inbound::{
     ActionRequest, DialogSubmission, ParseError, SignedAction, SlashCommand, VerifyError,
 };
 pub use opsledger_view::{ButtonStyle, View, ViewButton};
-pub use render::{action_response, attachments, command_response, Ephemeral};
+pub use render::{
+    action_response, attachments, command_response, incident_channel_name, text_dialog, Ephemeral,
+};

@@ -85,6 +85,47 @@ pub fn action_response(
     out
 }
 
+/// An interactive dialog asking for one text (a resolution, a reason), whose `state` carries the
+/// signed verb and record back with the submission.
+pub fn text_dialog(
+    title: &str,
+    label: &str,
+    submit: &str,
+    action: &str,
+    record: &str,
+    secret: &str,
+) -> Value {
+    json!({
+        "callback_id": "opsledger",
+        "title": title,
+        "submit_label": submit,
+        "state": sign_context(secret, action, record).to_string(),
+        "elements": [{
+            "display_name": label,
+            "name": "text",
+            "type": "textarea",
+            "optional": false,
+            "max_length": 3000,
+        }],
+    })
+}
+
+/// An incident's channel name: `inc-<n>-<words of the title>`, lowercase letters, digits and
+/// dashes, at most 64 characters, as Mattermost requires of a channel's `name`.
+pub fn incident_channel_name(n: u64, title: &str) -> String {
+    let mut slug = String::new();
+    for c in title.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let name = format!("inc-{n}-{}", slug.trim_matches('-'));
+    let name: String = name.chars().take(64).collect();
+    name.trim_end_matches('-').to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +175,32 @@ mod tests {
             ("change approve", "CHG-7")
         );
         assert_eq!(a[0]["actions"][1]["style"], "danger");
+    }
+
+    #[test]
+    fn an_incident_channel_name_is_what_mattermost_accepts() {
+        assert_eq!(
+            incident_channel_name(12, "Checkout down: EU/West!"),
+            "inc-12-checkout-down-eu-west"
+        );
+        assert!(incident_channel_name(1, &"x".repeat(100)).len() <= 64);
+        assert_eq!(incident_channel_name(3, "¡¿"), "inc-3");
+    }
+
+    #[test]
+    fn a_dialog_carries_its_signed_verb_and_record() {
+        let d = text_dialog(
+            "Reject change",
+            "Why?",
+            "Reject",
+            "change reject",
+            "CHG-7",
+            "k",
+        );
+        let state: Value = serde_json::from_str(d["state"].as_str().unwrap()).unwrap();
+        let signed = verify_context("k", &state).unwrap();
+        assert_eq!(signed.action, "change reject");
+        assert_eq!(d["elements"][0]["name"], "text");
     }
 
     #[test]

@@ -1,0 +1,447 @@
+//! Mattermost end to end against a fake of its REST API v4 (answers shaped as Mattermost's API
+//! reference shows them): slash commands checked by their token, buttons and dialogs by
+//! opsledger's signed context, cards posted and patched, a channel for a major incident, and a
+//! 429 waited out as `X-Ratelimit-Reset` says.
+use crate::common::{self, fake};
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use opsledger::app::Running;
+use opsledger::config::{Integrations, ServeArgs};
+use opsledger::integrations::mattermost::MattermostSettings;
+use serde_json::{json, Value};
+
+const COMMAND_TOKEN: &str = "xr3j5x3p4pfk7cy8p8x4jr5nue";
+const ACTION_SECRET: &str = "action-secret-for-tests";
+
+const RULES: &str = r#"
+[roles]
+admin = ["console:root"]
+cab = ["mattermost:ucab1", "mattermost:ucab2"]
+"#;
+
+#[derive(Debug, Clone)]
+struct Call {
+    path: String,
+    body: Value,
+    at: Instant,
+}
+
+async fn record(
+    State(fake): State<fake::Recorder<Call>>,
+    path: String,
+    headers: &HeaderMap,
+    body: &str,
+) -> Option<Response> {
+    assert_eq!(
+        headers.get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer bot-token"),
+        "the bot token is sent"
+    );
+    let status = fake.next_failure();
+    fake.push(Call {
+        path,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        at: Instant::now(),
+    });
+    status.map(|s| {
+        if s == 429 {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("x-ratelimit-limit", "10"), ("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1")],
+                Json(json!({"id": "api.context.rate_limit", "message": "Too many requests", "status_code": 429})),
+            )
+                .into_response()
+        } else {
+            (StatusCode::from_u16(s).unwrap(), "failure").into_response()
+        }
+    })
+}
+
+/// A fake Mattermost server: every call recorded, created things answered with their new ID.
+async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
+    let rec = fake::Recorder::<Call>::default();
+    async fn posts(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
+        let n = s.calls().len();
+        if let Some(r) = record(s, "/posts".into(), &h, &body).await {
+            return r;
+        }
+        let b: Value = serde_json::from_str(&body).unwrap();
+        Json(json!({"id": format!("post{n}"), "channel_id": b["channel_id"], "message": b["message"], "props": b["props"], "create_at": 1700000000000u64})).into_response()
+    }
+    async fn patch(
+        s: State<fake::Recorder<Call>>,
+        Path(id): Path<String>,
+        h: HeaderMap,
+        body: String,
+    ) -> Response {
+        if let Some(r) = record(s, format!("/posts/{id}/patch"), &h, &body).await {
+            return r;
+        }
+        Json(json!({"id": id})).into_response()
+    }
+    async fn channels(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
+        if let Some(r) = record(s, "/channels".into(), &h, &body).await {
+            return r;
+        }
+        let b: Value = serde_json::from_str(&body).unwrap();
+        (StatusCode::CREATED, Json(json!({"id": "chinc1", "team_id": b["team_id"], "name": b["name"], "display_name": b["display_name"], "type": "O"}))).into_response()
+    }
+    async fn members(
+        s: State<fake::Recorder<Call>>,
+        Path(id): Path<String>,
+        h: HeaderMap,
+        body: String,
+    ) -> Response {
+        if let Some(r) = record(s, format!("/channels/{id}/members"), &h, &body).await {
+            return r;
+        }
+        let b: Value = serde_json::from_str(&body).unwrap();
+        (
+            StatusCode::CREATED,
+            Json(json!({"channel_id": id, "user_id": b["user_id"], "roles": "channel_user"})),
+        )
+            .into_response()
+    }
+    async fn other(
+        s: State<fake::Recorder<Call>>,
+        Path(rest): Path<String>,
+        h: HeaderMap,
+        body: String,
+    ) -> Response {
+        if let Some(r) = record(s, format!("/{rest}"), &h, &body).await {
+            return r;
+        }
+        Json(json!({"status": "OK", "id": "x1"})).into_response()
+    }
+    async fn me() -> Json<Value> {
+        Json(json!({"id": "bot1", "username": "opsledger"}))
+    }
+    let app = Router::new()
+        .route("/api/v4/posts", post(posts))
+        .route("/api/v4/posts/{id}/patch", put(patch))
+        .route("/api/v4/channels", post(channels))
+        .route("/api/v4/channels/{id}/members", post(members))
+        .route("/api/v4/users/me", get(me))
+        .route("/api/v4/{*rest}", post(other))
+        .with_state(rec.clone());
+    (rec, fake::serve(app).await)
+}
+
+async fn serve(db: &common::TestDb) -> (Running, String, fake::Recorder<Call>) {
+    let (rec, mm) = fake_mattermost().await;
+    let args = ServeArgs {
+        integrations: Integrations {
+            mattermost: MattermostSettings {
+                mattermost_url: mm,
+                mattermost_bot_token: Some("bot-token".to_string().into()),
+                mattermost_team_id: Some("team1".into()),
+                mattermost_command_token: Some(COMMAND_TOKEN.to_string().into()),
+                mattermost_action_secret: Some(ACTION_SECRET.to_string().into()),
+                mattermost_incident_channel: Some("chincidents".into()),
+                mattermost_cab_channel: Some("chcab".into()),
+            },
+            ..Integrations::default()
+        },
+        ..common::serve_args(None)
+    };
+    let (running, base) = common::serve_on(db, &args, RULES).await;
+    (running, base, rec)
+}
+
+async fn slash(base: &str, user: &str, text: &str, token: &str) -> reqwest::Response {
+    let body = serde_urlencoded::to_string([
+        ("channel_id", "chwork"),
+        ("channel_name", "work"),
+        ("command", "/ops"),
+        ("team_domain", "acme"),
+        ("team_id", "team1"),
+        ("text", text),
+        ("token", token),
+        ("trigger_id", &common::trigger_id()),
+        ("user_id", user),
+        ("user_name", user),
+        ("response_url", "http://127.0.0.1:9/hooks/commands/x"),
+    ])
+    .unwrap();
+    reqwest::Client::new()
+        .post(format!("{base}/mattermost/commands"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn click(base: &str, user: &str, post: &str, context: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/mattermost/actions"))
+        .json(&json!({
+            "user_id": user, "user_name": user, "channel_id": "chcab", "channel_name": "cab",
+            "team_id": "team1", "team_domain": "acme", "post_id": post, "trigger_id": common::trigger_id(),
+            "type": "", "data_source": "", "context": context,
+        }))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The signed context of the button labelled `label` on the last card the fake received.
+fn button(rec: &fake::Recorder<Call>, label: &str) -> (String, Value) {
+    let calls = rec.calls();
+    let (i, call) = calls
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, c)| {
+            c.path == "/posts" && c.body["props"]["attachments"][0]["actions"].is_array()
+        })
+        .expect("a card with buttons");
+    let action = call.body["props"]["attachments"][0]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == label)
+        .unwrap_or_else(|| panic!("no {label} button in {:#}", call.body));
+    (format!("post{i}"), action["integration"]["context"].clone())
+}
+
+conformance!(
+    forged_tokens_and_contexts_get_401_and_change_nothing,
+    a_major_incident_gets_its_card_and_a_channel_with_its_reporter,
+    a_cab_vote_by_button_updates_the_card_in_place_and_a_refusal_goes_to_the_presser,
+    a_429_is_waited_out_as_x_ratelimit_reset_says,
+);
+
+async fn forged_tokens_and_contexts_get_401_and_change_nothing(db: common::TestDb) {
+    // Arrange
+    let (running, base, _rec) = serve(&db).await;
+    common::ok(
+        &running.ledger,
+        "console:bob",
+        "change request \"Upgrade\" type:normal",
+    )
+    .await;
+    common::ok(&running.ledger, "console:bob", "change submit CHG-1").await;
+    let mut forged = opsledger_mattermost::sign_context(ACTION_SECRET, "change approve", "CHG-1");
+    forged["record"] = "CHG-2".into();
+    let other_key = opsledger_mattermost::sign_context("not-the-secret", "change approve", "CHG-1");
+
+    // Act
+    let bad_token = slash(
+        &base,
+        "u1",
+        "incident raise \"Forged\" impact:low urgency:low",
+        "nope",
+    )
+    .await;
+    let altered = click(&base, "ucab1", "p1", &forged).await;
+    let other = click(&base, "ucab1", "p1", &other_key).await;
+    let unsigned = click(
+        &base,
+        "ucab1",
+        "p1",
+        &json!({"action": "change approve", "record": "CHG-1"}),
+    )
+    .await;
+    let dialog = reqwest::Client::new()
+        .post(format!("{base}/mattermost/dialogs"))
+        .json(&json!({"type": "dialog_submission", "callback_id": "opsledger", "state": forged.to_string(),
+                      "user_id": "ucab1", "channel_id": "chcab", "team_id": "team1",
+                      "submission": {"text": "no"}, "cancelled": false}))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    for (what, r) in [
+        ("token", &bad_token),
+        ("altered", &altered),
+        ("other key", &other),
+        ("unsigned", &unsigned),
+        ("dialog", &dialog),
+    ] {
+        assert_eq!(r.status(), 401, "{what}");
+    }
+    let store = running.ledger.store().clone();
+    assert!(store
+        .get(opsledger::domain::ids::Kind::Incident, "INC-1")
+        .await
+        .unwrap()
+        .is_none());
+    match store
+        .get(opsledger::domain::ids::Kind::Change, "CHG-1")
+        .await
+        .unwrap()
+    {
+        Some(opsledger::domain::records::Record::Change(c)) => assert!(c.approvals.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    running.stop().await.unwrap();
+}
+
+async fn a_major_incident_gets_its_card_and_a_channel_with_its_reporter(db: common::TestDb) {
+    // Arrange
+    let (running, base, rec) = serve(&db).await;
+
+    // Act
+    let resp = slash(
+        &base,
+        "u1",
+        "incident raise \"Checkout down\" impact:high urgency:high",
+        COMMAND_TOKEN,
+    )
+    .await;
+    let status = resp.status();
+    let answer: Value = resp.json().await.unwrap();
+    let calls = fake::until(
+        "the card, the channel and its member",
+        Duration::from_secs(10),
+        || {
+            let calls = rec.calls();
+            calls
+                .iter()
+                .any(|c| c.path.ends_with("/members"))
+                .then_some(calls)
+        },
+        || rec.calls(),
+    )
+    .await;
+
+    // Assert
+    assert_eq!(status, 200);
+    assert!(
+        answer["props"]["attachments"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("INC-1"),
+        "{answer}"
+    );
+    let card = calls
+        .iter()
+        .find(|c| c.path == "/posts" && c.body["channel_id"] == "chincidents")
+        .expect("the incident card");
+    assert!(card.body["props"]["attachments"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Checkout down"));
+    let channel = calls
+        .iter()
+        .find(|c| c.path == "/channels")
+        .expect("the incident channel");
+    assert_eq!(channel.body["team_id"], "team1");
+    assert_eq!(channel.body["name"], "inc-1-checkout-down");
+    let member = calls
+        .iter()
+        .find(|c| c.path == "/channels/chinc1/members")
+        .unwrap();
+    assert_eq!(member.body, json!({"user_id": "u1"}));
+    running.stop().await.unwrap();
+}
+
+async fn a_cab_vote_by_button_updates_the_card_in_place_and_a_refusal_goes_to_the_presser(
+    db: common::TestDb,
+) {
+    // Arrange: a change submitted from Mattermost, its card in the CAB channel.
+    let (running, base, rec) = serve(&db).await;
+    slash(
+        &base,
+        "ureq",
+        "change request \"Upgrade the DB\" type:normal",
+        COMMAND_TOKEN,
+    )
+    .await;
+    slash(&base, "ureq", "change submit CHG-1", COMMAND_TOKEN).await;
+    fake::until(
+        "the CAB card",
+        Duration::from_secs(10),
+        || {
+            rec.calls()
+                .iter()
+                .any(|c| c.body["channel_id"] == "chcab")
+                .then_some(())
+        },
+        || rec.calls(),
+    )
+    .await;
+    let (post, approve) = button(&rec, "Approve");
+
+    // Act
+    let vote = click(&base, "ucab1", &post, &approve).await;
+    let vote: Value = vote.json().await.unwrap();
+    let refused = click(&base, "ureq", &post, &approve).await;
+    let refused: Value = refused.json().await.unwrap();
+
+    // Assert
+    let card = vote["update"]["props"]["attachments"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(card.contains("CHG-1"), "{vote}");
+    assert!(vote.get("ephemeral_text").is_none(), "{vote}");
+    assert!(refused.get("update").is_none(), "{refused}");
+    assert!(
+        refused["ephemeral_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("segregation")
+            || refused["ephemeral_text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("requested"),
+        "{refused}"
+    );
+    match running
+        .ledger
+        .store()
+        .get(opsledger::domain::ids::Kind::Change, "CHG-1")
+        .await
+        .unwrap()
+    {
+        Some(opsledger::domain::records::Record::Change(c)) => {
+            assert_eq!(c.approvals.len(), 1);
+            assert_eq!(c.approvals[0].voter.as_str(), "mattermost:ucab1");
+        }
+        other => panic!("{other:?}"),
+    }
+    running.stop().await.unwrap();
+}
+
+async fn a_429_is_waited_out_as_x_ratelimit_reset_says(db: common::TestDb) {
+    // Arrange: the first post is refused with 429 and X-Ratelimit-Reset: 1.
+    let (running, base, rec) = serve(&db).await;
+    rec.fail_next(&[429]);
+
+    // Act
+    slash(
+        &base,
+        "u1",
+        "incident raise \"Slow search\" impact:low urgency:low",
+        COMMAND_TOKEN,
+    )
+    .await;
+    let calls = fake::until(
+        "the card posted after the wait",
+        Duration::from_secs(15),
+        || {
+            let calls = rec.calls();
+            (calls.iter().filter(|c| c.path == "/posts").count() >= 2).then_some(calls)
+        },
+        || rec.calls(),
+    )
+    .await;
+
+    // Assert: the retry came at least the second Mattermost asked for after the refusal.
+    let posts: Vec<&Call> = calls.iter().filter(|c| c.path == "/posts").collect();
+    let waited = posts[1].at - posts[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+    assert_eq!(posts[0].body, posts[1].body, "the same card");
+    running.stop().await.unwrap();
+}
