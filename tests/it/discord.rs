@@ -190,8 +190,17 @@ async fn spawn_discord_app_with(defer_after: Option<Duration>) -> DiscordApp {
 }
 
 async fn spawn_discord_app_ruled(defer_after: Option<Duration>, rules: &str) -> DiscordApp {
+    spawn_app_on(defer_after, rules, |_, _| {}).await
+}
+
+/// Discord and Slack, with `more` adding settings (another platform) to theirs.
+async fn spawn_app_on(
+    defer_after: Option<Duration>,
+    rules: &str,
+    more: impl FnOnce(&mut Integrations, &str),
+) -> DiscordApp {
     let (fake, fake_base) = FakeDiscord::start().await;
-    let integrations = Integrations {
+    let mut integrations = Integrations {
         discord: DiscordSettings {
             discord_public_key: Some(public_key_hex()),
             discord_bot_token: Some(BOT_TOKEN.to_string().into()),
@@ -209,6 +218,7 @@ async fn spawn_discord_app_ruled(defer_after: Option<Duration>, rules: &str) -> 
         },
         ..Integrations::default()
     };
+    more(&mut integrations, &fake_base);
     let (running, base, db) = common::serve_platforms(integrations, rules, defer_after).await;
     DiscordApp {
         running: Some(running),
@@ -895,6 +905,70 @@ async fn a_cab_decision_is_reached_with_one_vote_from_slack_and_one_from_discord
     assert_eq!(c.status.to_string(), "approved");
     let voters: Vec<&str> = c.approvals.iter().map(|a| a.voter.as_str()).collect();
     assert_eq!(voters, ["slack:UCAB1", "discord:4242"]);
+    app.stop().await;
+}
+
+const MM_SECRET: &str = "mattermost-action-secret";
+
+#[tokio::test]
+async fn a_cab_decision_counts_one_vote_from_each_of_slack_discord_and_mattermost() {
+    // Arrange: three approvals needed; one CAB member on each platform. Mattermost's API is not
+    // faked here (its cards fail and stay queued); its click carries the context its card's
+    // Approve button carries, signed with the action secret.
+    const RULES3: &str = r#"
+[roles]
+cab = ["slack:UCAB1", "discord:4242", "mattermost:mmcab1"]
+
+[change.normal]
+approvals = 3
+"#;
+    let app = spawn_app_on(None, RULES3, |i, fake| {
+        i.mattermost = opsledger::integrations::mattermost::MattermostSettings {
+            mattermost_url: format!("{fake}/mm"),
+            mattermost_bot_token: Some("mm-bot".to_string().into()),
+            mattermost_command_token: Some("mm-command-token".to_string().into()),
+            mattermost_action_secret: Some(MM_SECRET.to_string().into()),
+            ..Default::default()
+        };
+    })
+    .await;
+    app.slack_slash("U0REQ", "change request \"Upgrade DB\" type:normal")
+        .await;
+    app.slack_slash("U0REQ", "change submit CHG-1").await;
+    let card = app.posted_card(CAB, "CHG-1").await;
+    let context = opsledger_mattermost::sign_context(MM_SECRET, "change approve", "CHG-1");
+
+    // Act
+    let from_slack = app.slack_slash("UCAB1", "change approve CHG-1").await;
+    let from_discord = app.press("4242", "change approve:CHG-1", &card).await;
+    let from_mattermost = app
+        .client
+        .post(format!("{}/mattermost/actions", app.base))
+        .json(&json!({"user_id": "mmcab1", "user_name": "mmcab1", "channel_id": "mmcab", "team_id": "mmteam",
+                      "post_id": "mmpost1", "trigger_id": common::trigger_id(), "type": "", "data_source": "",
+                      "context": context}))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(from_slack["text"].as_str().unwrap().contains("CHG-1"));
+    assert_eq!(from_discord["type"], 7);
+    assert_eq!(from_mattermost.status(), 200);
+    let answer: Value = from_mattermost.json().await.unwrap();
+    assert!(
+        answer["update"]["props"]["attachments"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("approved"),
+        "{answer}"
+    );
+    let Some(Record::Change(c)) = app.record(Kind::Change, "CHG-1").await else {
+        panic!("CHG-1 exists");
+    };
+    assert_eq!(c.status.to_string(), "approved");
+    let voters: Vec<&str> = c.approvals.iter().map(|a| a.voter.as_str()).collect();
+    assert_eq!(voters, ["slack:UCAB1", "discord:4242", "mattermost:mmcab1"]);
     app.stop().await;
 }
 
