@@ -216,6 +216,7 @@ conformance!(
     a_major_incident_gets_its_card_and_a_channel_with_its_reporter,
     a_cab_vote_by_button_updates_the_card_in_place_and_a_refusal_goes_to_the_presser,
     a_429_is_waited_out_as_x_ratelimit_reset_says,
+    resolving_by_button_opens_a_dialog_whose_submission_resolves_the_incident,
 );
 
 async fn forged_tokens_and_contexts_get_401_and_change_nothing(db: common::TestDb) {
@@ -443,5 +444,88 @@ async fn a_429_is_waited_out_as_x_ratelimit_reset_says(db: common::TestDb) {
         "retried after {waited:?}"
     );
     assert_eq!(posts[0].body, posts[1].body, "the same card");
+    running.stop().await.unwrap();
+}
+
+async fn resolving_by_button_opens_a_dialog_whose_submission_resolves_the_incident(
+    db: common::TestDb,
+) {
+    // Arrange: an acknowledged incident; its card's Resolve button carries this context.
+    let (running, base, rec) = serve(&db).await;
+    slash(
+        &base,
+        "u1",
+        "incident raise \"Printer jam\" impact:low urgency:low",
+        COMMAND_TOKEN,
+    )
+    .await;
+    slash(&base, "u1", "incident ack INC-1", COMMAND_TOKEN).await;
+    let resolve = opsledger_mattermost::sign_context(ACTION_SECRET, "incident resolve", "INC-1");
+    let submit = |state: String, text: &'static str| {
+        let base = base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/mattermost/dialogs"))
+                .json(
+                    &json!({"type": "dialog_submission", "callback_id": "opsledger", "state": state,
+                              "user_id": "u1", "channel_id": "chwork", "team_id": "team1",
+                              "submission": {"text": text}, "cancelled": false}),
+                )
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Act: the click opens a dialog (through the API, with the click's trigger).
+    let clicked = click(&base, "u1", "post0", &resolve).await;
+    let clicked_status = clicked.status();
+    let dialog = fake::until(
+        "the dialog",
+        Duration::from_secs(5),
+        || {
+            rec.calls()
+                .into_iter()
+                .find(|c| c.path == "/actions/dialogs/open")
+        },
+        || rec.calls(),
+    )
+    .await;
+    let state = dialog.body["dialog"]["state"].as_str().unwrap().to_string();
+    let bad_text = submit(state.clone(), "fixed\u{202e}").await;
+    let bad_text: Value = bad_text.json().await.unwrap();
+    let done = submit(state, "replaced the fuser").await;
+    let done_status = done.status();
+    let done: Value = done.json().await.unwrap();
+
+    // Assert
+    assert_eq!(clicked_status, 200);
+    assert!(dialog.body["trigger_id"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+    assert!(
+        dialog.body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/mattermost/dialogs"),
+        "{}",
+        dialog.body
+    );
+    assert_eq!(dialog.body["dialog"]["elements"][0]["name"], "text");
+    assert!(bad_text["errors"]["text"].as_str().is_some(), "{bad_text}");
+    assert_eq!((done_status.as_u16(), done), (200, json!({})));
+    match running
+        .ledger
+        .store()
+        .get(opsledger::domain::ids::Kind::Incident, "INC-1")
+        .await
+        .unwrap()
+    {
+        Some(opsledger::domain::records::Record::Incident(i)) => {
+            assert_eq!(i.status.to_string(), "resolved");
+            assert_eq!(i.resolution.as_deref(), Some("replaced the fuser"));
+        }
+        other => panic!("{other:?}"),
+    }
     running.stop().await.unwrap();
 }
