@@ -122,6 +122,8 @@ async fn follow(
             Ok((head, _)) => {
                 if let Some(from) = last.filter(|&from| head > from && tx.receiver_count() > 0) {
                     match changed_since(&*store, from, head).await {
+                        // Entries about no record (a role grant) change nothing a page shows.
+                        Ok(Update::Records(ids)) if ids.is_empty() => {}
                         Ok(update) => {
                             // No receiver is fine: every page closed meanwhile.
                             let _ = tx.send(update);
@@ -189,7 +191,6 @@ pub async fn events(State(app): State<AppState>) -> impl IntoResponse {
     let stream = app
         .live
         .subscribe()
-        .filter(|u| std::future::ready(!matches!(u, Update::Records(ids) if ids.is_empty())))
         .map(|u| Ok::<_, Infallible>(u.to_sse()));
     (
         // nginx buffers a response unless told not to, which would hold the events back.

@@ -6,7 +6,6 @@
 //! one person is answered through the interaction's token (a follow-up, or the deferred response
 //! edited).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -428,10 +427,7 @@ impl ChatOn for DiscordConfig {
         outbox: Option<OutboxWaker>,
         _: &Integrations,
     ) -> anyhow::Result<Started> {
-        Ok(Started {
-            handlers: Arc::new(Handlers::new(ledger, *self, outbox)),
-            task: None,
-        })
+        Started::handlers(ledger, *self, outbox)
     }
 }
 

@@ -351,10 +351,7 @@ impl ChatOn for MattermostConfig {
         outbox: Option<OutboxWaker>,
         _: &Integrations,
     ) -> anyhow::Result<Started> {
-        Ok(Started {
-            handlers: Arc::new(Handlers::new(ledger, *self, outbox)),
-            task: None,
-        })
+        Started::handlers(ledger, *self, outbox)
     }
 }
 

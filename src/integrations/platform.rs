@@ -125,6 +125,20 @@ pub struct Started {
     pub task: Option<Box<dyn Task>>,
 }
 
+impl Started {
+    /// A platform whose front end is its handlers alone (no task of its own).
+    pub fn handlers<C: Send + Sync + 'static>(
+        ledger: Ledger,
+        config: C,
+        outbox: Option<OutboxWaker>,
+    ) -> anyhow::Result<Started> {
+        Ok(Started {
+            handlers: Arc::new(super::Handlers::new(ledger, config, outbox)),
+            task: None,
+        })
+    }
+}
+
 /// A platform's own background task.
 #[async_trait]
 pub trait Task: Send + Sync {
