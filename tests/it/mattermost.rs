@@ -63,7 +63,8 @@ async fn record(
     })
 }
 
-/// A fake Mattermost server: every call recorded, created things answered with their new ID.
+/// A fake Mattermost server: every call recorded, created things answered with their new ID and
+/// `201 Created`, as the API reference gives for posts, channels and members.
 async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
     let rec = fake::Recorder::<Call>::default();
     async fn posts(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
@@ -72,7 +73,7 @@ async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
             return r;
         }
         let b: Value = serde_json::from_str(&body).unwrap();
-        Json(json!({"id": format!("post{n}"), "channel_id": b["channel_id"], "message": b["message"], "props": b["props"], "create_at": 1700000000000u64})).into_response()
+        (StatusCode::CREATED, Json(json!({"id": format!("post{n}"), "channel_id": b["channel_id"], "message": b["message"], "props": b["props"], "create_at": 1700000000000u64}))).into_response()
     }
     async fn patch(
         s: State<fake::Recorder<Call>>,
