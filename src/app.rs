@@ -66,7 +66,7 @@ pub fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read OPSLEDGER_POLICY={}", path.display()))?;
-    Policy::from_toml(&text).with_context(|| {
+    crate::integrations::platform::policy_from_toml(&text).with_context(|| {
         format!(
             "OPSLEDGER_POLICY={} is not a valid rules file",
             path.display()

@@ -189,7 +189,7 @@ pub struct ExecArgs {
 
 /// Checks `--as` while parsing, so a bad actor is a usage error (exit 2) like any other.
 fn valid_actor(s: &str) -> Result<String, String> {
-    crate::domain::ids::Actor::parse_person(s)
+    crate::integrations::platform::parse_person(s)
         .map(|_| s.to_string())
         .map_err(|e| format!("{e}; for example console:alice"))
 }

@@ -392,6 +392,7 @@ async fn write_batch(cfg: &LedgerConfig, batch: &[Job]) -> Result<Vec<Handled>, 
             now: cfg.time.now(),
             public_url: &cfg.public_url,
             report: job.report.as_ref(),
+            platforms: crate::integrations::platform::actor_platforms(),
         };
         if let Some(d) = &job.delivery {
             if !uow.first_delivery(d.platform, &d.id, ctx.now).await? {

@@ -215,7 +215,7 @@ fn policy(command: PolicyCommand, in_force: Option<&Path>) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match Policy::from_toml(&text) {
+            match opsledger::integrations::platform::policy_from_toml(&text) {
                 Ok(policy) => {
                     println!("{name}: ok");
                     println!("{}", policy.summary());
@@ -251,7 +251,7 @@ fn policy(command: PolicyCommand, in_force: Option<&Path>) -> ExitCode {
 /// Exit codes: 0 every command succeeded, 1 a rule refused one or a record was missing,
 /// 2 a usage error, 3 the store failed.
 async fn exec(args: ExecArgs, store: Arc<dyn Store>, policy: Policy) -> anyhow::Result<ExitCode> {
-    let actor = Actor::parse_person(&args.actor)
+    let actor = opsledger::integrations::platform::parse_person(&args.actor)
         .context("--as must be platform:id, for example console:alice")?;
     // The same routers as `serve`: their messages are written with each command, and a
     // running `serve` (woken by the commit) delivers them.
@@ -410,7 +410,7 @@ async fn outbox(
             }
         }
         OutboxCommand::Drop { id, actor } => {
-            let actor = Actor::parse_person(&actor)
+            let actor = opsledger::integrations::platform::parse_person(&actor)
                 .context("--as must be platform:id, for example console:alice")?;
             let (ledger, writer) = app::start_ledger(
                 store,

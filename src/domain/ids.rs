@@ -183,29 +183,32 @@ impl<'de> Deserialize<'de> for RecordId {
 #[serde(try_from = "String", into = "String")]
 pub struct Actor(String);
 
-/// The platforms an actor can come from: the chat platforms (each registered in
-/// `integrations::platform::CHAT_PLATFORMS`, whose test checks that its name is here too),
-/// GitHub, the terminal, and opsledger itself and its alert receivers (`alerts:<receiver>`).
-pub const PLATFORMS: [&str; 7] = [
-    "slack",
-    "discord",
-    "mattermost",
-    "github",
-    "console",
-    "system",
-    "alerts",
-];
+/// The actor platforms the domain itself knows: GitHub, the terminal, and opsledger itself and
+/// its alert receivers (`alerts:<receiver>`). The chat platforms are not listed here: each glue
+/// file names its own (`integrations::platform::CHAT_PLATFORMS`), and the edges that take an
+/// account from a person (the rules file, `--as`, sign-in, a mention) check it against both.
+pub const OWN_PLATFORMS: [&str; 4] = ["github", "console", "system", "alerts"];
 
 /// The platforms whose actors are opsledger's own, never a person's.
 const SYSTEM_PLATFORMS: [&str; 2] = ["system", "alerts"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an actor: expected platform:id with platform one of {list}", list = person_platforms())]
+#[error(
+    "`{0}` is not an actor: expected platform:id, for example slack:U024BE7LH or console:alice"
+)]
 pub struct BadActor(pub String);
 
-/// The platforms a person can act from (all but `system`), for `BadActor`'s message.
-fn person_platforms() -> String {
-    PLATFORMS
+/// An account on a platform this build does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{account}` is on no platform opsledger has: use one of {}", person_platforms(.known))]
+pub struct UnknownPlatform {
+    pub account: String,
+    pub known: &'static [&'static str],
+}
+
+/// The platforms of `known` a person can act from (all but opsledger's own), for messages.
+fn person_platforms(known: &[&str]) -> String {
+    known
         .iter()
         .filter(|p| !SYSTEM_PLATFORMS.contains(p))
         .copied()
@@ -213,7 +216,17 @@ fn person_platforms() -> String {
         .join(", ")
 }
 
+/// Whether `p` is shaped as a platform's name: a lowercase word of at most 32 characters.
+/// Only the shape is checked, so a record whose actor's platform was since removed still loads.
+pub fn is_platform_name(p: &str) -> bool {
+    p.len() <= 32
+        && p.starts_with(|c: char| c.is_ascii_lowercase())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 impl Actor {
+    /// Parses `platform:id` by its shape; which platforms exist is the edges' check.
     pub fn parse(s: &str) -> Result<Self, BadActor> {
         let (platform, id) = s.split_once(':').ok_or_else(|| BadActor(s.to_string()))?;
         let id_ok = !id.is_empty()
@@ -221,7 +234,7 @@ impl Actor {
             && id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if PLATFORMS.contains(&platform) && id_ok {
+        if is_platform_name(platform) && id_ok {
             Ok(Actor(s.to_string()))
         } else {
             Err(BadActor(s.to_string()))
@@ -236,6 +249,19 @@ impl Actor {
             return Err(BadActor(s.to_string()));
         }
         Ok(a)
+    }
+
+    /// Checks that the account is on one of `known`: the chat platforms a build has and the
+    /// domain's own, for an account a person gave.
+    pub fn known_on(&self, known: &'static [&'static str]) -> Result<(), UnknownPlatform> {
+        if known.contains(&self.platform()) {
+            Ok(())
+        } else {
+            Err(UnknownPlatform {
+                account: self.0.clone(),
+                known,
+            })
+        }
     }
 
     /// The actor opsledger itself uses for automatic actions (the deadline timer, webhooks).
@@ -332,11 +358,16 @@ mod tests {
     }
 
     #[test]
-    fn actors_need_a_known_platform_and_an_id() {
+    fn actors_need_a_platform_shaped_name_and_an_id() {
         assert_eq!(Actor::parse("slack:U024BE7LH").unwrap().platform(), "slack");
         assert!(Actor::parse("console:alice").is_ok());
+        // A platform no build knows still parses: stored records outlive a removed platform.
+        assert!(Actor::parse("irc:alice").is_ok());
         assert!(Actor::parse("alice").is_err());
-        assert!(Actor::parse("irc:alice").is_err());
+        assert!(Actor::parse(":alice").is_err());
+        assert!(Actor::parse("Slack:U1").is_err());
+        assert!(Actor::parse("1rc:alice").is_err());
+        assert!(Actor::parse(&format!("{}:x", "a".repeat(33))).is_err());
         assert!(Actor::parse("slack:").is_err());
         assert!(Actor::parse("slack:a b").is_err());
     }

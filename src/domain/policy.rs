@@ -305,6 +305,46 @@ pub(super) struct RawGithub {
 }
 
 impl Policy {
+    /// Every account the rules name, with the key that names it: the roles, `[people]`, the
+    /// on-call members and the escalation steps that name an account rather than a person.
+    pub fn accounts(&self) -> Vec<(String, Actor)> {
+        let mut all = Vec::new();
+        for (role, members) in &self.roles {
+            all.extend(
+                members
+                    .iter()
+                    .map(|a| (format!("roles.{}", role.as_str()), a.clone())),
+            );
+        }
+        for (name, accounts) in &self.people {
+            all.extend(
+                accounts
+                    .iter()
+                    .map(|a| (format!("people.{name}"), a.clone())),
+            );
+        }
+        let account = |text: &str| {
+            (!self.people.contains_key(text))
+                .then(|| Actor::parse(text).ok())
+                .flatten()
+        };
+        for (i, schedule) in self.oncall.iter().enumerate() {
+            for m in &schedule.members {
+                all.extend(account(m).map(|a| (format!("oncall[{i}].members"), a)));
+            }
+        }
+        for (i, chain) in self.escalations.iter().enumerate() {
+            for (j, step) in chain.steps.iter().enumerate() {
+                if let Step::Notify(Target::Person(p)) = step {
+                    all.extend(
+                        account(p).map(|a| (format!("escalation[{i}].steps[{j}].notify"), a)),
+                    );
+                }
+            }
+        }
+        all
+    }
+
     /// Parses and validates a rules file's text.
     pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| {

@@ -219,7 +219,7 @@ pub(crate) struct Redelivery;
 async fn count_inbound(State(app): State<AppState>, req: Request, next: Next) -> Response {
     // Each platform's endpoints live under `/<platform>/`.
     let platform = match req.uri().path().split('/').nth(1) {
-        Some(p) if crate::domain::ids::PLATFORMS.contains(&p) => p.to_string(),
+        Some(p) if crate::integrations::platform::actor_platforms().contains(&p) => p.to_string(),
         _ => "other".to_string(),
     };
     let resp = next.run(req).await;

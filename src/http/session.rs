@@ -267,7 +267,7 @@ async fn sign_in_with_token(
         }
     }
     let who = match crate::domain::text::check(f.who.trim()).map_err(|e| e.to_string()).and_then(|()| {
-        Actor::parse_person(f.who.trim()).map_err(|e| e.to_string())
+        crate::integrations::platform::parse_person(f.who.trim()).map_err(|e| e.to_string())
     }) {
         Ok(a) => a,
         Err(e) => {

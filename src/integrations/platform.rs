@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{Integrations, ServeArgs};
+use crate::domain::ids::Actor;
 use crate::http::AppState;
 use crate::ledger::{Ledger, Router, TimeSource};
 use crate::outbox::{Deliver, OutboxWaker};
@@ -18,6 +19,43 @@ pub const CHAT_PLATFORMS: &[&dyn ChatPlatform] = &[
     &Registered::<super::discord::DiscordConfig>::NEW,
     &Registered::<super::mattermost::MattermostConfig>::NEW,
 ];
+
+/// Every platform an actor can be on: the chat platforms here, then the domain's own (GitHub, the
+/// terminal, opsledger itself and its alert receivers).
+pub fn actor_platforms() -> &'static [&'static str] {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        CHAT_PLATFORMS
+            .iter()
+            .map(|p| p.name())
+            .chain(crate::domain::ids::OWN_PLATFORMS)
+            .collect()
+    })
+}
+
+/// Checks that an account a person gave (the rules file, `--as`, sign-in, a mention) is on a
+/// platform this build has; the domain checks only its shape, so stored records always load.
+pub fn known_account(actor: &Actor) -> Result<(), crate::domain::ids::UnknownPlatform> {
+    actor.known_on(actor_platforms())
+}
+
+/// A person's account from text, checked for its shape and its platform.
+pub fn parse_person(s: &str) -> anyhow::Result<Actor> {
+    let actor = Actor::parse_person(s)?;
+    known_account(&actor)?;
+    Ok(actor)
+}
+
+/// The rules file, read and checked: its accounts must be on platforms this build has.
+pub fn policy_from_toml(text: &str) -> anyhow::Result<crate::domain::policy::Policy> {
+    let policy = crate::domain::policy::Policy::from_toml(text)?;
+    for (key, account) in policy.accounts() {
+        if let Err(e) = known_account(&account) {
+            anyhow::bail!("{key} {e}");
+        }
+    }
+    Ok(policy)
+}
 
 /// What a chat platform's glue file implements on its config, besides `ChatApi` and `ChatOn`,
 /// to be in `CHAT_PLATFORMS`; its name is its `ChatApi::CHAT`'s.
@@ -229,16 +267,24 @@ pub fn channel(c: &Option<String>) -> String {
 mod tests {
     use super::CHAT_PLATFORMS;
 
-    /// The domain is pure and cannot read this list, so it keeps the actor platforms itself.
+    /// A chat platform's name is the `<name>:` of its actors, beside the domain's own.
     #[test]
-    fn every_chat_platform_is_an_actor_platform() {
+    fn every_chat_platform_names_its_own_actors() {
         for p in CHAT_PLATFORMS {
             assert!(
-                crate::domain::ids::PLATFORMS.contains(&p.name()),
-                "add {} to domain::ids::PLATFORMS",
+                crate::domain::ids::is_platform_name(p.name()),
+                "{}",
                 p.name()
             );
+            assert!(!crate::domain::ids::OWN_PLATFORMS.contains(&p.name()));
+            let actor = crate::domain::ids::Actor::parse(&format!("{}:U1", p.name())).unwrap();
+            assert_eq!(super::known_account(&actor), Ok(()));
         }
+        let unknown = crate::domain::ids::Actor::parse("irc:alice").unwrap();
+        assert_eq!(
+            super::known_account(&unknown).unwrap_err().to_string(),
+            "`irc:alice` is on no platform opsledger has: use one of slack, discord, mattermost, github, console"
+        );
     }
 
     /// Names key the handlers in `AppState::chat` and the outbox, so two platforms cannot share one.

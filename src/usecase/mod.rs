@@ -50,6 +50,9 @@ pub struct Ctx<'a> {
     /// The service report a `report` command shows, read from the store before the command
     /// reached the writer (so the writer only records who asked).
     pub report: Option<&'a crate::domain::report::ServiceReport>,
+    /// The platforms an account can be on (the chat platforms this build has, and the domain's
+    /// own), for accounts named in a command.
+    pub platforms: &'static [&'static str],
 }
 
 /// The reply to a command and the events it raised, for adapters to act on after commit.
@@ -423,8 +426,13 @@ pub(crate) fn resolve_mention(ctx: &Ctx<'_>, actor: &Actor, m: &Mention) -> Outc
             }
         }
     };
-    Actor::parse_person(&text).map_err(|e| Fail::Refused {
+    let refused = |why: String| Fail::Refused {
         record: None,
-        refusal: Refusal::new("mention", e.to_string()),
-    })
+        refusal: Refusal::new("mention", why),
+    };
+    let actor = Actor::parse_person(&text).map_err(|e| refused(e.to_string()))?;
+    actor
+        .known_on(ctx.platforms)
+        .map_err(|e| refused(e.to_string()))?;
+    Ok(actor)
 }

@@ -189,6 +189,15 @@ fn exec_with_a_bad_actor_says_what_an_actor_looks_like() {
     assert!(err.contains("`alice` is not an actor"), "{err}");
     assert!(err.contains("platform:id"), "{err}");
     assert!(err.contains("console:alice"), "{err}");
+
+    // An account on a platform this build does not have is refused as well, naming those it has.
+    let out = s.exec("irc:alice", "incident raise Checkout down");
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("`irc:alice` is on no platform opsledger has: use one of slack, discord, mattermost, github, console"),
+        "{err}"
+    );
 }
 
 #[test]

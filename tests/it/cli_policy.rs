@@ -108,6 +108,35 @@ fn check_of_a_bad_duration_names_the_key() {
 }
 
 #[test]
+fn check_of_an_account_on_a_platform_this_build_lacks_names_the_key() {
+    // Arrange: `slak` for `slack`, in [people] and in an on-call rotation.
+    let s = Scratch::new();
+    s.write("rules.toml", "[people]\nalice = [\"slak:U0ALICE\"]\n");
+    s.write(
+        "oncall.toml",
+        "[[oncall]]\nname = \"ops\"\nmembers = [\"mattermost:ubob\", \"slak:U0CAROL\"]\nrotation = \"weekly\"\nstart = \"2026-12-07T09:00:00\"\ntimezone = \"UTC\"\n",
+    );
+
+    // Act
+    let people = s.run(&["policy", "check", "rules.toml"]);
+    let oncall = s.run(&["policy", "check", "oncall.toml"]);
+
+    // Assert
+    assert_exit(&people, 1);
+    assert_eq!(
+        stderr(&people).trim_end(),
+        "rules.toml: people.alice `slak:U0ALICE` is on no platform opsledger has: use one of slack, discord, mattermost, github, console"
+    );
+    assert_exit(&oncall, 1);
+    assert!(
+        stderr(&oncall)
+            .starts_with("oncall.toml: oncall[0].members `slak:U0CAROL` is on no platform"),
+        "{}",
+        stderr(&oncall)
+    );
+}
+
+#[test]
 fn check_of_a_missing_file_says_it_cannot_be_read() {
     // Arrange
     let s = Scratch::new();

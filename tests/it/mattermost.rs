@@ -120,13 +120,28 @@ async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
         }
         Json(json!({"status": "OK", "id": "x1"})).into_response()
     }
-    async fn me() -> Json<Value> {
-        Json(json!({"id": "bot1", "username": "opsledger"}))
+    async fn me(s: State<fake::Recorder<Call>>, h: HeaderMap) -> Response {
+        if let Some(r) = record(s, "/users/me".into(), &h, "").await {
+            return r;
+        }
+        Json(json!({"id": "bot1", "username": "opsledger", "is_bot": true})).into_response()
+    }
+    // `201 Created` with the channel: type `D`, named by the two user IDs in order.
+    async fn direct(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
+        if let Some(r) = record(s, "/channels/direct".into(), &h, &body).await {
+            return r;
+        }
+        let mut users: Vec<String> = serde_json::from_str(&body).unwrap();
+        users.sort();
+        let channel = json!({"id": format!("dm{}", users[1]), "type": "D",
+                             "name": users.join("__"), "display_name": "", "team_id": ""});
+        (StatusCode::CREATED, Json(channel)).into_response()
     }
     let app = Router::new()
         .route("/api/v4/posts", post(posts))
         .route("/api/v4/posts/{id}/patch", put(patch))
         .route("/api/v4/channels", post(channels))
+        .route("/api/v4/channels/direct", post(direct))
         .route("/api/v4/channels/{id}/members", post(members))
         .route("/api/v4/users/me", get(me))
         .route("/api/v4/{*rest}", post(other))
@@ -135,6 +150,15 @@ async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
 }
 
 async fn serve(db: &common::TestDb) -> (Running, String, fake::Recorder<Call>) {
+    serve_with(db, RULES, opsledger::app::system_time_source()).await
+}
+
+/// As `serve`, under these rules and on this clock.
+async fn serve_with(
+    db: &common::TestDb,
+    rules: &str,
+    time: std::sync::Arc<dyn opsledger::ledger::TimeSource>,
+) -> (Running, String, fake::Recorder<Call>) {
     let (rec, mm) = fake_mattermost().await;
     let args = ServeArgs {
         integrations: Integrations {
@@ -151,7 +175,7 @@ async fn serve(db: &common::TestDb) -> (Running, String, fake::Recorder<Call>) {
         },
         ..common::serve_args(None)
     };
-    let (running, base) = common::serve_on(db, &args, RULES).await;
+    let (running, base) = common::serve_on_clock(db, &args, rules, time).await;
     (running, base, rec)
 }
 
@@ -180,16 +204,40 @@ async fn slash(base: &str, user: &str, text: &str, token: &str) -> reqwest::Resp
 }
 
 async fn click(base: &str, user: &str, post: &str, context: &Value) -> reqwest::Response {
+    click_in(base, "chcab", user, post, context).await
+}
+
+async fn click_in(
+    base: &str,
+    channel: &str,
+    user: &str,
+    post: &str,
+    context: &Value,
+) -> reqwest::Response {
     reqwest::Client::new()
         .post(format!("{base}/mattermost/actions"))
         .json(&json!({
-            "user_id": user, "user_name": user, "channel_id": "chcab", "channel_name": "cab",
+            "user_id": user, "user_name": user, "channel_id": channel, "channel_name": channel,
             "team_id": "team1", "team_domain": "acme", "post_id": post, "trigger_id": common::trigger_id(),
             "type": "", "data_source": "", "context": context,
         }))
         .send()
         .await
         .unwrap()
+}
+
+/// The incident as stored.
+async fn incident(running: &Running, id: &str) -> opsledger::domain::records::Incident {
+    match running
+        .ledger
+        .store()
+        .get(opsledger::domain::ids::Kind::Incident, id)
+        .await
+        .unwrap()
+    {
+        Some(opsledger::domain::records::Record::Incident(i)) => i,
+        other => panic!("{id}: {other:?}"),
+    }
 }
 
 /// The signed context of the button labelled `label` on the last card the fake received.
@@ -218,6 +266,7 @@ conformance!(
     a_cab_vote_by_button_updates_the_card_in_place_and_a_refusal_goes_to_the_presser,
     a_429_is_waited_out_as_x_ratelimit_reset_says,
     resolving_by_button_opens_a_dialog_whose_submission_resolves_the_incident,
+    a_page_goes_by_direct_message_through_the_outbox_and_an_acknowledge_there_stops_the_chain,
 );
 
 async fn forged_tokens_and_contexts_get_401_and_change_nothing(db: common::TestDb) {
@@ -515,18 +564,186 @@ async fn resolving_by_button_opens_a_dialog_whose_submission_resolves_the_incide
     assert_eq!(dialog.body["dialog"]["elements"][0]["name"], "text");
     assert!(bad_text["errors"]["text"].as_str().is_some(), "{bad_text}");
     assert_eq!((done_status.as_u16(), done), (200, json!({})));
-    match running
-        .ledger
-        .store()
-        .get(opsledger::domain::ids::Kind::Incident, "INC-1")
-        .await
-        .unwrap()
-    {
-        Some(opsledger::domain::records::Record::Incident(i)) => {
-            assert_eq!(i.status.to_string(), "resolved");
-            assert_eq!(i.resolution.as_deref(), Some("replaced the fuser"));
+    let inc = incident(&running, "INC-1").await;
+    assert_eq!(inc.status.to_string(), "resolved");
+    assert_eq!(inc.resolution.as_deref(), Some("replaced the fuser"));
+    running.stop().await.unwrap();
+}
+
+/// Carol is paged a minute after a P1 is raised, and Dave five minutes after her.
+const PAGING_RULES: &str = r#"
+[roles]
+admin = ["console:root"]
+
+[people]
+carol = ["mattermost:ucarol"]
+dave = ["mattermost:udave"]
+
+[[escalation]]
+name = "payments"
+default = true
+page = ["P1"]
+steps = [{ wait = "1m" }, { notify = "carol" }, { wait = "5m" }, { notify = "dave" }]
+"#;
+
+async fn a_page_goes_by_direct_message_through_the_outbox_and_an_acknowledge_there_stops_the_chain(
+    db: common::TestDb,
+) {
+    // Arrange: a P1 raised from Mattermost, its card and channel delivered; then Mattermost
+    // fails the next call (the page's first) with a 503.
+    let clock = common::TestTime::at(common::TestTime::default_start());
+    let (running, base, rec) = serve_with(&db, PAGING_RULES, clock.clone()).await;
+    let tick = || {
+        running.ledger.handle(
+            opsledger::domain::ids::Actor::system(),
+            opsledger::domain::command::Command::Tick,
+        )
+    };
+    slash(
+        &base,
+        "ucarl",
+        "incident raise \"Card payments failing\" impact:high urgency:high",
+        COMMAND_TOKEN,
+    )
+    .await;
+    rec.wait_for("the card and the incident channel", |c| {
+        c.iter().any(|c| c.path.ends_with("/members"))
+    })
+    .await;
+    assert!(
+        !rec.calls().iter().any(|c| c.path == "/channels/direct"),
+        "nobody paged before the wait"
+    );
+    rec.fail_next(&[503]);
+
+    // Act 1: the wait ends; once the 503 is answered, the clock moves past the retry's backoff.
+    clock.advance(chrono::Duration::minutes(1));
+    tick().await;
+    fake::until(
+        "the page's first attempt",
+        Duration::from_secs(10),
+        || (rec.failures_left() == 0).then_some(()),
+        || rec.calls(),
+    )
+    .await;
+    clock.advance(chrono::Duration::seconds(5));
+    let calls = rec
+        .wait_for("the page in carol's direct channel", |c| {
+            c.iter()
+                .any(|c| c.path == "/posts" && c.body["channel_id"] == "dmucarol")
+        })
+        .await;
+
+    // Assert 1: the direct channel is the bot's with carol, and the page carries Acknowledge.
+    let direct = calls
+        .iter()
+        .rfind(|c| c.path == "/channels/direct")
+        .expect("the direct channel opened");
+    assert_eq!(direct.body, json!(["bot1", "ucarol"]));
+    let (i, page) = calls
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.path == "/posts" && c.body["channel_id"] == "dmucarol")
+        .unwrap();
+    let card = &page.body["props"]["attachments"][0];
+    assert!(
+        card["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("You are paged"),
+        "{card:#}"
+    );
+    let ack = card["actions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["name"] == "Acknowledge"))
+        .unwrap_or_else(|| panic!("no Acknowledge on the page: {card:#}"));
+    let attempts = calls
+        .iter()
+        .filter(|c| c.path == "/users/me" || c.path == "/channels/direct")
+        .count();
+    assert!(attempts >= 3, "the failed call was tried again: {calls:#?}");
+
+    // Act 2: carol presses Acknowledge in the direct channel; then Dave's turn would come.
+    let pressed = click_in(
+        &base,
+        "dmucarol",
+        "ucarol",
+        &format!("post{i}"),
+        &ack["integration"]["context"],
+    )
+    .await;
+    let pressed_status = pressed.status();
+    clock.advance(chrono::Duration::minutes(10));
+    tick().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Assert 2: acknowledged by carol's Mattermost account; the chain stopped before Dave.
+    assert_eq!(pressed_status, 200);
+    let inc = incident(&running, "INC-1").await;
+    assert_eq!(inc.status.to_string(), "acknowledged");
+    let esc = inc.escalation.expect("the chain's record");
+    let walk: Vec<(usize, &str)> = esc.pages.iter().map(|p| (p.step, p.who.as_str())).collect();
+    assert_eq!(walk, [(2, "carol")]);
+    assert_eq!(
+        esc.stopped.as_deref(),
+        Some("acknowledged by mattermost:ucarol")
+    );
+    assert!(
+        !rec.calls()
+            .iter()
+            .any(|c| c.body.to_string().contains("udave")),
+        "dave was never paged"
+    );
+    running.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_and_answers_render_as_snapshotted() {
+    // Arrange
+    let db = common::sqlite_db();
+    let (running, base, rec) = serve(&db).await;
+    let ops = |text: &'static str| {
+        let base = base.clone();
+        async move {
+            slash(&base, "u1", text, COMMAND_TOKEN)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
         }
-        other => panic!("{other:?}"),
-    }
+    };
+
+    // Act: an incident card, a CAB card with its vote buttons, a refusal.
+    let raised =
+        ops("incident raise \"Checkout down\" impact:high urgency:medium service:shop").await;
+    ops("change request \"Rotate keys\" type:normal risk:low").await;
+    ops("change submit CHG-1").await;
+    let refused = ops("incident close INC-9").await;
+    let calls = rec
+        .wait_for("both cards", |c| {
+            ["chincidents", "chcab"].iter().all(|ch| {
+                c.iter()
+                    .any(|x| x.path == "/posts" && x.body["channel_id"] == *ch)
+            })
+        })
+        .await;
+    let card = |channel: &str| {
+        calls
+            .iter()
+            .find(|x| x.path == "/posts" && x.body["channel_id"] == channel)
+            .unwrap()
+            .body
+            .clone()
+    };
+
+    // Assert: the buttons post back to this server, whose port changes from run to run.
+    let mut filters = common::SNAPSHOT_FILTERS.to_vec();
+    filters.push((r"http://127\.0\.0\.1:\d+", "[opsledger]"));
+    insta::with_settings!({filters => filters}, {
+        insta::assert_json_snapshot!("mattermost_raise_answer", raised);
+        insta::assert_json_snapshot!("mattermost_incident_card", card("chincidents"));
+        insta::assert_json_snapshot!("mattermost_cab_card", card("chcab"));
+        insta::assert_json_snapshot!("mattermost_refusal", refused);
+    });
     running.stop().await.unwrap();
 }

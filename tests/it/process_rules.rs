@@ -306,6 +306,14 @@ async fn roles_are_checked_granted_and_revoked_with_an_audit_entry(db: TestDb) {
         msg,
         "`role grant` needs the admin role, which console:bob does not hold; an admin can grant it with `role grant @console:bob admin`"
     );
+    // An account on a platform this build does not have is refused, naming the ones it has.
+    let unknown = t
+        .refused("console:root", "role grant @irc:dave cab", "mention")
+        .await;
+    assert_eq!(
+        unknown,
+        "`irc:dave` is on no platform opsledger has: use one of slack, discord, mattermost, github, console"
+    );
     t.ok("console:root", "role grant @dave cab").await;
     t.ok("console:bob", "change request Patch type:normal")
         .await;

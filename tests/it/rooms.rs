@@ -1,6 +1,6 @@
-//! One rule for an incident's own room, shown once for both chat platforms: a Slack channel and
-//! a Discord thread open for an incident raised at P1/P2, declared major, or re-prioritised to
-//! P1/P2, and for no other.
+//! One rule for an incident's own room, shown once for every chat platform: a Slack channel, a
+//! Discord thread and a Mattermost channel open for an incident raised at P1/P2, declared major,
+//! or re-prioritised to P1/P2, and for no other.
 use crate::common::{self, fake};
 
 use std::sync::{Arc, Mutex};
@@ -13,11 +13,13 @@ use axum::{Json, Router};
 use opsledger::app;
 use opsledger::config::{Integrations, ServeArgs};
 use opsledger::integrations::discord::DiscordSettings;
+use opsledger::integrations::mattermost::MattermostSettings;
 use opsledger::integrations::slack::SlackSettings;
 use serde_json::Value;
 
 const SLACK_INCIDENTS: &str = "CINCIDENTS";
 const DISCORD_INCIDENTS: &str = "1300000000000000001";
+const MATTERMOST_INCIDENTS: &str = "chincidents";
 
 /// Every call either platform's fake API received: method, path and JSON body.
 #[derive(Clone, Default)]
@@ -46,6 +48,23 @@ impl Calls {
             .collect()
     }
 
+    /// The Mattermost channels opened, by name.
+    fn mattermost_rooms(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|(m, p, _)| m == Method::POST && p == "/mm/api/v4/channels")
+            .map(|(_, _, b)| b["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// The cards posted in a Mattermost channel.
+    fn mattermost_posts(&self, channel: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|(_, p, b)| p == "/mm/api/v4/posts" && b["channel_id"] == channel)
+            .count()
+    }
+
     async fn wait_for(&self, what: &str, pred: impl Fn(&Calls) -> bool) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !pred(self) {
@@ -60,7 +79,8 @@ impl Calls {
 }
 
 /// Answers as the platforms do, with the fields opsledger reads: Slack's `{"ok": true, ...}`
-/// with a `ts` or a channel, Discord's created object with its snowflake `id`.
+/// with a `ts` or a channel, Discord's created object with its snowflake `id`, Mattermost's
+/// `201 Created` with the new post's or channel's `id`.
 async fn fake_api(
     State(calls): State<Calls>,
     method: Method,
@@ -78,6 +98,13 @@ async fn fake_api(
         let ts = fake::slack::ts(n as u64);
         return Json(fake::slack::ok(method, &body, &ts, &format!("CROOM{n}"))).into_response();
     }
+    if let Some(rest) = path.strip_prefix("/mm/api/v4/") {
+        let created = serde_json::json!({"id": format!("mm{n}"), "channel_id": body["channel_id"], "name": body["name"]});
+        return match rest.ends_with("/patch") {
+            true => Json(created).into_response(),
+            false => (axum::http::StatusCode::CREATED, Json(created)).into_response(),
+        };
+    }
     let id = fake::discord::snowflake(n as u64);
     match path.ends_with("/threads") {
         true => Json(fake::discord::thread(&id, DISCORD_INCIDENTS, &body["name"])),
@@ -88,7 +115,7 @@ async fn fake_api(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
-    // Arrange: Slack and Discord both on, against one fake API.
+    // Arrange: Slack, Discord and Mattermost all on, against one fake API.
     let calls = Calls::default();
     let base = fake::serve(Router::new().fallback(fake_api).with_state(calls.clone())).await;
     let key = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
@@ -107,6 +134,15 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
             discord_api_url: base.clone(),
             discord_incident_channel: Some(DISCORD_INCIDENTS.into()),
             ..Default::default()
+        },
+        mattermost: MattermostSettings {
+            mattermost_url: format!("{base}/mm"),
+            mattermost_bot_token: Some("bot-token".to_string().into()),
+            mattermost_team_id: Some("team1".into()),
+            mattermost_command_token: Some("command-token".to_string().into()),
+            mattermost_action_secret: Some("action-secret".to_string().into()),
+            mattermost_incident_channel: Some(MATTERMOST_INCIDENTS.into()),
+            mattermost_cab_channel: None,
         },
         ..Integrations::default()
     };
@@ -139,7 +175,7 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
     )
     .await;
     calls
-        .wait_for("both cards on both platforms", |c| {
+        .wait_for("both cards on every platform", |c| {
             let all = c.all();
             let slack = all
                 .iter()
@@ -152,7 +188,7 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
                         && p.ends_with(&format!("/channels/{DISCORD_INCIDENTS}/messages"))
                 })
                 .count();
-            slack >= 2 && discord >= 2
+            slack >= 2 && discord >= 2 && c.mattermost_posts(MATTERMOST_INCIDENTS) >= 2
         })
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -162,17 +198,23 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
         "{:?}",
         calls.discord_rooms()
     );
+    assert!(
+        calls.mattermost_rooms().is_empty(),
+        "{:?}",
+        calls.mattermost_rooms()
+    );
 
-    // Declared major: a room on both.
+    // Declared major: a room on each.
     common::ok(&ledger, "console:alice", "incident major INC-2").await;
     calls
         .wait_for("INC-2's rooms", |c| {
             c.slack_rooms().iter().any(|n| n.starts_with("inc-2-"))
                 && c.discord_rooms().iter().any(|n| n.contains("INC-2"))
+                && c.mattermost_rooms().iter().any(|n| n.starts_with("inc-2-"))
         })
         .await;
 
-    // Re-prioritised to P2: a room on both.
+    // Re-prioritised to P2: a room on each.
     common::ok(
         &ledger,
         "console:alice",
@@ -183,10 +225,11 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
         .wait_for("INC-1's rooms", |c| {
             c.slack_rooms().iter().any(|n| n.starts_with("inc-1-"))
                 && c.discord_rooms().iter().any(|n| n.contains("INC-1"))
+                && c.mattermost_rooms().iter().any(|n| n.starts_with("inc-1-"))
         })
         .await;
 
-    // Raised at P1: a room on both.
+    // Raised at P1: a room on each.
     common::ok(
         &ledger,
         "console:alice",
@@ -197,6 +240,7 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
         .wait_for("INC-3's rooms", |c| {
             c.slack_rooms().iter().any(|n| n.starts_with("inc-3-"))
                 && c.discord_rooms().iter().any(|n| n.contains("INC-3"))
+                && c.mattermost_rooms().iter().any(|n| n.starts_with("inc-3-"))
         })
         .await;
 
@@ -209,6 +253,12 @@ async fn an_incident_gets_a_room_on_every_platform_exactly_when_it_is_major() {
         3,
         "{:?}",
         calls.discord_rooms()
+    );
+    assert_eq!(
+        calls.mattermost_rooms().len(),
+        3,
+        "{:?}",
+        calls.mattermost_rooms()
     );
     // The writer finishes once every handle on the ledger is gone.
     drop(ledger);

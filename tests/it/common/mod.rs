@@ -236,11 +236,21 @@ pub async fn serve_platforms(
 /// Serves on `db` with these settings and rules, and the system clock (platform signatures
 /// carry real time); returns the server and its base URL.
 pub async fn serve_on(db: &TestDb, args: &ServeArgs, rules: &str) -> (Running, String) {
+    serve_on_clock(db, args, rules, app::system_time_source()).await
+}
+
+/// As `serve_on`, on the given clock (a `TestTime` moves escalation waits and outbox retries).
+pub async fn serve_on_clock(
+    db: &TestDb,
+    args: &ServeArgs,
+    rules: &str,
+    time: Arc<dyn TimeSource>,
+) -> (Running, String) {
     let running = app::serve(
         args,
         db.store().await,
         Policy::from_toml(rules).expect("test rules"),
-        app::system_time_source(),
+        time,
     )
     .await
     .expect("serve");
