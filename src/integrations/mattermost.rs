@@ -133,9 +133,22 @@ impl Handlers<MattermostConfig> {
         cmd: opsledger_mattermost::SlashCommand,
     ) -> Result<(Value, Delivered), BadInput> {
         let actor = person(PLATFORM, &cmd.user_id)?;
+        let c = &self.config;
+        let text = match self.with_user_ids(&cmd.text).await {
+            Ok(text) => text,
+            Err(failed) => {
+                let answer = opsledger_mattermost::command_response(
+                    &view(&failed),
+                    opsledger_mattermost::Ephemeral::Yes,
+                    &c.actions_url(),
+                    c.action_secret.expose_secret(),
+                );
+                return Ok((answer, Delivered::First));
+            }
+        };
         let handled = match delivery(&cmd.trigger_id) {
-            Some(d) => self.ledger.handle_text_once(actor, &cmd.text, d).await,
-            None => self.ledger.handle_text(actor, &cmd.text).await,
+            Some(d) => self.ledger.handle_text_once(actor, &text, d).await,
+            None => self.ledger.handle_text(actor, &text).await,
         };
         let delivered = Delivered::of(&handled.reply);
         let to = if ephemeral(&handled.reply, !handled.events.is_empty()) {
@@ -143,7 +156,6 @@ impl Handlers<MattermostConfig> {
         } else {
             opsledger_mattermost::Ephemeral::No
         };
-        let c = &self.config;
         Ok((
             opsledger_mattermost::command_response(
                 &view(&handled.reply),
@@ -153,6 +165,27 @@ impl Handlers<MattermostConfig> {
             ),
             delivered,
         ))
+    }
+
+    /// The command's `@username` mentions as user IDs, so `@bob` names `mattermost:<Bob's ID>`
+    /// as a Slack or Discord mention names its user; a name Mattermost does not know stays as
+    /// typed (a `[people]` name). When Mattermost cannot answer, the command is not run: the
+    /// mention would otherwise name the wrong account.
+    async fn with_user_ids(&self, text: &str) -> Result<String, crate::domain::reply::Reply> {
+        let names = opsledger_mattermost::mentioned_usernames(text);
+        if names.is_empty() {
+            return Ok(text.to_string());
+        }
+        match self.config.api.user_ids(&names).await {
+            Ok(ids) => Ok(opsledger_mattermost::with_user_ids(text, &ids)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look up mentioned Mattermost users");
+                Err(crate::domain::reply::Reply::failed(format!(
+                    "could not look up @{} in Mattermost just now; nothing was done, try again in a moment",
+                    names.join(", @")
+                )))
+            }
+        }
     }
 
     /// A button click whose context was verified: the card updated in place, a refusal to the

@@ -126,6 +126,20 @@ async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
         }
         Json(json!({"id": "bot1", "username": "opsledger", "is_bot": true})).into_response()
     }
+    // The users Mattermost knows of those asked for, as `User` objects; the others left out.
+    async fn usernames(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
+        if let Some(r) = record(s, "/users/usernames".into(), &h, &body).await {
+            return r;
+        }
+        let asked: Vec<String> = serde_json::from_str(&body).unwrap();
+        let users: Vec<Value> = asked
+            .iter()
+            .filter(|n| ["carol", "dave"].contains(&n.as_str()))
+            .map(|n| json!({"id": format!("u{n}"), "username": n, "email": format!("{n}@example.com"),
+                            "first_name": "", "last_name": "", "roles": "system_user", "locale": "en"}))
+            .collect();
+        Json(users).into_response()
+    }
     // `201 Created` with the channel: type `D`, named by the two user IDs in order.
     async fn direct(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
         if let Some(r) = record(s, "/channels/direct".into(), &h, &body).await {
@@ -144,6 +158,7 @@ async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
         .route("/api/v4/channels/direct", post(direct))
         .route("/api/v4/channels/{id}/members", post(members))
         .route("/api/v4/users/me", get(me))
+        .route("/api/v4/users/usernames", post(usernames))
         .route("/api/v4/{*rest}", post(other))
         .with_state(rec.clone());
     (rec, fake::serve(app).await)
@@ -267,6 +282,7 @@ conformance!(
     a_429_is_waited_out_as_x_ratelimit_reset_says,
     resolving_by_button_opens_a_dialog_whose_submission_resolves_the_incident,
     a_page_goes_by_direct_message_through_the_outbox_and_an_acknowledge_there_stops_the_chain,
+    an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is_done,
 );
 
 async fn forged_tokens_and_contexts_get_401_and_change_nothing(db: common::TestDb) {
@@ -745,5 +761,70 @@ async fn cards_and_answers_render_as_snapshotted() {
         insta::assert_json_snapshot!("mattermost_cab_card", card("chcab"));
         insta::assert_json_snapshot!("mattermost_refusal", refused);
     });
+    running.stop().await.unwrap();
+}
+
+async fn an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is_done(
+    db: common::TestDb,
+) {
+    // Arrange: a submitted change; an admin on Mattermost.
+    let rules = "[roles]\nadmin = [\"mattermost:uadmin\"]\n";
+    let (running, base, rec) = serve_with(&db, rules, opsledger::app::system_time_source()).await;
+    let ops = |user: &'static str, text: &'static str| {
+        let base = base.clone();
+        async move {
+            slash(&base, user, text, COMMAND_TOKEN)
+                .await
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let said = |answer: &Value| {
+        answer["props"]["attachments"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    ops("ureq", "change request \"Upgrade the DB\" type:normal").await;
+    ops("ureq", "change submit CHG-1").await;
+
+    // Act: @Carol is granted cab by her username; then the lookup fails for @dave.
+    let granted = ops("uadmin", "role grant @Carol cab").await;
+    let carol = ops("ucarol", "change approve CHG-1").await;
+    rec.fail_next(&[503]);
+    let unlooked = ops("uadmin", "role grant @dave cab").await;
+    let dave = ops("udave", "change approve CHG-1").await;
+
+    // Assert: carol's Mattermost ID got the role and her vote counts.
+    assert!(said(&granted).contains("mattermost:ucarol"), "{granted}");
+    let lookups: Vec<Value> = rec
+        .calls()
+        .into_iter()
+        .filter(|c| c.path == "/users/usernames")
+        .map(|c| c.body)
+        .collect();
+    assert_eq!(lookups, [json!(["carol"]), json!(["dave"])]);
+    assert!(!said(&carol).contains("refused"), "{carol}");
+    // The failed lookup ran nothing and told only the sender why.
+    assert_eq!(unlooked["response_type"], "ephemeral", "{unlooked}");
+    assert!(
+        said(&unlooked).starts_with("could not look up @dave in Mattermost"),
+        "{unlooked}"
+    );
+    assert!(said(&dave).contains("cab"), "{dave}");
+    match running
+        .ledger
+        .store()
+        .get(opsledger::domain::ids::Kind::Change, "CHG-1")
+        .await
+        .unwrap()
+    {
+        Some(opsledger::domain::records::Record::Change(c)) => {
+            let voters: Vec<&str> = c.approvals.iter().map(|a| a.voter.as_str()).collect();
+            assert_eq!(voters, ["mattermost:ucarol"]);
+        }
+        other => panic!("{other:?}"),
+    }
     running.stop().await.unwrap();
 }

@@ -9,6 +9,7 @@
 //! Answers are read for the one field needed (the new ID), so a field Mattermost adds cannot
 //! fail a call that already happened.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -162,6 +163,31 @@ impl MattermostApi {
         serde_json::from_slice::<Created>(&bytes)
             .map(|c| c.id)
             .map_err(|e| MattermostApiError::Permanent(format!("no ID in /users/me: {e}")))
+    }
+
+    /// The user IDs of these usernames (`POST /users/usernames`), by username; a name Mattermost
+    /// does not know is left out, as Mattermost leaves it out of its answer.
+    pub async fn user_ids(
+        &self,
+        usernames: &[String],
+    ) -> Result<HashMap<String, String>, MattermostApiError> {
+        #[derive(Deserialize)]
+        struct User {
+            id: String,
+            username: String,
+        }
+        let bytes = self
+            .call(
+                reqwest::Method::POST,
+                "/users/usernames",
+                Some(json!(usernames)),
+            )
+            .await?;
+        serde_json::from_slice::<Vec<User>>(&bytes)
+            .map(|users| users.into_iter().map(|u| (u.username, u.id)).collect())
+            .map_err(|e| {
+                MattermostApiError::Permanent(format!("no users in /users/usernames: {e}"))
+            })
     }
 
     /// Posts a card (`POST /posts`); its ID, for updating it later.

@@ -8,6 +8,7 @@
 
 mod api;
 mod inbound;
+mod mentions;
 mod render;
 
 pub use api::{MattermostApi, MattermostApiError};
@@ -15,6 +16,7 @@ pub use inbound::{
     parse_action, parse_command, parse_dialog, sign_context, verify_context, verify_token,
     ActionRequest, DialogSubmission, ParseError, SignedAction, SlashCommand, VerifyError,
 };
+pub use mentions::{mentioned_usernames, with_user_ids};
 pub use opsledger_view::{ButtonStyle, View, ViewButton};
 pub use render::{
     action_response, attachments, command_response, incident_channel_name, text_dialog, Ephemeral,
