@@ -255,6 +255,22 @@ async fn incident(running: &Running, id: &str) -> opsledger::domain::records::In
     }
 }
 
+/// Who approved the change, in order.
+async fn voters(running: &Running, id: &str) -> Vec<String> {
+    match running
+        .ledger
+        .store()
+        .get(opsledger::domain::ids::Kind::Change, id)
+        .await
+        .unwrap()
+    {
+        Some(opsledger::domain::records::Record::Change(c)) => {
+            c.approvals.iter().map(|a| a.voter.to_string()).collect()
+        }
+        other => panic!("{id}: {other:?}"),
+    }
+}
+
 /// The signed context of the button labelled `label` on the last card the fake received.
 fn button(rec: &fake::Recorder<Call>, label: &str) -> (String, Value) {
     let calls = rec.calls();
@@ -341,14 +357,7 @@ async fn forged_tokens_and_contexts_get_401_and_change_nothing(db: common::TestD
         .await
         .unwrap()
         .is_none());
-    match store
-        .get(opsledger::domain::ids::Kind::Change, "CHG-1")
-        .await
-        .unwrap()
-    {
-        Some(opsledger::domain::records::Record::Change(c)) => assert!(c.approvals.is_empty()),
-        other => panic!("{other:?}"),
-    }
+    assert!(voters(&running, "CHG-1").await.is_empty());
     running.stop().await.unwrap();
 }
 
@@ -462,19 +471,7 @@ async fn a_cab_vote_by_button_updates_the_card_in_place_and_a_refusal_goes_to_th
                 .contains("requested"),
         "{refused}"
     );
-    match running
-        .ledger
-        .store()
-        .get(opsledger::domain::ids::Kind::Change, "CHG-1")
-        .await
-        .unwrap()
-    {
-        Some(opsledger::domain::records::Record::Change(c)) => {
-            assert_eq!(c.approvals.len(), 1);
-            assert_eq!(c.approvals[0].voter.as_str(), "mattermost:ucab1");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(voters(&running, "CHG-1").await, ["mattermost:ucab1"]);
     running.stop().await.unwrap();
 }
 
@@ -813,18 +810,6 @@ async fn an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is
         "{unlooked}"
     );
     assert!(said(&dave).contains("cab"), "{dave}");
-    match running
-        .ledger
-        .store()
-        .get(opsledger::domain::ids::Kind::Change, "CHG-1")
-        .await
-        .unwrap()
-    {
-        Some(opsledger::domain::records::Record::Change(c)) => {
-            let voters: Vec<&str> = c.approvals.iter().map(|a| a.voter.as_str()).collect();
-            assert_eq!(voters, ["mattermost:ucarol"]);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(voters(&running, "CHG-1").await, ["mattermost:ucarol"]);
     running.stop().await.unwrap();
 }
