@@ -287,6 +287,23 @@ mod tests {
         );
     }
 
+    /// The README's table of chat platforms has a column for each (CONTRIBUTING.md, step 6).
+    #[test]
+    fn the_readme_has_a_column_for_every_chat_platform() {
+        let readme = include_str!("../../README.md");
+        let header = readme
+            .lines()
+            .find(|l| l.starts_with("| | Slack |"))
+            .expect("the README's table of chat platforms");
+        let columns: Vec<String> = header
+            .split('|')
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        let names: Vec<&str> = CHAT_PLATFORMS.iter().map(|p| p.name()).collect();
+        assert_eq!(columns, names, "{header}");
+    }
+
     /// Names key the handlers in `AppState::chat` and the outbox, so two platforms cannot share one.
     #[test]
     fn chat_platform_names_are_unique() {

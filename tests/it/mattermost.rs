@@ -299,6 +299,7 @@ conformance!(
     resolving_by_button_opens_a_dialog_whose_submission_resolves_the_incident,
     a_page_goes_by_direct_message_through_the_outbox_and_an_acknowledge_there_stops_the_chain,
     an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is_done,
+    a_vote_cast_elsewhere_updates_the_cab_card_in_place_through_the_api,
 );
 
 async fn forged_tokens_and_contexts_get_401_and_change_nothing(db: common::TestDb) {
@@ -811,5 +812,55 @@ async fn an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is
     );
     assert!(said(&dave).contains("cab"), "{dave}");
     assert_eq!(voters(&running, "CHG-1").await, ["mattermost:ucarol"]);
+    running.stop().await.unwrap();
+}
+
+async fn a_vote_cast_elsewhere_updates_the_cab_card_in_place_through_the_api(db: common::TestDb) {
+    // Arrange: a change's card in the CAB channel.
+    let (running, base, rec) = serve(&db).await;
+    slash(
+        &base,
+        "ureq",
+        "change request \"Rotate keys\" type:normal",
+        COMMAND_TOKEN,
+    )
+    .await;
+    slash(&base, "ureq", "change submit CHG-1", COMMAND_TOKEN).await;
+    let calls = rec
+        .wait_for("the CAB card", |c| {
+            c.iter()
+                .any(|c| c.path == "/posts" && c.body["channel_id"] == "chcab")
+        })
+        .await;
+    let (i, _) = calls
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.path == "/posts" && c.body["channel_id"] == "chcab")
+        .unwrap();
+    let post = format!("post{i}");
+
+    // Act: a vote from outside Mattermost (here the terminal, as the same CAB member).
+    common::ok(&running.ledger, "mattermost:ucab2", "change approve CHG-1").await;
+    let calls = rec
+        .wait_for("the card's patch", |c| {
+            c.iter().any(|c| c.path == format!("/posts/{post}/patch"))
+        })
+        .await;
+
+    // Assert: the same post, redrawn with the vote; no second card.
+    let patch = calls
+        .iter()
+        .find(|c| c.path == format!("/posts/{post}/patch"))
+        .unwrap();
+    let card = patch.body["props"]["attachments"][0].to_string();
+    assert!(card.contains("1/2 approvals"), "{card}");
+    assert!(card.contains("mattermost:ucab2"), "{card}");
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.path == "/posts" && c.body["channel_id"] == "chcab")
+            .count(),
+        1
+    );
     running.stop().await.unwrap();
 }
