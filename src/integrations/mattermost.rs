@@ -180,8 +180,14 @@ impl Handlers<MattermostConfig> {
             Ok(ids) => Ok(opsledger_mattermost::with_user_ids(text, &ids)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not look up mentioned Mattermost users");
+                let then = match e {
+                    MattermostApiError::Retry { .. } => "try again in a moment",
+                    MattermostApiError::Permanent(_) => {
+                        "ask whoever runs opsledger to check the bot account (its log says why)"
+                    }
+                };
                 Err(crate::domain::reply::Reply::failed(format!(
-                    "could not look up @{} in Mattermost just now; nothing was done, try again in a moment",
+                    "could not look up @{} in Mattermost; nothing was done, {then}",
                     names.join(", @")
                 )))
             }

@@ -300,6 +300,7 @@ conformance!(
     a_page_goes_by_direct_message_through_the_outbox_and_an_acknowledge_there_stops_the_chain,
     an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is_done,
     a_vote_cast_elsewhere_updates_the_cab_card_in_place_through_the_api,
+    segregation_of_duties_holds_across_one_person_s_slack_discord_and_mattermost_accounts,
 );
 
 async fn forged_tokens_and_contexts_get_401_and_change_nothing(db: common::TestDb) {
@@ -806,9 +807,9 @@ async fn an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is
     assert!(!said(&carol).contains("refused"), "{carol}");
     // The failed lookup ran nothing and told only the sender why.
     assert_eq!(unlooked["response_type"], "ephemeral", "{unlooked}");
-    assert!(
-        said(&unlooked).starts_with("could not look up @dave in Mattermost"),
-        "{unlooked}"
+    assert_eq!(
+        said(&unlooked),
+        "could not look up @dave in Mattermost; nothing was done, try again in a moment"
     );
     assert!(said(&dave).contains("cab"), "{dave}");
     assert_eq!(voters(&running, "CHG-1").await, ["mattermost:ucarol"]);
@@ -862,5 +863,48 @@ async fn a_vote_cast_elsewhere_updates_the_cab_card_in_place_through_the_api(db:
             .count(),
         1
     );
+    running.stop().await.unwrap();
+}
+
+async fn segregation_of_duties_holds_across_one_person_s_slack_discord_and_mattermost_accounts(
+    db: common::TestDb,
+) {
+    // Arrange: Alice sits on the CAB through her Discord account and requested a change from
+    // Slack; her Mattermost account is joined to both by [people].
+    let rules = r#"
+[roles]
+admin = ["console:root"]
+cab = ["discord:4141", "mattermost:ucab1"]
+
+[people]
+alice = ["slack:U0ALICE", "discord:4141", "mattermost:ualice"]
+"#;
+    let (running, base, _rec) = serve_with(&db, rules, opsledger::app::system_time_source()).await;
+    common::ok(
+        &running.ledger,
+        "slack:U0ALICE",
+        "change request \"Rotate keys\" type:normal",
+    )
+    .await;
+    common::ok(&running.ledger, "slack:U0ALICE", "change submit CHG-1").await;
+    let approve = opsledger_mattermost::sign_context(ACTION_SECRET, "change approve", "CHG-1");
+
+    // Act: Alice clicks Approve in Mattermost; then another CAB member does.
+    let alice: Value = click(&base, "ualice", "p1", &approve)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other: Value = click(&base, "ucab1", "p1", &approve)
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    // Assert: her vote is refused as the requester's (her CAB role counts, her request too).
+    let refusal = alice["ephemeral_text"].as_str().unwrap_or_default();
+    assert!(refusal.contains("you requested CHG-1"), "{alice}");
+    assert!(other.get("ephemeral_text").is_none(), "{other}");
+    assert_eq!(voters(&running, "CHG-1").await, ["mattermost:ucab1"]);
     running.stop().await.unwrap();
 }
