@@ -109,16 +109,37 @@ async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
         )
             .into_response()
     }
+    // An ephemeral post: `201 Created` with the post, as for any post.
+    async fn ephemeral(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
+        if let Some(r) = record(s, "/posts/ephemeral".into(), &h, &body).await {
+            return r;
+        }
+        let b: Value = serde_json::from_str(&body).unwrap();
+        let post = json!({"id": "ephemeral1", "user_id": b["user_id"], "channel_id": b["post"]["channel_id"],
+                          "message": b["post"]["message"], "props": b["post"]["props"], "type": "system_ephemeral"});
+        (StatusCode::CREATED, Json(post)).into_response()
+    }
+    // Opening a dialog: `200` with `StatusOK`.
+    async fn dialog(s: State<fake::Recorder<Call>>, h: HeaderMap, body: String) -> Response {
+        if let Some(r) = record(s, "/actions/dialogs/open".into(), &h, &body).await {
+            return r;
+        }
+        Json(json!({"status": "OK"})).into_response()
+    }
+    // Anything else: recorded, and answered as Mattermost answers a route it does not have.
     async fn other(
         s: State<fake::Recorder<Call>>,
         Path(rest): Path<String>,
         h: HeaderMap,
         body: String,
     ) -> Response {
-        if let Some(r) = record(s, format!("/{rest}"), &h, &body).await {
-            return r;
-        }
-        Json(json!({"status": "OK", "id": "x1"})).into_response()
+        record(s, format!("/{rest}"), &h, &body).await;
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"id": "api.context.404.app_error", "message": "Sorry, we could not find the page.",
+                        "status_code": 404})),
+        )
+            .into_response()
     }
     async fn me(s: State<fake::Recorder<Call>>, h: HeaderMap) -> Response {
         if let Some(r) = record(s, "/users/me".into(), &h, "").await {
@@ -159,6 +180,8 @@ async fn fake_mattermost() -> (fake::Recorder<Call>, String) {
         .route("/api/v4/channels/{id}/members", post(members))
         .route("/api/v4/users/me", get(me))
         .route("/api/v4/users/usernames", post(usernames))
+        .route("/api/v4/posts/ephemeral", post(ephemeral))
+        .route("/api/v4/actions/dialogs/open", post(dialog))
         .route("/api/v4/{*rest}", post(other))
         .with_state(rec.clone());
     (rec, fake::serve(app).await)
