@@ -109,7 +109,7 @@ impl ChatApi for MattermostConfig {
             .chars()
             .take(64)
             .collect();
-        let channel = self.api.create_channel(team, &name, &display).await?;
+        let (_, channel) = self.api.create_channel(team, &name, &display).await?;
         if let Some(user) = inc.reporter.as_str().strip_prefix("mattermost:") {
             if let Err(e) = self.api.add_member(&channel, user).await {
                 tracing::warn!(error = %e, %channel, "could not add the reporter to the incident channel");

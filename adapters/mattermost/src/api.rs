@@ -85,6 +85,46 @@ fn wait_of(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs_f64(reset))
 }
 
+/// The error IDs Mattermost answers `POST /channels` with when the name is taken, by a channel
+/// or by an archived one.
+const NAME_TAKEN: [&str; 2] = [
+    "store.sql_channel.save_channel.exists.app_error",
+    "store.sql_channel.save_channel.previously.app_error",
+];
+
+/// How many names an incident channel tries: its own, then `-2`, `-3`, ...
+const CHANNEL_NAME_TRIES: u32 = 10;
+
+/// `name`, or for the `n`th try `name-n`, cut so it stays within Mattermost's 64 characters.
+fn suffixed_channel_name(name: &str, n: u32) -> String {
+    if n <= 1 {
+        return name.to_string();
+    }
+    let suffix = format!("-{n}");
+    let base: String = name.chars().take(64 - suffix.len()).collect();
+    format!("{}{suffix}", base.trim_end_matches('-'))
+}
+
+/// An answer that was not a success, before it is sorted.
+struct Refusal {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Refusal {
+    /// Mattermost's error ID, when the body is its error.
+    fn error_id(&self) -> Option<String> {
+        serde_json::from_slice::<ErrorBody>(&self.body)
+            .ok()
+            .map(|e| e.id)
+    }
+
+    fn sorted(self) -> MattermostApiError {
+        classify(self.status, &self.headers, &self.body)
+    }
+}
+
 /// Sorts an answer that was not a success.
 fn classify(status: u16, headers: &reqwest::header::HeaderMap, body: &[u8]) -> MattermostApiError {
     let detail = serde_json::from_slice::<ErrorBody>(body)
@@ -124,6 +164,18 @@ impl MattermostApi {
         path: &str,
         body: Option<Value>,
     ) -> Result<Vec<u8>, MattermostApiError> {
+        self.send(method, path, body)
+            .await?
+            .map_err(Refusal::sorted)
+    }
+
+    /// One request: the body of a success, or the refusal as answered; `Err` when no answer came.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Result<Vec<u8>, Refusal>, MattermostApiError> {
         let mut req = self
             .http
             .request(method, format!("{}/api/v4{path}", self.base))
@@ -142,9 +194,13 @@ impl MattermostApi {
             reason: e.to_string(),
         })?;
         if (200..300).contains(&status) {
-            Ok(bytes.to_vec())
+            Ok(Ok(bytes.to_vec()))
         } else {
-            Err(classify(status, &headers, &bytes))
+            Ok(Err(Refusal {
+                status,
+                headers,
+                body: bytes.to_vec(),
+            }))
         }
     }
 
@@ -250,18 +306,46 @@ impl MattermostApi {
         .map(drop)
     }
 
-    /// Opens a public channel in the team (`POST /channels`); its ID.
+    /// Opens a public channel in the team (`POST /channels`); its name and ID. When the name is
+    /// taken (another opsledger on the team, an earlier database, a channel someone made or
+    /// archived), tries `name-2`, `name-3`, ... up to `CHANNEL_NAME_TRIES` names.
     pub async fn create_channel(
         &self,
         team_id: &str,
         name: &str,
         display_name: &str,
-    ) -> Result<String, MattermostApiError> {
-        self.create(
-            "/channels",
-            json!({ "team_id": team_id, "name": name, "display_name": display_name, "type": "O" }),
-        )
-        .await
+    ) -> Result<(String, String), MattermostApiError> {
+        for n in 1..=CHANNEL_NAME_TRIES {
+            let candidate = suffixed_channel_name(name, n);
+            let body = json!({ "team_id": team_id, "name": candidate, "display_name": display_name, "type": "O" });
+            match self
+                .send(reqwest::Method::POST, "/channels", Some(body))
+                .await?
+            {
+                Ok(bytes) => {
+                    let id = serde_json::from_slice::<Created>(&bytes)
+                        .map(|c| c.id)
+                        .map_err(|e| {
+                            MattermostApiError::Permanent(format!(
+                                "no ID in the answer to POST /channels: {e}"
+                            ))
+                        })?;
+                    return Ok((candidate, id));
+                }
+                Err(r)
+                    if r.status == 400
+                        && r.error_id()
+                            .is_some_and(|id| NAME_TAKEN.contains(&id.as_str())) =>
+                {
+                    continue
+                }
+                Err(r) => return Err(r.sorted()),
+            }
+        }
+        Err(MattermostApiError::Permanent(format!(
+            "the channel name {name} and {} suffixed names are all taken",
+            CHANNEL_NAME_TRIES - 1
+        )))
     }
 
     /// Adds a member to a channel (`POST /channels/{id}/members`).
@@ -341,6 +425,17 @@ mod tests {
         );
         let e = classify(429, &headers(&[]), b"");
         assert!(matches!(e, MattermostApiError::Retry { after: None, .. }));
+    }
+
+    #[test]
+    fn a_taken_channel_name_gets_a_suffix_within_64_characters() {
+        assert_eq!(suffixed_channel_name("inc-4-db-down", 1), "inc-4-db-down");
+        assert_eq!(suffixed_channel_name("inc-4-db-down", 2), "inc-4-db-down-2");
+        let long = format!("inc-4-{}", "a".repeat(58));
+        assert_eq!(long.len(), 64);
+        let tenth = suffixed_channel_name(&long, 10);
+        assert_eq!(tenth.len(), 64);
+        assert!(tenth.ends_with("a-10"), "{tenth}");
     }
 
     #[test]
@@ -443,5 +538,26 @@ mod wire {
             matches!(limited, MattermostApiError::Retry { after: Some(d), .. } if d == Duration::from_secs(3)),
             "{limited:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_taken_channel_name_is_tried_again_with_a_suffix() {
+        let (base, handle) = server(vec![
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 182\r\n\r\n{\"id\":\"store.sql_channel.save_channel.exists.app_error\",\"message\":\"A channel with that name already exists on the same team.\",\"detailed_error\":\"\",\"request_id\":\"r1\",\"status_code\":400}",
+            "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 94\r\n\r\n{\"id\":\"ch2\",\"team_id\":\"t1\",\"name\":\"inc-4-db-down-2\",\"display_name\":\"INC-4 DB down\",\"type\":\"O\"}",
+        ]);
+        let api = MattermostApi::new(&base, "bot-token").unwrap();
+
+        let made = api
+            .create_channel("t1", "inc-4-db-down", "INC-4 DB down")
+            .await;
+
+        let seen = handle.join().unwrap();
+        assert_eq!(made, Ok(("inc-4-db-down-2".to_string(), "ch2".to_string())));
+        let names: Vec<Value> = seen
+            .iter()
+            .map(|s| serde_json::from_str::<Value>(&s.2).unwrap()["name"].clone())
+            .collect();
+        assert_eq!(names, [json!("inc-4-db-down"), json!("inc-4-db-down-2")]);
     }
 }
