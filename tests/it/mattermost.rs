@@ -695,6 +695,13 @@ async fn a_page_goes_by_direct_message_through_the_outbox_and_an_acknowledge_the
         .as_array()
         .and_then(|a| a.iter().find(|a| a["name"] == "Acknowledge"))
         .unwrap_or_else(|| panic!("no Acknowledge on the page: {card:#}"));
+    let labels: Vec<&str> = card["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(labels, ["Acknowledge", "Escalate now"]);
     let attempts = calls
         .iter()
         .filter(|c| c.path == "/users/me" || c.path == "/channels/direct")

@@ -53,7 +53,7 @@ pub struct DialogSubmission {
     pub kind: String,
     #[serde(default)]
     pub callback_id: String,
-    /// The signed `verb|record|sig` opsledger put in the dialog.
+    /// The signed context opsledger put in the dialog (`sign_context`'s JSON, as a string).
     #[serde(default)]
     pub state: String,
     pub user_id: String,
