@@ -295,7 +295,7 @@ pub async fn serve(
         .unwrap_or_else(|| format!("http://{addr}"));
     let mut platforms = Platforms::from_settings(&args.integrations, &public_url)?;
     for (_, on) in &mut platforms.chat {
-        on.serve_settings(args);
+        on.serve_settings(args, &public_url);
     }
     let routers = platforms.routers();
     let Platforms {

@@ -415,7 +415,7 @@ pub fn api(i: &Integrations) -> anyhow::Result<Option<DiscordApi>> {
 #[async_trait]
 impl ChatOn for DiscordConfig {
     /// Tests shorten the time before an answer is deferred.
-    fn serve_settings(&mut self, args: &ServeArgs) {
+    fn serve_settings(&mut self, args: &ServeArgs, _public_url: &str) {
         if let Some(d) = args.discord_defer_after {
             self.defer_after = d;
         }

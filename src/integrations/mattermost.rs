@@ -376,12 +376,8 @@ impl ChatGlue for MattermostConfig {
 #[async_trait]
 impl ChatOn for MattermostConfig {
     /// Buttons and dialogs post back to this server's public address.
-    fn serve_settings(&mut self, args: &ServeArgs) {
-        let base = args
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", args.bind));
-        self.callback_base = format!("{}/mattermost", base.trim_end_matches('/'));
+    fn serve_settings(&mut self, _args: &ServeArgs, public_url: &str) {
+        self.callback_base = format!("{}/mattermost", public_url.trim_end_matches('/'));
     }
 
     async fn start(

@@ -144,8 +144,9 @@ impl<A: super::chat::ChatApi + Clone> ChatWiring for A {
 /// A chat platform its settings turn on: a `ChatApi` (hence `ChatWiring`) that can start.
 #[async_trait]
 pub trait ChatOn: ChatWiring + Send {
-    /// Takes the settings only `serve` has (none by default).
-    fn serve_settings(&mut self, _args: &ServeArgs) {}
+    /// Takes the settings only `serve` has, and the public URL it resolved (the bound address
+    /// when `OPSLEDGER_PUBLIC_URL` is unset); none by default.
+    fn serve_settings(&mut self, _args: &ServeArgs, _public_url: &str) {}
     /// Starts its front end: the handlers its endpoints find in `AppState::chat`, and any task
     /// of its own (Slack's Socket Mode), stopped with the server.
     async fn start(
