@@ -134,20 +134,16 @@ async fn slash_command(client: &reqwest::Client, addr: SocketAddr, text: &str) -
         ("trigger_id", "13.1.a"),
     ])
     .unwrap();
-    let ts = common::now_ts();
-    let resp = client
-        .post(format!("http://{addr}/slack/commands"))
-        .timeout(Duration::from_secs(1))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header(
-            "x-slack-signature",
-            common::slack_signature(SECRET, ts, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .expect("the slash command is answered within a second");
+    let resp = common::slack_post(
+        client,
+        &format!("http://{addr}/slack/commands"),
+        SECRET,
+        body,
+    )
+    .timeout(Duration::from_secs(1))
+    .send()
+    .await
+    .expect("the slash command is answered within a second");
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }

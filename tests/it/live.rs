@@ -76,19 +76,15 @@ async fn slash(base: &str, slack: &str, user: &str, text: &str) -> String {
         ("trigger_id", &common::trigger_id()),
     ])
     .unwrap();
-    let ts = common::now_ts();
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/slack/commands"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header(
-            "x-slack-signature",
-            common::slack_signature(SECRET, ts, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = common::slack_post(
+        &reqwest::Client::new(),
+        &format!("{base}/slack/commands"),
+        SECRET,
+        body,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 200);
     let reply: serde_json::Value = resp.json().await.unwrap();
     reply.to_string()

@@ -251,19 +251,15 @@ steps = [
         "actions": [{"type": "button", "action_id": "incident ack", "block_id": "b", "value": "INC-1", "action_ts": "1700000001.000200"}]
     });
     let body = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
-    let ts = common::now_ts();
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/slack/interactions"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts.to_string())
-        .header(
-            "x-slack-signature",
-            common::slack_signature(SLACK_SECRET, ts, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = common::slack_post(
+        &reqwest::Client::new(),
+        &format!("{base}/slack/interactions"),
+        SLACK_SECRET,
+        body,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 200);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {

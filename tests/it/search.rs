@@ -41,13 +41,7 @@ fn incident(n: u64, title: &str, service: Option<&str>) -> Incident {
 async fn search(store: &dyn Store, kind: Kind, text: &str) -> Vec<String> {
     let mut q = ListQuery::new(kind, 100);
     q.words = search_words(text);
-    store
-        .list(&q)
-        .await
-        .unwrap()
-        .iter()
-        .map(Record::key)
-        .collect()
+    common::keys(store, &q).await
 }
 
 const TITLES: [&str; 5] = [

@@ -1,7 +1,7 @@
 //! Open incidents most urgent first, in the store query itself (`ListQuery::urgent_first`): on
 //! both stores the order is a sort of every open incident by breach, time left, priority and ID,
 //! also after the migration fills the deadline of incidents stored before it.
-use crate::common::{actor, write_records as write, TestDb, TestTime};
+use crate::common::{self, actor, write_records as write, TestDb, TestTime};
 
 use chrono::Duration;
 use opsledger::domain::command::Level;
@@ -70,13 +70,7 @@ async fn urgent(store: &dyn Store, limit: i64) -> Vec<String> {
     let mut q = ListQuery::new(Kind::Incident, limit);
     q.statuses = vec!["new".into(), "acknowledged".into()];
     q.urgent_first = true;
-    store
-        .list(&q)
-        .await
-        .unwrap()
-        .iter()
-        .map(Record::key)
-        .collect()
+    common::keys(store, &q).await
 }
 
 async fn open_incidents_list_by_breach_then_time_left_then_priority(db: TestDb) {

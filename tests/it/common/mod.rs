@@ -286,6 +286,33 @@ pub fn slack_signature(secret: &str, ts: i64, body: &str) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A form POST to a Slack endpoint, signed as Slack signs it, timestamped now.
+pub fn slack_post(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    body: String,
+) -> reqwest::RequestBuilder {
+    let ts = now_ts();
+    client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts.to_string())
+        .header("x-slack-signature", slack_signature(secret, ts, &body))
+        .body(body)
+}
+
+/// The keys (`INC-1`, ...) of the records a list query finds, in its order.
+pub async fn keys(store: &dyn Store, q: &opsledger::store::ListQuery) -> Vec<String> {
+    store
+        .list(q)
+        .await
+        .unwrap()
+        .iter()
+        .map(opsledger::domain::records::Record::key)
+        .collect()
+}
+
 /// Signs exactly as GitHub does: `sha256=` + hex HMAC-SHA256 of the raw body.
 pub fn github_signature(secret: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
