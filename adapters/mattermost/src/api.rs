@@ -51,6 +51,13 @@ struct Created {
     id: String,
 }
 
+/// The `id` of what an answer describes (a post, a channel, a user), or why it has none.
+fn id_in(answer: &[u8], what: &str) -> Result<String, MattermostApiError> {
+    serde_json::from_slice::<Created>(answer)
+        .map(|c| c.id)
+        .map_err(|e| MattermostApiError::Permanent(format!("no ID in the answer to {what}: {e}")))
+}
+
 /// Mattermost's error body: `{"id": "...", "message": "...", "status_code": 403}`.
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -206,19 +213,13 @@ impl MattermostApi {
 
     async fn create(&self, path: &str, body: Value) -> Result<String, MattermostApiError> {
         let bytes = self.call(reqwest::Method::POST, path, Some(body)).await?;
-        serde_json::from_slice::<Created>(&bytes)
-            .map(|c| c.id)
-            .map_err(|e| {
-                MattermostApiError::Permanent(format!("no ID in the answer to POST {path}: {e}"))
-            })
+        id_in(&bytes, &format!("POST {path}"))
     }
 
     /// The bot's own user ID (`GET /users/me`), for direct-message channels.
     pub async fn me(&self) -> Result<String, MattermostApiError> {
         let bytes = self.call(reqwest::Method::GET, "/users/me", None).await?;
-        serde_json::from_slice::<Created>(&bytes)
-            .map(|c| c.id)
-            .map_err(|e| MattermostApiError::Permanent(format!("no ID in /users/me: {e}")))
+        id_in(&bytes, "GET /users/me")
     }
 
     /// The user IDs of these usernames (`POST /users/usernames`), by username; a name Mattermost
@@ -322,16 +323,7 @@ impl MattermostApi {
                 .send(reqwest::Method::POST, "/channels", Some(body))
                 .await?
             {
-                Ok(bytes) => {
-                    let id = serde_json::from_slice::<Created>(&bytes)
-                        .map(|c| c.id)
-                        .map_err(|e| {
-                            MattermostApiError::Permanent(format!(
-                                "no ID in the answer to POST /channels: {e}"
-                            ))
-                        })?;
-                    return Ok((candidate, id));
-                }
+                Ok(bytes) => return Ok((candidate, id_in(&bytes, "POST /channels")?)),
                 Err(r)
                     if r.status == 400
                         && r.error_id()
