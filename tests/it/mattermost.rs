@@ -264,6 +264,22 @@ async fn click_in(
         .unwrap()
 }
 
+/// Waits until the outbox has delivered everything queued so far.
+async fn outbox_idle(running: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending = running.ledger.store().outbox_pending().await.unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} messages still in the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// The incident as stored.
 async fn incident(running: &Running, id: &str) -> opsledger::domain::records::Incident {
     match running
@@ -646,6 +662,8 @@ async fn a_page_goes_by_direct_message_through_the_outbox_and_an_acknowledge_the
         !rec.calls().iter().any(|c| c.path == "/channels/direct"),
         "nobody paged before the wait"
     );
+    // Every earlier message delivered, so the failure meets the page and nothing else.
+    outbox_idle(&running).await;
     rec.fail_next(&[503]);
 
     // Act 1: the wait ends; once the 503 is answered, the clock moves past the retry's backoff.
@@ -815,6 +833,8 @@ async fn an_at_username_names_that_user_s_account_and_no_lookup_means_nothing_is
     // Act: @Carol is granted cab by her username; then the lookup fails for @dave.
     let granted = ops("uadmin", "role grant @Carol cab").await;
     let carol = ops("ucarol", "change approve CHG-1").await;
+    // The card's update delivered, so the failure meets the lookup and nothing else.
+    outbox_idle(&running).await;
     rec.fail_next(&[503]);
     let unlooked = ops("uadmin", "role grant @dave cab").await;
     let dave = ops("udave", "change approve CHG-1").await;
